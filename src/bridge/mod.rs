@@ -1,0 +1,1 @@
+//! The WebSocket bridge between peers.

@@ -1,0 +1,1 @@
+//! Discovery: registry, HTTP contract, server and client.

@@ -1,0 +1,89 @@
+//! Identifiers: random UUID v4 strings for message ids and request ids, and a
+//! small seeded generator for backoff jitter. std has no random source, so the
+//! seed comes from the per-process random keys of `RandomState` mixed with the
+//! clock; these ids need uniqueness, not cryptographic strength.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    static RNG_STATE: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    hasher.write_u64(nanos);
+    hasher.write_usize(std::thread::current().id().as_u64_hint());
+    hasher.finish() | 1
+}
+
+trait ThreadIdHint {
+    fn as_u64_hint(&self) -> usize;
+}
+
+impl ThreadIdHint for std::thread::ThreadId {
+    fn as_u64_hint(&self) -> usize {
+        // ThreadId has no stable integer accessor; its Debug text is unique per thread.
+        let text = format!("{self:?}");
+        text.bytes()
+            .fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(b as usize))
+    }
+}
+
+/// A random 64-bit number (xorshift64*, per-thread state).
+pub fn random_u64() -> u64 {
+    RNG_STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+/// A random UUID version 4 in its usual hyphenated lower-case form.
+pub fn uuid_v4() -> String {
+    let hi = random_u64();
+    let lo = random_u64();
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn uuid_has_version_and_variant_bits() {
+        let id = uuid_v4();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn uuids_do_not_repeat() {
+        let ids: HashSet<String> = (0..10_000).map(|_| uuid_v4()).collect();
+        assert_eq!(ids.len(), 10_000);
+    }
+}

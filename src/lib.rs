@@ -1,0 +1,16 @@
+//! reflow_distributed: Reflow's actor runtime and its distributed layer, on
+//! plain std threads.
+//!
+//! - [`runtime`]: the in-process actor runtime (actors, networks, backpressure).
+//! - [`discovery`]: the discovery registry, its HTTP contract and the client.
+//! - [`bridge`]: the WebSocket bridge between peers.
+#![forbid(unsafe_code)]
+
+pub mod bridge;
+pub mod clock;
+pub mod discovery;
+pub mod ids;
+pub mod message;
+pub mod runtime;
+
+pub use message::{Message, RemoteReference};

@@ -1,0 +1,2 @@
+//! The in-process actor runtime.
+pub mod stream;
