@@ -9,8 +9,10 @@
 pub mod bridge;
 pub mod clock;
 pub mod discovery;
+pub mod distributed_config;
 pub mod ids;
 pub mod message;
 pub mod runtime;
 
+pub use distributed_config::DistributedConfig;
 pub use message::{Message, RemoteReference};

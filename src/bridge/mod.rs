@@ -1,1 +1,4 @@
 //! The WebSocket bridge between peers.
+pub mod config;
+
+pub use config::{BridgeConfig, BridgeIdentity, ReconnectPolicy};

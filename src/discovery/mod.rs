@@ -1,1 +1,4 @@
 //! Discovery: registry, HTTP contract, server and client.
+pub mod config;
+
+pub use config::DiscoveryClientConfig;

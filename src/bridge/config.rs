@@ -1,0 +1,117 @@
+//! Settings of the bridge. Every bound in the bridge is one of these fields.
+
+use std::time::Duration;
+
+/// Who this side of a bridge connection is, as told in the handshake.
+#[derive(Clone)]
+pub struct BridgeIdentity {
+    pub network_id: String,
+    pub instance_id: String,
+    /// Shared secret. `None` on an acceptor accepts anyone; on a dialer it is sent as `null`.
+    pub auth_token: Option<String>,
+    /// Listed in the handshake; `["actor_messaging"]` by default.
+    pub capabilities: Vec<String>,
+}
+
+impl BridgeIdentity {
+    pub fn new(network_id: impl Into<String>, instance_id: impl Into<String>) -> Self {
+        BridgeIdentity {
+            network_id: network_id.into(),
+            instance_id: instance_id.into(),
+            auth_token: None,
+            capabilities: vec!["actor_messaging".to_string()],
+        }
+    }
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for BridgeIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeIdentity")
+            .field("network_id", &self.network_id)
+            .field("instance_id", &self.instance_id)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("capabilities", &self.capabilities)
+            .finish()
+    }
+}
+
+/// How connections this side dialed are redialed after they drop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReconnectPolicy {
+    /// Delay before the first attempt. Default 200 ms.
+    pub initial_delay: Duration,
+    /// Each delay is the previous one times this. Default 2.
+    pub multiplier: u32,
+    /// No delay is longer than this. Default 3.2 s.
+    pub max_delay: Duration,
+    /// Attempts before giving up; 0 disables redialing. Default 5
+    /// (200 ms, 400 ms, 800 ms, 1.6 s, 3.2 s: about 6.2 s in all).
+    pub max_attempts: u32,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        ReconnectPolicy {
+            initial_delay: Duration::from_millis(200),
+            multiplier: 2,
+            max_delay: Duration::from_millis(3200),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// Bounds and intervals of the bridge.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BridgeConfig {
+    /// Address the listener binds, e.g. `127.0.0.1` or `0.0.0.0`. Default `127.0.0.1`.
+    pub bind_address: String,
+    /// Port the listener binds; 0 picks a free one. Default 0.
+    pub bind_port: u16,
+    /// Live connections at most (dialed and accepted together); a peer past it is
+    /// refused with `max_connections reached`. Default 64.
+    pub max_connections: usize,
+    /// Heartbeat period; a connection silent for 3 periods is evicted. Default 1 s.
+    pub heartbeat_interval: Duration,
+    /// Time allowed for TCP connect when dialing. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Time allowed for the WebSocket upgrade plus the JSON handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Largest frame (and message) accepted; a larger one closes that connection.
+    /// Default 1 MiB: fits 64 KiB payloads many times over while bounding what one
+    /// peer can make us buffer.
+    pub max_frame_bytes: usize,
+    /// Frames queued for one connection's writer. A full queue makes senders wait
+    /// (up to their timeout) instead of growing memory. Default 1024.
+    pub outbound_queue_capacity: usize,
+    /// tungstenite's read buffer per socket. Default 16 KiB (tungstenite's own
+    /// default of 128 KiB would dominate per-connection memory).
+    pub read_buffer_bytes: usize,
+    /// Bytes the writer gathers before writing to the socket. Default 16 KiB.
+    pub write_buffer_bytes: usize,
+    /// How long a reader waits for the local network to accept an inbound message
+    /// before dropping it with a warning (the connection is not evicted meanwhile).
+    /// Default 5 s.
+    pub delivery_timeout: Duration,
+    pub reconnect: ReconnectPolicy,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            bind_address: "127.0.0.1".to_string(),
+            bind_port: 0,
+            max_connections: 64,
+            heartbeat_interval: Duration::from_millis(1000),
+            connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            max_frame_bytes: 1 << 20,
+            outbound_queue_capacity: 1024,
+            read_buffer_bytes: 16 * 1024,
+            write_buffer_bytes: 16 * 1024,
+            delivery_timeout: Duration::from_secs(5),
+            reconnect: ReconnectPolicy::default(),
+        }
+    }
+}

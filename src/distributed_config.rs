@@ -1,0 +1,64 @@
+//! `DistributedConfig`: everything a `DistributedNetwork` needs, one layer's
+//! settings per field.
+
+use crate::bridge::BridgeConfig;
+use crate::discovery::DiscoveryClientConfig;
+use crate::runtime::NetworkConfig;
+
+/// Settings of one peer. Start from [`DistributedConfig::new`] and change fields.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct DistributedConfig {
+    /// This peer's network name (`alpha`); remote actors are addressed `actor@alpha`.
+    pub network_id: String,
+    /// This process's instance name (`alpha-1`); a restarted peer may use a new one.
+    pub instance_id: String,
+    /// Address other peers dial, as registered with discovery. Default: none,
+    /// meaning the bound address, or a detected local address when bound to
+    /// `0.0.0.0`.
+    pub advertise_address: Option<String>,
+    /// Shared secret checked in the bridge handshake; never logged.
+    pub auth_token: Option<String>,
+    /// Dial networks that discovery reports and this peer is not connected to.
+    /// Default true.
+    pub auto_connect: bool,
+    /// Bridge bounds, including bind address and port.
+    pub bridge: BridgeConfig,
+    /// Discovery endpoints and refresh interval.
+    pub discovery: DiscoveryClientConfig,
+    /// The local network's pool and inbox bounds.
+    pub network: NetworkConfig,
+}
+
+impl DistributedConfig {
+    /// Defaults for network `network_id`, instance `network_id-1`.
+    pub fn new(network_id: impl Into<String>) -> Self {
+        let network_id = network_id.into();
+        DistributedConfig {
+            instance_id: format!("{network_id}-1"),
+            network_id,
+            advertise_address: None,
+            auth_token: None,
+            auto_connect: true,
+            bridge: BridgeConfig::default(),
+            discovery: DiscoveryClientConfig::default(),
+            network: NetworkConfig::default(),
+        }
+    }
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for DistributedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DistributedConfig")
+            .field("network_id", &self.network_id)
+            .field("instance_id", &self.instance_id)
+            .field("advertise_address", &self.advertise_address)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("auto_connect", &self.auto_connect)
+            .field("bridge", &self.bridge)
+            .field("discovery", &self.discovery)
+            .field("network", &self.network)
+            .finish()
+    }
+}
