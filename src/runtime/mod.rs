@@ -1,5 +1,22 @@
-//! The in-process actor runtime.
-pub mod config;
-pub mod stream;
+//! The in-process actor runtime: actors, networks, scheduling and backpressure.
+//! `docs/runtime.md` explains the model for actor authors.
 
+mod actor;
+mod catalog;
+pub mod config;
+mod error;
+mod events;
+mod network;
+mod node;
+mod scheduler;
+mod state;
+pub mod stream;
+mod wake;
+
+pub use actor::{Actor, ActorContext, ActorError, AwaitRule, FnActor, Threading};
+pub use catalog::{Passthrough, Record, Recorder, RecorderLog};
 pub use config::NetworkConfig;
+pub use error::{RuntimeError, SendError, SendErrorKind};
+pub use events::NetworkEvent;
+pub use network::{ActorFactory, Network};
+pub use stream::{StreamError, StreamFrame, StreamHandle, StreamWriter, stream_channel};

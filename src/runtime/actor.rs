@@ -1,0 +1,277 @@
+//! The `Actor` trait and the context an actor sees during one tick.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::node::{Node, Outbox};
+use super::scheduler::{self, Shared};
+use super::state::ActorState;
+use crate::message::Message;
+
+/// When a node fires.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum AwaitRule {
+    /// On any input (the default): a tick takes the oldest message of every
+    /// inport that has one.
+    #[default]
+    Any,
+    /// Only when every inport has a message; a tick takes one from each.
+    All,
+    /// Only when each of these inports has a message; a tick takes one from each
+    /// of them and from any other inport that has one.
+    Ports(Vec<String>),
+}
+
+/// Where a node's ticks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Threading {
+    /// On the network's shared worker pool (the default). `run` must not block.
+    #[default]
+    Pool,
+    /// On a thread of its own, for actors that block or loop (sources reading a
+    /// device, say). `ActorContext::send` waits for room downstream instead of
+    /// queueing, and `run` should return once `is_shutting_down()` is true.
+    Dedicated,
+}
+
+/// An error an actor reports from a tick. The node keeps serving later ticks.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActorError(String);
+
+impl ActorError {
+    pub fn new(text: impl Into<String>) -> Self {
+        ActorError(text.into())
+    }
+}
+
+impl fmt::Display for ActorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ActorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorError({:?})", self.0)
+    }
+}
+
+impl std::error::Error for ActorError {}
+
+impl From<String> for ActorError {
+    fn from(text: String) -> Self {
+        ActorError(text)
+    }
+}
+
+impl From<&str> for ActorError {
+    fn from(text: &str) -> Self {
+        ActorError(text.to_string())
+    }
+}
+
+/// A synchronous actor. One node runs one actor; its ticks never overlap, so
+/// `&mut self` needs no lock.
+pub trait Actor: Send + 'static {
+    /// Names of the ports messages arrive on.
+    fn inports(&self) -> Vec<String>;
+
+    /// Names of the ports the actor emits on.
+    fn outports(&self) -> Vec<String>;
+
+    fn await_rule(&self) -> AwaitRule {
+        AwaitRule::Any
+    }
+
+    fn threading(&self) -> Threading {
+        Threading::Pool
+    }
+
+    /// Whether a message may arrive on a port not listed by `inports` (the port
+    /// is then created on first use). Proxies for remote actors use this.
+    fn accepts_any_inport(&self) -> bool {
+        false
+    }
+
+    /// An object the application may fetch with `Network::node_handle` (a
+    /// recorder's history, a counter…). Asked once, when the node is added.
+    fn handle(&self) -> Option<Arc<dyn Any + Send + Sync>> {
+        None
+    }
+
+    /// One tick. An actor with no inports gets exactly one tick, at start.
+    fn run(&mut self, ctx: &mut ActorContext<'_>) -> Result<(), ActorError>;
+}
+
+/// What an actor sees during one tick.
+pub struct ActorContext<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) node: &'a Arc<Node>,
+    pub(crate) outbox: &'a mut Outbox,
+    pub(crate) inputs: Vec<(Arc<str>, Message)>,
+    pub(crate) emitted: Vec<(usize, Message)>,
+    pub(crate) state: &'a mut ActorState,
+    pub(crate) config: &'a Value,
+}
+
+impl<'a> ActorContext<'a> {
+    /// The node's name in its network.
+    pub fn node(&self) -> &str {
+        self.node.name()
+    }
+
+    /// This tick's message on `port`, if one arrived.
+    pub fn input(&self, port: &str) -> Option<&Message> {
+        self.inputs.iter().find(|(p, _)| &**p == port).map(|(_, m)| m)
+    }
+
+    /// Takes this tick's message on `port` out of the context (no clone).
+    pub fn take_input(&mut self, port: &str) -> Option<Message> {
+        let index = self.inputs.iter().position(|(p, _)| &**p == port)?;
+        Some(self.inputs.swap_remove(index).1)
+    }
+
+    /// Every (port, message) of this tick, in port order.
+    pub fn inputs(&self) -> impl Iterator<Item = (&str, &Message)> {
+        self.inputs.iter().map(|(p, m)| (&**p, m))
+    }
+
+    /// Queues `message` on `port`; it is delivered when the tick ends.
+    pub fn emit(&mut self, port: &str, message: impl Into<Message>) -> Result<(), ActorError> {
+        let index = self.outport_index(port)?;
+        self.emitted.push((index, message.into()));
+        Ok(())
+    }
+
+    /// Delivers `message` on `port` now, before the tick ends. On the pool, a
+    /// full downstream inbox keeps the message (and what follows) until there is
+    /// room; on a dedicated thread the call waits for room. Fails only for an
+    /// unknown port or when the network is shutting down.
+    pub fn send(&mut self, port: &str, message: impl Into<Message>) -> Result<(), ActorError> {
+        let index = self.outport_index(port)?;
+        scheduler::deliver(self.shared, self.node, self.outbox, index, message.into())
+            .map_err(|_| ActorError::new("network is shutting down"))
+    }
+
+    /// State that persists across this node's ticks.
+    pub fn state(&mut self) -> &mut Map<String, Value> {
+        &mut self.state.values
+    }
+
+    /// Inserts or replaces `key` in the node's pool `pool`.
+    pub fn pool_upsert(&mut self, pool: &str, key: &str, value: Value) {
+        self.state.pool_upsert(pool, key, value);
+    }
+
+    pub fn pool_get(&self, pool: &str, key: &str) -> Option<&Value> {
+        self.state.pool_get(pool, key)
+    }
+
+    pub fn pool_remove(&mut self, pool: &str, key: &str) -> Option<Value> {
+        self.state.pool_remove(pool, key)
+    }
+
+    pub fn pool_count(&self, pool: &str) -> usize {
+        self.state.pool_count(pool)
+    }
+
+    pub fn pool_clear(&mut self, pool: &str) {
+        self.state.pool_clear(pool);
+    }
+
+    /// Every (key, value) of pool `pool`, in key order.
+    pub fn pool_entries(&self, pool: &str) -> Vec<(String, Value)> {
+        self.state.pool_entries(pool)
+    }
+
+    /// The metadata given when the node was added.
+    pub fn config(&self) -> &Value {
+        self.config
+    }
+
+    /// True once the network has begun shutting down; long-running ticks should return.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_stopping()
+    }
+
+    fn outport_index(&self, port: &str) -> Result<usize, ActorError> {
+        self.node.outport_index(port).ok_or_else(|| {
+            ActorError(format!(
+                "node {} has no outport {port:?} (outports: {})",
+                self.node.name(),
+                self.node.outport_names().join(", ")
+            ))
+        })
+    }
+}
+
+type TickFn = dyn FnMut(&mut ActorContext<'_>) -> Result<(), ActorError> + Send;
+
+/// An actor made from a closure, for small actors and tests.
+///
+/// ```
+/// use reflow_distributed::runtime::FnActor;
+/// let doubler = FnActor::new(&["in"], &["out"], |ctx| {
+///     let n = ctx.input("in").and_then(|m| m.as_i64()).unwrap_or(0);
+///     ctx.emit("out", n * 2)
+/// });
+/// # let _ = doubler;
+/// ```
+pub struct FnActor {
+    inports: Vec<String>,
+    outports: Vec<String>,
+    await_rule: AwaitRule,
+    threading: Threading,
+    tick: Box<TickFn>,
+}
+
+impl FnActor {
+    pub fn new(
+        inports: &[&str],
+        outports: &[&str],
+        tick: impl FnMut(&mut ActorContext<'_>) -> Result<(), ActorError> + Send + 'static,
+    ) -> Self {
+        FnActor {
+            inports: inports.iter().map(|p| p.to_string()).collect(),
+            outports: outports.iter().map(|p| p.to_string()).collect(),
+            await_rule: AwaitRule::Any,
+            threading: Threading::Pool,
+            tick: Box::new(tick),
+        }
+    }
+
+    pub fn with_await_rule(mut self, rule: AwaitRule) -> Self {
+        self.await_rule = rule;
+        self
+    }
+
+    pub fn with_threading(mut self, threading: Threading) -> Self {
+        self.threading = threading;
+        self
+    }
+}
+
+impl Actor for FnActor {
+    fn inports(&self) -> Vec<String> {
+        self.inports.clone()
+    }
+
+    fn outports(&self) -> Vec<String> {
+        self.outports.clone()
+    }
+
+    fn await_rule(&self) -> AwaitRule {
+        self.await_rule.clone()
+    }
+
+    fn threading(&self) -> Threading {
+        self.threading
+    }
+
+    fn run(&mut self, ctx: &mut ActorContext<'_>) -> Result<(), ActorError> {
+        (self.tick)(ctx)
+    }
+}

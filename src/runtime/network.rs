@@ -1,0 +1,437 @@
+//! `Network`: a local graph of actors, its templates, connections and threads.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::Value;
+
+use super::actor::{Actor, Threading};
+use super::catalog;
+use super::config::NetworkConfig;
+use super::error::{RuntimeError, SendError, SendErrorKind};
+use super::events::NetworkEvent;
+use super::node::{Node, Pending, Route, Runner, lock};
+use super::scheduler::{self, Job, Shared, WaitError};
+use crate::message::Message;
+
+/// Makes an actor for a node from the node's metadata.
+pub type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
+
+#[derive(Default)]
+struct Registry {
+    templates: HashMap<String, Arc<ActorFactory>>,
+    nodes: HashMap<String, Arc<Node>>,
+    initial: Vec<(Arc<Node>, usize, Message)>,
+}
+
+struct Threads {
+    handles: Vec<JoinHandle<()>>,
+    /// Dropped at shutdown: wakes every dedicated runner.
+    stop_tx: Option<Sender<()>>,
+}
+
+struct NetworkInner {
+    shared: Arc<Shared>,
+    registry: RwLock<Registry>,
+    threads: Mutex<Threads>,
+    next_node_id: AtomicUsize,
+}
+
+/// A local actor graph. Cheap to clone: every clone is a handle to the same
+/// network, usable from any thread.
+#[derive(Clone)]
+pub struct Network {
+    inner: Arc<NetworkInner>,
+}
+
+impl Network {
+    /// A network with the built-in templates (`recorder`, `passthrough`) registered.
+    pub fn new(config: NetworkConfig) -> Network {
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let mut registry = Registry::default();
+        for (id, factory) in catalog::builtin_templates() {
+            registry.templates.insert(id.to_string(), factory);
+        }
+        Network {
+            inner: Arc::new(NetworkInner {
+                shared: Arc::new(Shared::new(config, stop_rx)),
+                registry: RwLock::new(registry),
+                threads: Mutex::new(Threads {
+                    handles: Vec::new(),
+                    stop_tx: Some(stop_tx),
+                }),
+                next_node_id: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &NetworkConfig {
+        &self.inner.shared.config
+    }
+
+    /// Registers a template: a factory that makes one actor per node.
+    pub fn register_template(
+        &self,
+        id: &str,
+        factory: impl Fn(&Value) -> Box<dyn Actor> + Send + Sync + 'static,
+    ) -> Result<(), RuntimeError> {
+        let mut registry = self.write_registry();
+        if registry.templates.contains_key(id) {
+            return Err(RuntimeError::DuplicateTemplate(id.to_string()));
+        }
+        registry.templates.insert(id.to_string(), Arc::new(factory));
+        Ok(())
+    }
+
+    /// Adds node `name` made by template `template` with `metadata` as its config.
+    pub fn add_node(&self, name: &str, template: &str, metadata: Value) -> Result<(), RuntimeError> {
+        let factory = self
+            .read_registry()
+            .templates
+            .get(template)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownTemplate(template.to_string()))?;
+        self.add_actor(name, factory(&metadata), metadata)
+    }
+
+    /// Adds node `name` running `actor`. Works before and after `start`.
+    pub fn add_actor(&self, name: &str, actor: Box<dyn Actor>, metadata: Value) -> Result<(), RuntimeError> {
+        let shared = &self.inner.shared;
+        if shared.is_stopping() {
+            return Err(RuntimeError::ShutDown);
+        }
+        if name.is_empty() {
+            return Err(RuntimeError::InvalidActor {
+                node: name.to_string(),
+                reason: "node names must not be empty".into(),
+            });
+        }
+        let mut registry = self.write_registry();
+        if registry.nodes.contains_key(name) {
+            return Err(RuntimeError::DuplicateNode(name.to_string()));
+        }
+        let dedicated = actor.threading() == Threading::Dedicated;
+        let (runner, doorbell) = if dedicated {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            (Runner::Dedicated(tx), Some(rx))
+        } else {
+            (Runner::Pool, None)
+        };
+        let id = self.inner.next_node_id.fetch_add(1, Ordering::Relaxed);
+        let node = Node::new(id, name, actor, metadata, shared.config.inbox_capacity, runner)
+            .map(Arc::new)
+            .map_err(|reason| RuntimeError::InvalidActor {
+                node: name.to_string(),
+                reason,
+            })?;
+        if let Some(doorbell) = doorbell {
+            let runner_shared = shared.clone();
+            let runner_node = node.clone();
+            let handle = self.spawn(format!("reflow-actor-{name}"), move || {
+                scheduler::dedicated_loop(runner_shared, runner_node, doorbell)
+            })?;
+            lock(&self.inner.threads).handles.push(handle);
+        }
+        registry.nodes.insert(name.to_string(), node.clone());
+        drop(registry);
+        if shared.started.load(Ordering::Acquire) {
+            self.activate(&node);
+        }
+        Ok(())
+    }
+
+    /// Whether node `name` exists.
+    pub fn has_node(&self, name: &str) -> bool {
+        self.read_registry().nodes.contains_key(name)
+    }
+
+    /// Names of every node, sorted.
+    pub fn node_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read_registry().nodes.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The handle node `name`'s actor published (see `Actor::handle`), if it is a `T`.
+    pub fn node_handle<T: Any + Send + Sync>(&self, name: &str) -> Option<Arc<T>> {
+        let node = self.read_registry().nodes.get(name)?.clone();
+        node.handle.clone()?.downcast::<T>().ok()
+    }
+
+    /// Connects `from.from_port -> to.to_port`. An outport may feed many inports
+    /// (each gets a copy) and an inport may be fed by many outports.
+    pub fn connect(&self, from: &str, from_port: &str, to: &str, to_port: &str) -> Result<(), RuntimeError> {
+        let (source, target) = {
+            let registry = self.read_registry();
+            (self.node(&registry, from)?, self.node(&registry, to)?)
+        };
+        let out = source
+            .outport_index(from_port)
+            .ok_or_else(|| RuntimeError::UnknownPort {
+                node: from.to_string(),
+                port: from_port.to_string(),
+                available: source.outport_names().iter().map(|s| s.to_string()).collect(),
+            })?;
+        let port = self.inport(&target, to_port)?;
+        source.add_route(out, Route { target, port });
+        Ok(())
+    }
+
+    /// Queues `message` for `node.port` when the network starts (at once if it has).
+    pub fn add_initial(
+        &self,
+        node: &str,
+        port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), RuntimeError> {
+        let message = message.into();
+        let target = self.node(&self.read_registry(), node)?;
+        let port_index = self.inport(&target, port)?;
+        if self.inner.shared.started.load(Ordering::Acquire) {
+            return self
+                .send_to_actor(node, port, message)
+                .map_err(|_| RuntimeError::ShutDown);
+        }
+        self.write_registry().initial.push((target, port_index, message));
+        Ok(())
+    }
+
+    /// Starts the worker pool, queues initial packets and gives sources their tick.
+    pub fn start(&self) -> Result<(), RuntimeError> {
+        let shared = &self.inner.shared;
+        if shared.is_stopping() {
+            return Err(RuntimeError::ShutDown);
+        }
+        if shared.started.swap(true, Ordering::AcqRel) {
+            return Err(RuntimeError::AlreadyStarted);
+        }
+        for index in 0..shared.config.workers.max(1) {
+            let worker_shared = shared.clone();
+            let handle = self.spawn(format!("reflow-worker-{index}"), move || {
+                scheduler::worker_loop(worker_shared)
+            })?;
+            lock(&self.inner.threads).handles.push(handle);
+        }
+        let (nodes, initial) = {
+            let mut registry = self.write_registry();
+            let nodes: Vec<Arc<Node>> = registry.nodes.values().cloned().collect();
+            (nodes, std::mem::take(&mut registry.initial))
+        };
+        for (node, port, message) in initial {
+            // Initial packets are few and chosen by the application: they may
+            // exceed a port's capacity rather than be refused.
+            lock(&node.inner).ports[port].queue.push_back(message);
+        }
+        for node in &nodes {
+            self.activate(node);
+        }
+        shared.events.publish(NetworkEvent::Started);
+        log::debug!("network started with {} nodes", nodes.len());
+        Ok(())
+    }
+
+    fn activate(&self, node: &Arc<Node>) {
+        let shared = &self.inner.shared;
+        shared.events.publish(NetworkEvent::ActorStarted {
+            node: node.name().to_string(),
+        });
+        let mut inner = lock(&node.inner);
+        scheduler::schedule_locked(shared, node, &mut inner);
+    }
+
+    /// Delivers `message` to `node.port`, waiting up to the configured
+    /// `send_timeout` for room in a full inbox.
+    pub fn send_to_actor(
+        &self,
+        node: &str,
+        port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), SendError> {
+        let timeout = self.inner.shared.config.send_timeout;
+        self.send_to_actor_timeout(node, port, message, timeout)
+    }
+
+    /// Delivers `message` to `node.port`, waiting up to `timeout` for room.
+    pub fn send_to_actor_timeout(
+        &self,
+        node: &str,
+        port: &str,
+        message: impl Into<Message>,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        self.send_external(node, port, message.into(), timeout)
+    }
+
+    /// Delivers `message` to `node.port` only if there is room now.
+    pub fn try_send_to_actor(
+        &self,
+        node: &str,
+        port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), SendError> {
+        self.send_external(node, port, message.into(), Duration::ZERO)
+    }
+
+    fn send_external(
+        &self,
+        node: &str,
+        port: &str,
+        message: Message,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        let shared = &self.inner.shared;
+        if shared.is_stopping() {
+            return Err(SendError::new(SendErrorKind::ShuttingDown, message));
+        }
+        let Some(target) = self.read_registry().nodes.get(node).cloned() else {
+            return Err(SendError::new(
+                SendErrorKind::UnknownNode(node.to_string()),
+                message,
+            ));
+        };
+        let Some(port_index) = target.inport_index(port, shared.config.inbox_capacity) else {
+            let kind = SendErrorKind::UnknownPort {
+                node: node.to_string(),
+                port: port.to_string(),
+            };
+            return Err(SendError::new(kind, message));
+        };
+        let pending = Pending {
+            target,
+            port: port_index,
+            message,
+        };
+        scheduler::wait_for_room(shared, pending, Some(timeout)).map_err(|e| match e {
+            WaitError::Full(message) => {
+                let kind = SendErrorKind::Full {
+                    node: node.to_string(),
+                    port: port.to_string(),
+                    waited: timeout,
+                };
+                SendError::new(kind, message)
+            }
+            WaitError::Stopping(message) => SendError::new(SendErrorKind::ShuttingDown, message),
+        })
+    }
+
+    /// A new receiver of this network's events (bounded; a slow reader misses events).
+    pub fn events(&self) -> Receiver<NetworkEvent> {
+        self.inner.shared.events.subscribe()
+    }
+
+    /// Whether no node is queued or running right now.
+    pub fn is_idle(&self) -> bool {
+        self.inner.shared.is_idle()
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.shared.is_stopping()
+    }
+
+    /// Stops every thread the network started and returns once they are joined.
+    /// Messages still queued are dropped. Safe to call more than once and from
+    /// any handle; called from one of the network's own threads it does not
+    /// wait for that thread.
+    pub fn shutdown(&self) {
+        let shared = &self.inner.shared;
+        if !shared.begin_stopping() {
+            return;
+        }
+        shared.events.publish(NetworkEvent::ShuttingDown);
+        let handles = {
+            let mut threads = lock(&self.inner.threads);
+            threads.stop_tx = None;
+            std::mem::take(&mut threads.handles)
+        };
+        for _ in 0..handles.len() {
+            let _ = shared.ready_tx.send(Job::Stop);
+        }
+        let nodes: Vec<Arc<Node>> = self.read_registry().nodes.values().cloned().collect();
+        for node in &nodes {
+            // Take the lock so a waiter between its check and its wait cannot miss this.
+            drop(lock(&node.inner));
+            node.space.notify_all();
+        }
+        let me = std::thread::current().id();
+        for handle in handles {
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+        for node in &nodes {
+            node.clear_routes();
+        }
+        shared.events.publish(NetworkEvent::Shutdown);
+        shared.events.close();
+        log::debug!("network shut down");
+    }
+
+    fn spawn(
+        &self,
+        name: String,
+        body: impl FnOnce() + Send + 'static,
+    ) -> Result<JoinHandle<()>, RuntimeError> {
+        std::thread::Builder::new()
+            .name(name)
+            .stack_size(self.inner.shared.config.thread_stack_bytes)
+            .spawn(body)
+            .map_err(RuntimeError::Spawn)
+    }
+
+    fn node(&self, registry: &Registry, name: &str) -> Result<Arc<Node>, RuntimeError> {
+        registry
+            .nodes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownNode(name.to_string()))
+    }
+
+    fn inport(&self, node: &Node, port: &str) -> Result<usize, RuntimeError> {
+        node.inport_index(port, self.inner.shared.config.inbox_capacity)
+            .ok_or_else(|| RuntimeError::UnknownPort {
+                node: node.name().to_string(),
+                port: port.to_string(),
+                available: node.inport_names(),
+            })
+    }
+
+    fn read_registry(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.inner
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_registry(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.inner
+            .registry
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for NetworkInner {
+    /// The last handle gone: stop threads that were never shut down explicitly.
+    fn drop(&mut self) {
+        if self.shared.begin_stopping() {
+            let mut threads = lock(&self.threads);
+            threads.stop_tx = None;
+            for _ in 0..threads.handles.len() {
+                let _ = self.shared.ready_tx.send(Job::Stop);
+            }
+        }
+        let registry = self
+            .registry
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for node in registry.nodes.values() {
+            node.space.notify_all();
+            node.clear_routes();
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! A node: one actor, its bounded inports, its routes, and its scheduling state.
+//! Every field that changes lives behind the node's own mutex; see `wake.rs` for
+//! how nodes wait on each other.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use crossbeam_channel::Sender;
+use serde_json::Value;
+
+use super::actor::{Actor, AwaitRule};
+use super::state::ActorState;
+use crate::message::Message;
+
+/// A message held back by a full inbox, with where it goes.
+pub(crate) struct Pending {
+    pub(crate) target: Arc<Node>,
+    pub(crate) port: usize,
+    pub(crate) message: Message,
+}
+
+/// Messages a node produced that are waiting for room downstream, in order.
+pub(crate) type Outbox = VecDeque<Pending>;
+
+/// One connection out of an outport.
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) target: Arc<Node>,
+    pub(crate) port: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not queued and not running.
+    Idle,
+    /// Queued on its runner (the pool or its own thread).
+    Scheduled,
+    /// A thread is running its turn.
+    Running,
+}
+
+/// Where a node's turns run.
+pub(crate) enum Runner {
+    Pool,
+    /// A thread of its own, rung through a one-slot doorbell.
+    Dedicated(Sender<()>),
+}
+
+/// The actor and its persistent state; taken out of the node while a turn runs.
+pub(crate) struct ActorSlot {
+    pub(crate) actor: Box<dyn Actor>,
+    pub(crate) state: ActorState,
+}
+
+pub(crate) struct InPort {
+    pub(crate) name: Arc<str>,
+    pub(crate) queue: VecDeque<Message>,
+    pub(crate) capacity: usize,
+}
+
+pub(crate) struct NodeInner {
+    pub(crate) ports: Vec<InPort>,
+    pub(crate) phase: Phase,
+    /// Waiting for room in another node's inbox (it holds us in its `waiters`).
+    pub(crate) blocked: bool,
+    pub(crate) slot: Option<ActorSlot>,
+    pub(crate) outbox: Outbox,
+    /// Nodes held back by this node's full inbox, woken when it takes input.
+    pub(crate) waiters: Vec<Arc<Node>>,
+    /// Threads waiting on `Node::space` for room (external senders, dedicated nodes).
+    pub(crate) external_waiters: usize,
+    /// A node without inports gets one tick at start.
+    pub(crate) source_tick_due: bool,
+    required: Option<Vec<usize>>,
+}
+
+pub(crate) struct Node {
+    id: usize,
+    name: Arc<str>,
+    outports: Vec<Arc<str>>,
+    accepts_any_inport: bool,
+    /// Per outport, its connections. Replaced whole on change (copy on write), so
+    /// a delivery holds no lock while it waits for room.
+    routes: RwLock<Arc<Vec<Vec<Route>>>>,
+    pub(crate) inner: Mutex<NodeInner>,
+    /// Signalled when input is taken, for threads waiting for room.
+    pub(crate) space: Condvar,
+    pub(crate) runner: Runner,
+    pub(crate) metadata: Value,
+    pub(crate) handle: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+/// Locks a mutex; a poisoned one is still used, since no lock in the runtime is
+/// held while actor code runs and our own sections keep their data consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Node {
+    pub(crate) fn new(
+        id: usize,
+        name: &str,
+        actor: Box<dyn Actor>,
+        metadata: Value,
+        inbox_capacity: usize,
+        runner: Runner,
+    ) -> Result<Node, String> {
+        let inports: Vec<String> = actor.inports();
+        let outports: Vec<Arc<str>> = actor.outports().iter().map(|p| Arc::from(p.as_str())).collect();
+        let required = match actor.await_rule() {
+            AwaitRule::Any => None,
+            AwaitRule::All => Some((0..inports.len()).collect()),
+            AwaitRule::Ports(names) => Some(
+                names
+                    .iter()
+                    .map(|n| {
+                        inports
+                            .iter()
+                            .position(|p| p == n)
+                            .ok_or_else(|| format!("await rule names {n:?}, which is not an inport"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let capacity = metadata
+            .get("inbox_capacity")
+            .and_then(Value::as_u64)
+            .map_or(inbox_capacity, |c| c as usize)
+            .max(1);
+        let ports = inports
+            .iter()
+            .map(|p| InPort {
+                capacity: port_capacity(&metadata, p).unwrap_or(capacity),
+                name: Arc::from(p.as_str()),
+                queue: VecDeque::new(),
+            })
+            .collect();
+        let routes = RwLock::new(Arc::new(vec![Vec::new(); outports.len()]));
+        let handle = actor.handle();
+        let accepts_any_inport = actor.accepts_any_inport();
+        Ok(Node {
+            id,
+            name: Arc::from(name),
+            outports,
+            accepts_any_inport,
+            routes,
+            inner: Mutex::new(NodeInner {
+                source_tick_due: inports.is_empty() && !accepts_any_inport,
+                ports,
+                phase: Phase::Idle,
+                blocked: false,
+                slot: Some(ActorSlot {
+                    actor,
+                    state: ActorState::default(),
+                }),
+                outbox: VecDeque::new(),
+                waiters: Vec::new(),
+                external_waiters: 0,
+                required,
+            }),
+            space: Condvar::new(),
+            runner,
+            metadata,
+            handle,
+        })
+    }
+
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn outport_index(&self, port: &str) -> Option<usize> {
+        self.outports.iter().position(|p| &**p == port)
+    }
+
+    pub(crate) fn current_routes(&self) -> Arc<Vec<Vec<Route>>> {
+        self.routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Adds a connection from outport `port`; returns false if it exists already.
+    pub(crate) fn add_route(&self, port: usize, route: Route) -> bool {
+        let mut routes = self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let existing = &routes[port];
+        if existing
+            .iter()
+            .any(|r| Arc::ptr_eq(&r.target, &route.target) && r.port == route.port)
+        {
+            return false;
+        }
+        let mut updated = (**routes).clone();
+        updated[port].push(route);
+        *routes = Arc::new(updated);
+        true
+    }
+
+    /// Drops every connection (they hold other nodes; a cycle would never be freed).
+    pub(crate) fn clear_routes(&self) {
+        let mut routes = self
+            .routes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *routes = Arc::new(Vec::new());
+    }
+
+    pub(crate) fn outport_names(&self) -> Vec<&str> {
+        self.outports.iter().map(|p| &**p).collect()
+    }
+
+    /// The index of inport `port`, creating it for nodes that accept any inport.
+    pub(crate) fn inport_index(&self, port: &str, default_capacity: usize) -> Option<usize> {
+        let mut inner = lock(&self.inner);
+        if let Some(index) = inner.ports.iter().position(|p| &*p.name == port) {
+            return Some(index);
+        }
+        if !self.accepts_any_inport {
+            return None;
+        }
+        inner.ports.push(InPort {
+            name: Arc::from(port),
+            queue: VecDeque::new(),
+            capacity: port_capacity(&self.metadata, port).unwrap_or(default_capacity),
+        });
+        Some(inner.ports.len() - 1)
+    }
+
+    pub(crate) fn inport_names(&self) -> Vec<String> {
+        lock(&self.inner)
+            .ports
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect()
+    }
+}
+
+/// A per-port capacity from metadata `{"inbox_capacities": {"in": 8}}`.
+fn port_capacity(metadata: &Value, port: &str) -> Option<usize> {
+    let capacity = metadata.get("inbox_capacities")?.get(port)?.as_u64()?;
+    Some((capacity as usize).max(1))
+}
+
+impl NodeInner {
+    pub(crate) fn has_room(&self, port: usize) -> bool {
+        self.ports[port].queue.len() < self.ports[port].capacity
+    }
+
+    /// Whether the await rule is met (or the one source tick is due).
+    pub(crate) fn fireable(&self) -> bool {
+        if self.source_tick_due {
+            return true;
+        }
+        match &self.required {
+            None => self.ports.iter().any(|p| !p.queue.is_empty()),
+            Some(required) => {
+                !required.is_empty() && required.iter().all(|&i| !self.ports[i].queue.is_empty())
+            }
+        }
+    }
+
+    /// Takes one tick's inputs: the oldest message of each port that has one.
+    /// Returns whether any port went from full to having room.
+    pub(crate) fn take_inputs(&mut self, inputs: &mut Vec<(Arc<str>, Message)>) -> bool {
+        self.source_tick_due = false;
+        let mut freed = false;
+        for port in &mut self.ports {
+            let was_full = port.queue.len() >= port.capacity;
+            if let Some(message) = port.queue.pop_front() {
+                inputs.push((port.name.clone(), message));
+                freed |= was_full && port.queue.len() < port.capacity;
+            }
+        }
+        freed
+    }
+
+    /// Whether the node should be queued now (checked under its lock).
+    pub(crate) fn wants_turn(&self) -> bool {
+        self.phase == Phase::Idle && !self.blocked && (!self.outbox.is_empty() || self.fireable())
+    }
+}

@@ -1,0 +1,369 @@
+//! Running nodes: the worker pool, dedicated runners, one node's turn, and
+//! delivery between nodes. Backpressure rules are explained in `wake.rs`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, select};
+
+use super::actor::{ActorContext, ActorError};
+use super::config::NetworkConfig;
+use super::events::{EventBus, NetworkEvent};
+use super::node::{Node, NodeInner, Outbox, Pending, Phase, Runner, lock};
+use super::wake::WaitFor;
+use crate::message::Message;
+
+/// Work for a pool worker.
+pub(crate) enum Job {
+    Run(Arc<Node>),
+    Stop,
+}
+
+/// State shared by a network's handles and threads.
+pub(crate) struct Shared {
+    pub(crate) config: NetworkConfig,
+    pub(crate) started: AtomicBool,
+    stopping: AtomicBool,
+    pub(crate) ready_tx: Sender<Job>,
+    pub(crate) ready_rx: Receiver<Job>,
+    pub(crate) wait_for: WaitFor,
+    pub(crate) events: EventBus,
+    /// Nodes queued or running; the network is idle when it drops to zero.
+    active: AtomicUsize,
+    /// Never sent on: dropping the sender wakes every dedicated runner at shutdown.
+    pub(crate) stop_rx: Receiver<()>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: NetworkConfig, stop_rx: Receiver<()>) -> Shared {
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        Shared {
+            events: EventBus::new(config.event_capacity),
+            config,
+            started: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            ready_tx,
+            ready_rx,
+            wait_for: WaitFor::default(),
+            active: AtomicUsize::new(0),
+            stop_rx,
+        }
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn begin_stopping(&self) -> bool {
+        !self.stopping.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.active.load(Ordering::Acquire) == 0
+    }
+}
+
+/// Queues `node` on its runner if it wants a turn. Called under the node's lock,
+/// which is what makes "not already queued" and "queue it" one step.
+pub(crate) fn schedule_locked(shared: &Shared, node: &Arc<Node>, inner: &mut NodeInner) {
+    if !shared.started.load(Ordering::Acquire) || shared.is_stopping() || !inner.wants_turn() {
+        return;
+    }
+    inner.phase = Phase::Scheduled;
+    shared.active.fetch_add(1, Ordering::AcqRel);
+    push_to_runner(shared, node);
+}
+
+fn push_to_runner(shared: &Shared, node: &Arc<Node>) {
+    match &node.runner {
+        // The queue holds each node at most once (guarded by `phase`), so it is
+        // bounded by the node count although the channel itself is unbounded.
+        Runner::Pool => {
+            let _ = shared.ready_tx.send(Job::Run(node.clone()));
+        }
+        // A full doorbell means the runner is already rung.
+        Runner::Dedicated(doorbell) => {
+            let _ = doorbell.try_send(());
+        }
+    }
+}
+
+/// A pool worker: runs queued nodes until told to stop.
+pub(crate) fn worker_loop(shared: Arc<Shared>) {
+    while let Ok(Job::Run(node)) = shared.ready_rx.recv() {
+        run_turn(&shared, &node);
+    }
+}
+
+/// A dedicated runner: runs its node's turns when rung, until shutdown.
+pub(crate) fn dedicated_loop(shared: Arc<Shared>, node: Arc<Node>, doorbell: Receiver<()>) {
+    loop {
+        select! {
+            recv(doorbell) -> rung => if rung.is_err() { break },
+            recv(shared.stop_rx) -> _ => break,
+        }
+        if shared.is_stopping() {
+            break;
+        }
+        run_turn(&shared, &node);
+    }
+}
+
+/// One turn of a node: flush what it could not deliver before, then run up to
+/// `ticks_per_turn` ticks, then decide whether it goes back in the queue.
+pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
+    let (slot, mut outbox) = {
+        let mut inner = lock(&node.inner);
+        inner.phase = Phase::Running;
+        (inner.slot.take(), std::mem::take(&mut inner.outbox))
+    };
+    let Some(mut slot) = slot else {
+        // Unreachable by construction: a node is never queued twice.
+        log::error!("node {} was queued while running; skipping the turn", node.name());
+        return;
+    };
+    flush_outbox(shared, node, &mut outbox);
+    let mut inputs = Vec::new();
+    for _ in 0..shared.config.ticks_per_turn {
+        if !outbox.is_empty() || shared.is_stopping() {
+            break;
+        }
+        let (waiters, notify) = {
+            let mut inner = lock(&node.inner);
+            if !inner.fireable() {
+                break;
+            }
+            let freed = inner.take_inputs(&mut inputs);
+            let waiters = if freed {
+                std::mem::take(&mut inner.waiters)
+            } else {
+                Vec::new()
+            };
+            (waiters, freed && inner.external_waiters > 0)
+        };
+        if notify {
+            node.space.notify_all();
+        }
+        wake_waiters(shared, waiters);
+        let mut ctx = ActorContext {
+            shared,
+            node,
+            outbox: &mut outbox,
+            inputs: std::mem::take(&mut inputs),
+            emitted: Vec::new(),
+            state: &mut slot.state,
+            config: &node.metadata,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| slot.actor.run(&mut ctx)));
+        let emitted = std::mem::take(&mut ctx.emitted);
+        inputs = std::mem::take(&mut ctx.inputs);
+        inputs.clear();
+        drop(ctx);
+        report_failure(shared, node, result);
+        for (port, message) in emitted {
+            if deliver(shared, node, &mut outbox, port, message).is_err() {
+                break;
+            }
+        }
+    }
+    finish_turn(shared, node, slot, outbox);
+}
+
+fn report_failure(shared: &Shared, node: &Node, result: std::thread::Result<Result<(), ActorError>>) {
+    let error = match result {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".to_string());
+            format!("panicked: {text}")
+        }
+    };
+    log::error!("actor {} failed: {error}", node.name());
+    shared.events.publish(NetworkEvent::ActorFailed {
+        node: node.name().to_string(),
+        error,
+    });
+}
+
+fn finish_turn(shared: &Shared, node: &Arc<Node>, slot: super::node::ActorSlot, outbox: Outbox) {
+    let went_idle = {
+        let mut inner = lock(&node.inner);
+        inner.slot = Some(slot);
+        inner.outbox = outbox;
+        inner.phase = Phase::Idle;
+        if inner.wants_turn() && !shared.is_stopping() {
+            // Still counted as active: it goes straight back in the queue.
+            inner.phase = Phase::Scheduled;
+            push_to_runner(shared, node);
+            false
+        } else {
+            true
+        }
+    };
+    if went_idle && shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+        shared.events.publish(NetworkEvent::Idle);
+    }
+}
+
+/// Sends `message` out of `node`'s outport `port` to every connection. On the
+/// pool a full target keeps the message in `outbox`; on a dedicated thread the
+/// call waits for room. Errs only when the network is stopping.
+pub(crate) fn deliver(
+    shared: &Shared,
+    node: &Arc<Node>,
+    outbox: &mut Outbox,
+    port: usize,
+    message: Message,
+) -> Result<(), ()> {
+    if shared.is_stopping() {
+        return Err(());
+    }
+    let routes = node.current_routes();
+    let Some(routes) = routes.get(port).filter(|r| !r.is_empty()) else {
+        log::debug!("{}: output on unconnected port dropped", node.name());
+        return Ok(());
+    };
+    let last = routes.len() - 1;
+    let mut message = Some(message);
+    for (i, route) in routes.iter().enumerate() {
+        // Fan-out: every connection gets a copy (a reference-count bump); the last the original.
+        let copy = if i == last {
+            message.take()
+        } else {
+            message.clone()
+        };
+        let Some(copy) = copy else { break };
+        let pending = Pending {
+            target: route.target.clone(),
+            port: route.port,
+            message: copy,
+        };
+        match node.runner {
+            Runner::Dedicated(_) => wait_for_room(shared, pending, None).map_err(|_| ())?,
+            Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
+            Runner::Pool => {
+                if let Err(pending) = offer(shared, node, pending) {
+                    outbox.push_back(pending);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delivers what the outbox holds, in order, until a target is full again.
+fn flush_outbox(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox) {
+    while let Some(pending) = outbox.pop_front() {
+        let result = match node.runner {
+            Runner::Dedicated(_) => wait_for_room(shared, pending, None).map_err(|_| None),
+            Runner::Pool => offer(shared, node, pending).map_err(Some),
+        };
+        match result {
+            Ok(()) => {}
+            Err(Some(pending)) => {
+                outbox.push_front(pending);
+                return;
+            }
+            Err(None) => return,
+        }
+    }
+}
+
+/// Puts a message in the target's inbox if there is room, else blocks the
+/// sender on the target (or, to break a cycle of waits, overfills the target).
+fn offer(shared: &Shared, from: &Arc<Node>, pending: Pending) -> Result<(), Pending> {
+    let target = &pending.target;
+    {
+        let mut inner = lock(&target.inner);
+        if inner.has_room(pending.port) {
+            inner.ports[pending.port].queue.push_back(pending.message);
+            schedule_locked(shared, target, &mut inner);
+            return Ok(());
+        }
+    }
+    let mut waits = shared.wait_for.lock();
+    if waits.leads_to(target.id(), from.id()) {
+        let mut inner = lock(&target.inner);
+        inner.ports[pending.port].queue.push_back(pending.message);
+        schedule_locked(shared, target, &mut inner);
+        return Ok(());
+    }
+    lock(&from.inner).blocked = true;
+    let mut inner = lock(&target.inner);
+    if inner.has_room(pending.port) {
+        inner.ports[pending.port].queue.push_back(pending.message);
+        schedule_locked(shared, target, &mut inner);
+        drop(inner);
+        lock(&from.inner).blocked = false;
+        return Ok(());
+    }
+    inner.waiters.push(from.clone());
+    drop(inner);
+    waits.set(from.id(), target.id());
+    Err(pending)
+}
+
+/// Unblocks nodes that waited for room and queues them to flush their outboxes.
+fn wake_waiters(shared: &Shared, waiters: Vec<Arc<Node>>) {
+    if waiters.is_empty() {
+        return;
+    }
+    let mut waits = shared.wait_for.lock();
+    for waiter in waiters {
+        waits.clear(waiter.id());
+        let mut inner = lock(&waiter.inner);
+        inner.blocked = false;
+        schedule_locked(shared, &waiter, &mut inner);
+    }
+}
+
+/// Why a waiting send gave up.
+pub(crate) enum WaitError {
+    Full(Message),
+    Stopping(Message),
+}
+
+/// Waits (on the target's condition variable) until the port has room, the
+/// deadline passes (`None`: no deadline) or the network stops. Used by
+/// external senders and dedicated nodes, which may block; pool workers never do.
+pub(crate) fn wait_for_room(
+    shared: &Shared,
+    pending: Pending,
+    timeout: Option<Duration>,
+) -> Result<(), WaitError> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let target = &pending.target;
+    let mut inner = lock(&target.inner);
+    loop {
+        if shared.is_stopping() {
+            return Err(WaitError::Stopping(pending.message));
+        }
+        if inner.has_room(pending.port) {
+            inner.ports[pending.port].queue.push_back(pending.message);
+            schedule_locked(shared, target, &mut inner);
+            return Ok(());
+        }
+        let remaining = match deadline {
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => left,
+                _ => return Err(WaitError::Full(pending.message)),
+            },
+            // Woken by consumers and by shutdown; the long timeout only guards
+            // against a notification we did not foresee.
+            None => Duration::from_secs(60),
+        };
+        inner.external_waiters += 1;
+        inner = target
+            .space
+            .wait_timeout(inner, remaining)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+        inner.external_waiters -= 1;
+    }
+}

@@ -1,0 +1,98 @@
+//! Who waits for whom: the backpressure bookkeeping of the scheduler.
+//!
+//! # The rules
+//!
+//! A node on the pool never blocks its worker. When one of its outputs meets a
+//! full inbox, the output and everything after it stay in the node's outbox,
+//! the node is marked `blocked`, and it is added to the full node's `waiters`.
+//! A blocked node is not scheduled, so it takes no more input: its own inbox
+//! fills and holds back its upstream in turn. When the full node takes input
+//! and a port goes from full to having room, it wakes its waiters, which flush
+//! their outboxes first and only then run new ticks.
+//!
+//! # No lost wake-up
+//!
+//! The sender marks itself blocked *before* it re-checks the target under the
+//! target's lock and, still under that lock, registers as a waiter. Taking
+//! input also happens under the target's lock. So either the re-check sees the
+//! room (the sender delivers and unmarks itself), or the registration happens
+//! first and the consumer's later pop finds the waiter. The wake clears
+//! `blocked` under the sender's lock; if the sender is still finishing its turn
+//! it sees `blocked == false` with a non-empty outbox and queues itself again.
+//!
+//! # No deadlock in cycles
+//!
+//! Each blocked node waits on exactly one node, so the waits form chains. Before
+//! a node blocks on a target, it follows the target's chain (under the
+//! `WaitFor` lock, so chains do not change meanwhile); if the chain leads back
+//! to the node itself, waiting would close a cycle in which nobody can move, so
+//! the message is delivered over the target's capacity instead. A cycle can thus
+//! exceed its capacities only by what circulates inside it; a pipeline never does.
+//!
+//! Lock order: `WaitFor` before any node lock, and never two node locks at once.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use super::node::lock;
+
+#[derive(Default)]
+pub(crate) struct WaitFor {
+    blocked_on: Mutex<HashMap<usize, usize>>,
+}
+
+pub(crate) struct WaitForGuard<'a> {
+    blocked_on: MutexGuard<'a, HashMap<usize, usize>>,
+}
+
+impl WaitFor {
+    pub(crate) fn lock(&self) -> WaitForGuard<'_> {
+        WaitForGuard {
+            blocked_on: lock(&self.blocked_on),
+        }
+    }
+}
+
+impl WaitForGuard<'_> {
+    /// Whether following the waits from `start` reaches `goal` (or `start == goal`).
+    pub(crate) fn leads_to(&self, start: usize, goal: usize) -> bool {
+        let mut current = start;
+        // A chain is at most as long as the number of waiting nodes.
+        for _ in 0..=self.blocked_on.len() {
+            if current == goal {
+                return true;
+            }
+            match self.blocked_on.get(&current) {
+                Some(&next) => current = next,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    pub(crate) fn set(&mut self, waiter: usize, target: usize) {
+        self.blocked_on.insert(waiter, target);
+    }
+
+    pub(crate) fn clear(&mut self, waiter: usize) {
+        self.blocked_on.remove(&waiter);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_are_followed_to_their_end() {
+        let table = WaitFor::default();
+        let mut waits = table.lock();
+        waits.set(1, 2);
+        waits.set(2, 3);
+        assert!(waits.leads_to(1, 3));
+        assert!(!waits.leads_to(3, 1));
+        assert!(waits.leads_to(4, 4), "a node waiting on itself is a cycle");
+        waits.clear(2);
+        assert!(!waits.leads_to(1, 3));
+    }
+}
