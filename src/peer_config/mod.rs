@@ -16,7 +16,7 @@
 mod document;
 mod error;
 mod reader;
-mod validate;
+pub(crate) mod validate;
 
 use std::ffi::OsString;
 use std::fmt;
