@@ -187,6 +187,7 @@ fn read_auth_token(
 }
 
 fn read_reconnect(r: &mut Reader<'_>, section: &Section<'_, '_>, policy: &mut ReconnectPolicy) {
+    r.check_keys(section);
     let initial = millis(r, section, "initial_delay_ms");
     let max = millis(r, section, "max_delay_ms");
     if let Some(m) = r.integer(section, "multiplier", 1, 16) {

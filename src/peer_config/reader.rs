@@ -198,7 +198,7 @@ fn integer_rule(min: u64, max: u64) -> String {
 fn describe(value: &DeValue<'_>, secret: bool) -> String {
     match value {
         DeValue::String(_) if secret => "a string".to_string(),
-        DeValue::String(s) => format!("{:?}", s.as_ref()),
+        DeValue::String(s) => quote(s),
         _ if secret => format!("{} {}", article(value.type_str()), value.type_str()),
         DeValue::Integer(int) => int.to_string(),
         DeValue::Float(float) => float.to_string(),
@@ -206,6 +206,15 @@ fn describe(value: &DeValue<'_>, secret: bool) -> String {
         DeValue::Datetime(dt) => dt.to_string(),
         DeValue::Array(_) => "an array".to_string(),
         DeValue::Table(_) => "a table".to_string(),
+    }
+}
+
+/// A string in quotes, shortened to its first 60 characters.
+fn quote(s: &str) -> String {
+    const LIMIT: usize = 60;
+    match s.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{:?}…", &s[..cut]),
+        None => format!("{s:?}"),
     }
 }
 

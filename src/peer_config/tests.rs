@@ -133,3 +133,10 @@ max_attempts = 0
     assert_eq!(d.discovery.refresh_interval, Duration::from_millis(500));
     assert_eq!((d.network.inbox_capacity, d.network.workers), (16, 3));
 }
+
+#[test]
+fn long_values_are_shortened_in_errors() {
+    let long = "x".repeat(500);
+    let err = error(&format!("network_id = \"a\"\nbind_address = \"{long}\"\n")).to_string();
+    assert!(err.ends_with(&format!("got \"{}\"…", "x".repeat(60))), "{err}");
+}
