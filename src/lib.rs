@@ -12,6 +12,8 @@ pub mod discovery;
 pub mod distributed_config;
 pub mod ids;
 pub mod message;
+pub mod peer_cli;
+pub mod peer_config;
 pub mod runtime;
 
 pub use distributed_config::DistributedConfig;

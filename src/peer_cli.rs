@@ -1,0 +1,338 @@
+//! Command line of `reflow-peer`, parsed without touching the process so it
+//! can be tested: [`parse_args`] turns arguments into a [`Command`]; reading
+//! the configuration file and running the peer come after, in the binary.
+//!
+//! ```
+//! use reflow_distributed::peer_cli::{parse_args, Command};
+//!
+//! let command = parse_args(["--config", "beta.toml", "--send", "alpha:recorder:in:hi", "--once"]);
+//! let Ok(Command::Run(args)) = command else { panic!("expected a run") };
+//! assert_eq!(args.sends[0].payload, "hi");
+//! assert!(args.once);
+//! ```
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::peer_config::validate::is_valid_name;
+
+/// Exit code of a run that did what was asked (and of `--help`, `--version`).
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a runtime failure, such as a `--send` that was not delivered.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code of a usage error or an invalid configuration file.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The version printed by `--version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Text printed by `--help`.
+pub const HELP: &str = "\
+reflow-peer: run one Reflow peer (local actors, bridge, discovery) from a config file.
+
+Usage: reflow-peer --config FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--once]
+
+Options:
+  --config FILE   Peer configuration file (TOML; see docs/configuration.md). Required.
+  --send SPEC     Once the peer is up, send PAYLOAD as a String message to port PORT
+                  of actor ACTOR in network NETWORK. SPEC is network:actor:port:payload;
+                  the payload is everything after the third ':' and may contain ':'
+                  or be empty. Repeatable; sends go out in the order given.
+  --once          Exit after the sends instead of running until interrupted.
+  -h, --help      Print this help and exit.
+  -V, --version   Print the version and exit.
+
+Environment:
+  REFLOW_AUTH_TOKEN   Bridge auth token; replaces auth_token from the file when set
+                      and not empty.
+
+Exit codes:
+  0   success, or --help / --version
+  1   runtime failure, e.g. a --send that could not be delivered
+  2   usage error or invalid configuration file
+";
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Run a peer.
+    Run(PeerArgs),
+    /// Print [`HELP`] and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// Arguments of a peer run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerArgs {
+    /// `--config FILE`.
+    pub config: PathBuf,
+    /// Every `--send`, in order.
+    pub sends: Vec<SendSpec>,
+    /// `--once`: exit after the sends.
+    pub once: bool,
+}
+
+/// One `--send network:actor:port:payload`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendSpec {
+    pub network_id: String,
+    pub actor_id: String,
+    pub port: String,
+    /// Everything after the third `:`, verbatim; may be empty.
+    pub payload: String,
+}
+
+/// Why a `--send` value is not `network:actor:port:payload`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendSpecError {
+    problem: String,
+}
+
+impl fmt::Display for SendSpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (expected network:actor:port:payload)", self.problem)
+    }
+}
+
+impl std::error::Error for SendSpecError {}
+
+impl FromStr for SendSpec {
+    type Err = SendSpecError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut fields = text.splitn(4, ':');
+        let mut next = || fields.next();
+        let (network, actor, port, payload) = (next(), next(), next(), next());
+        let Some(payload) = payload else {
+            let found = text.matches(':').count();
+            let problem = format!("needs three `:` before the payload, found {found}");
+            return Err(SendSpecError { problem });
+        };
+        let network = name_field("network", network.unwrap_or_default())?;
+        let actor = name_field("actor", actor.unwrap_or_default())?;
+        let port = name_field("port", port.unwrap_or_default())?;
+        Ok(SendSpec {
+            network_id: network,
+            actor_id: actor,
+            port,
+            payload: payload.to_string(),
+        })
+    }
+}
+
+fn name_field(what: &str, value: &str) -> Result<String, SendSpecError> {
+    if value.is_empty() {
+        return Err(SendSpecError {
+            problem: format!("the {what} is empty"),
+        });
+    }
+    if !is_valid_name(value) {
+        let problem = format!("the {what} {value:?} contains whitespace or `@`");
+        return Err(SendSpecError { problem });
+    }
+    Ok(value.to_string())
+}
+
+/// Writes the spec back as `network:actor:port:payload`.
+impl fmt::Display for SendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.network_id, self.actor_id, self.port, self.payload
+        )
+    }
+}
+
+/// A command line that cannot be run; exit with [`EXIT_USAGE`]. The text
+/// names the option at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError {
+    message: String,
+}
+
+impl UsageError {
+    fn new(message: impl Into<String>) -> Self {
+        UsageError {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (see reflow-peer --help)", self.message)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Parses the arguments after the program name
+/// (`std::env::args_os().skip(1)` in the binary).
+///
+/// `--help` and `--version` return as soon as they are seen, before any
+/// check that a full run needs, such as `--config` being present.
+pub fn parse_args<I>(args: I) -> Result<Command, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::Arg::{Long, Short, Value};
+
+    let mut parser = lexopt::Parser::from_args(args);
+    let mut config: Option<PathBuf> = None;
+    let mut sends = Vec::new();
+    let mut once = false;
+    while let Some(arg) = parser.next().map_err(lexopt_error)? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("config") => {
+                let value = parser.value().map_err(lexopt_error)?;
+                if config.is_some() {
+                    return Err(UsageError::new("--config given more than once"));
+                }
+                if value.is_empty() {
+                    return Err(UsageError::new("--config needs a file name, got an empty value"));
+                }
+                config = Some(PathBuf::from(value));
+            }
+            Long("send") => {
+                let value = parser.value().map_err(lexopt_error)?;
+                sends.push(send_value(value)?);
+            }
+            Long("once") => once = true,
+            Value(value) => {
+                let message = format!("unexpected argument {:?}", value.to_string_lossy());
+                return Err(UsageError::new(message));
+            }
+            Short(c) => return Err(UsageError::new(format!("unknown option -{c}"))),
+            Long(name) => return Err(UsageError::new(format!("unknown option --{name}"))),
+        }
+    }
+    let config = config.ok_or_else(|| UsageError::new("--config FILE is required"))?;
+    Ok(Command::Run(PeerArgs { config, sends, once }))
+}
+
+fn send_value(value: OsString) -> Result<SendSpec, UsageError> {
+    let text = value
+        .into_string()
+        .map_err(|_| UsageError::new("invalid value for --send: not valid UTF-8"))?;
+    text.parse()
+        .map_err(|err| UsageError::new(format!("invalid value for --send {text:?}: {err}")))
+}
+
+/// lexopt's errors, reworded to name the option and what it needs.
+fn lexopt_error(err: lexopt::Error) -> UsageError {
+    match err {
+        lexopt::Error::MissingValue { option: Some(option) } => {
+            let what = match option.as_str() {
+                "--config" => "a file name",
+                "--send" => "a value network:actor:port:payload",
+                _ => "a value",
+            };
+            UsageError::new(format!("{option} needs {what}"))
+        }
+        lexopt::Error::UnexpectedValue { option, .. } => UsageError::new(format!("{option} takes no value")),
+        other => UsageError::new(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> PeerArgs {
+        match parse_args(args.iter().copied()) {
+            Ok(Command::Run(args)) => args,
+            other => panic!("expected a run, got {other:?}"),
+        }
+    }
+
+    fn usage(args: &[&str]) -> String {
+        match parse_args(args.iter().copied()) {
+            Err(err) => err.to_string(),
+            Ok(command) => panic!("expected a usage error, got {command:?}"),
+        }
+    }
+
+    #[test]
+    fn payload_keeps_everything_after_the_third_colon() {
+        let spec: SendSpec = "alpha:recorder:in:a:b::c".parse().expect("valid");
+        assert_eq!(spec.payload, "a:b::c");
+        let spec: SendSpec = "alpha:recorder:in:".parse().expect("valid");
+        assert_eq!(spec.payload, "");
+        let spec: SendSpec = "alpha:recorder:in:héllo ✓ 世界".parse().expect("valid");
+        assert_eq!(spec.payload, "héllo ✓ 世界");
+        assert_eq!(spec.to_string(), "alpha:recorder:in:héllo ✓ 世界");
+    }
+
+    #[test]
+    fn send_errors_say_what_is_wrong() {
+        let err = |s: &str| s.parse::<SendSpec>().expect_err(s).to_string();
+        assert_eq!(
+            err("alpha::in:x"),
+            "the actor is empty (expected network:actor:port:payload)"
+        );
+        assert!(err("alpha:recorder:in").contains("found 2"));
+        assert!(err(":recorder:in:x").starts_with("the network is empty"));
+        assert!(err("alpha:recorder::x").starts_with("the port is empty"));
+        assert!(err("alpha:rec order:in:x").contains("\"rec order\""));
+        assert!(err("alpha:rec@x:in:x").contains("`@`"));
+    }
+
+    #[test]
+    fn a_full_command_line() {
+        let args = run(&[
+            "--config",
+            "beta.toml",
+            "--send",
+            "a:b:c:1",
+            "--send=a:b:c:2",
+            "--once",
+        ]);
+        assert_eq!(args.config, PathBuf::from("beta.toml"));
+        let payloads: Vec<&str> = args.sends.iter().map(|s| s.payload.as_str()).collect();
+        assert_eq!(payloads, ["1", "2"]);
+        assert!(args.once);
+        assert!(!run(&["--config=x.toml"]).once);
+    }
+
+    #[test]
+    fn help_and_version_win_before_other_checks() {
+        assert_eq!(parse_args(["--help"]), Ok(Command::Help));
+        assert_eq!(parse_args(["-h", "--bogus"]), Ok(Command::Help));
+        assert_eq!(parse_args(["--send", "x", "-V"]).ok(), None);
+        assert_eq!(parse_args(["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn usage_errors_name_the_option() {
+        assert_eq!(usage(&[]), "--config FILE is required (see reflow-peer --help)");
+        assert!(usage(&["--config", "a", "--bogus"]).starts_with("unknown option --bogus"));
+        assert!(usage(&["--config", "a", "-x"]).starts_with("unknown option -x"));
+        assert!(usage(&["--config"]).starts_with("--config needs a file name"));
+        assert!(usage(&["--config", "a", "--send"]).starts_with("--send needs a value"));
+        assert!(usage(&["--config", "a", "--once=yes"]).starts_with("--once takes no value"));
+        assert!(usage(&["--config", "a", "--config", "b"]).contains("more than once"));
+        assert!(usage(&["--config", "a", "stray"]).starts_with("unexpected argument \"stray\""));
+        let bad = usage(&["--config", "a", "--send", "alpha::in:x"]);
+        assert!(
+            bad.starts_with("invalid value for --send \"alpha::in:x\": the actor is empty"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn help_documents_exit_codes_and_the_token_variable() {
+        for needle in ["0 ", "1 ", "2 ", "REFLOW_AUTH_TOKEN", "--config FILE", "--once"] {
+            assert!(HELP.contains(needle), "{needle}");
+        }
+    }
+}

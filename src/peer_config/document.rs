@@ -1,0 +1,341 @@
+//! The peer configuration format: which keys exist, what each must hold, and
+//! how the document becomes a [`PeerConfig`]. `docs/configuration.md`
+//! describes the same keys for users; keep the two in step.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::error::{ConfigError, ConfigErrorKind};
+use super::reader::{Reader, Section};
+use super::validate::{self, NAME_RULE};
+use super::{AUTH_TOKEN_ENV, ConnectTarget, PeerConfig, RemoteActor};
+use crate::bridge::ReconnectPolicy;
+
+const TOP_KEYS: &[&str] = &[
+    "network_id",
+    "instance_id",
+    "bind_address",
+    "bind_port",
+    "advertise_address",
+    "auth_token",
+    "auto_connect",
+    "discovery_endpoints",
+    "discovery_refresh_ms",
+    "heartbeat_interval_ms",
+    "max_connections",
+    "max_frame_bytes",
+    "inbox_capacity",
+    "workers",
+    "reconnect",
+    "connect",
+    "remote_actor",
+];
+const RECONNECT_KEYS: &[&str] = &["initial_delay_ms", "max_delay_ms", "multiplier", "max_attempts"];
+const CONNECT_KEYS: &[&str] = &["endpoint"];
+const REMOTE_ACTOR_KEYS: &[&str] = &["actor_id", "network_id"];
+
+/// Longest accepted interval or delay: one day. Anything longer is a typo.
+const MAX_MS: u64 = 86_400_000;
+/// Smallest frame limit: the handshake and heartbeat frames must fit.
+const MIN_FRAME_BYTES: u64 = 1024;
+
+const HOST_PORT_RULE: &str = "host:port";
+const DISCOVERY_RULE: &str = "an http://host:port URL or a bare host:port (https is not supported)";
+const ADVERTISE_RULE: &str = "a host name or IP address without a port, and not 0.0.0.0 or ::";
+
+/// Reads a whole document. `env` looks up environment variables.
+pub(crate) fn read(
+    text: &str,
+    name: &str,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<PeerConfig, ConfigError> {
+    let doc = Reader::parse(name, text)?;
+    let mut r = Reader::new(name, text);
+    let top = Section {
+        table: doc.get_ref(),
+        span: doc.span(),
+        label: "",
+        known: TOP_KEYS,
+    };
+    r.check_keys(&top);
+
+    let network_id = name_key(&mut r, &top, "network_id");
+    if !top.table.contains_key("network_id") {
+        r.missing(&top, "network_id");
+    }
+    let mut cfg = PeerConfig::new(network_id.unwrap_or_default());
+    if let Some(instance_id) = name_key(&mut r, &top, "instance_id") {
+        cfg.instance_id = instance_id;
+    }
+    read_bridge_keys(&mut r, &top, &mut cfg);
+    read_discovery_keys(&mut r, &top, &mut cfg);
+    read_runtime_keys(&mut r, &top, &mut cfg);
+    cfg.auth_token = read_auth_token(&mut r, &top, env);
+    if let Some(reconnect) = single_table(&mut r, &top, "reconnect", "[reconnect] ", RECONNECT_KEYS) {
+        read_reconnect(&mut r, &reconnect, &mut cfg.reconnect);
+    }
+    cfg.connect = read_connect(&mut r, &top);
+    cfg.remote_actors = read_remote_actors(&mut r, &top, &cfg.network_id);
+
+    r.finish()?;
+    Ok(cfg)
+}
+
+fn name_key(r: &mut Reader<'_>, section: &Section<'_, '_>, key: &str) -> Option<String> {
+    r.checked_string(section, key, NAME_RULE, |s| {
+        validate::is_valid_name(s).then(|| s.to_string())
+    })
+}
+
+fn millis(r: &mut Reader<'_>, section: &Section<'_, '_>, key: &str) -> Option<Duration> {
+    r.integer(section, key, 1, MAX_MS).map(Duration::from_millis)
+}
+
+fn size(r: &mut Reader<'_>, section: &Section<'_, '_>, key: &str, min: u64, max: u64) -> Option<usize> {
+    // `max` never exceeds u32::MAX, so the conversion cannot fail on any target.
+    r.integer(section, key, min, max)
+        .and_then(|n| usize::try_from(n).ok())
+}
+
+fn read_bridge_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, cfg: &mut PeerConfig) {
+    let ip_rule = "an IP address such as 127.0.0.1 or 0.0.0.0";
+    if let Some(ip) = r.checked_string(top, "bind_address", ip_rule, |s| s.parse().ok()) {
+        cfg.bind_address = ip;
+    }
+    if let Some(port) = r.integer(top, "bind_port", 0, u64::from(u16::MAX)) {
+        cfg.bind_port = u16::try_from(port).unwrap_or_default();
+    }
+    cfg.advertise_address =
+        r.checked_string(top, "advertise_address", ADVERTISE_RULE, validate::advertise_host);
+    if let Some(b) = r.boolean(top, "auto_connect") {
+        cfg.auto_connect = b;
+    }
+    if let Some(interval) = millis(r, top, "heartbeat_interval_ms") {
+        cfg.heartbeat_interval = interval;
+    }
+    if let Some(n) = size(r, top, "max_connections", 1, 65_535) {
+        cfg.max_connections = n;
+    }
+    if let Some(n) = size(r, top, "max_frame_bytes", MIN_FRAME_BYTES, 1 << 30) {
+        cfg.max_frame_bytes = n;
+    }
+}
+
+fn read_discovery_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, cfg: &mut PeerConfig) {
+    if let Some(refresh) = millis(r, top, "discovery_refresh_ms") {
+        cfg.discovery_refresh = refresh;
+    }
+    let Some(value) = top.table.get("discovery_endpoints") else {
+        return;
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        r.invalid("discovery_endpoints".into(), value, "an array of strings");
+        return;
+    };
+    for item in items {
+        match item.get_ref().as_str().and_then(validate::discovery_url) {
+            Some(url) => cfg.discovery_endpoints.push(url),
+            None => r.invalid("discovery_endpoints".into(), item, DISCOVERY_RULE),
+        }
+    }
+}
+
+fn read_runtime_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, cfg: &mut PeerConfig) {
+    if let Some(n) = size(r, top, "inbox_capacity", 1, 1 << 20) {
+        cfg.inbox_capacity = n;
+    }
+    cfg.workers = size(r, top, "workers", 1, 1024);
+}
+
+/// The token from the file, replaced by `REFLOW_AUTH_TOKEN` when that is set
+/// and not empty.
+fn read_auth_token(
+    r: &mut Reader<'_>,
+    top: &Section<'_, '_>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Option<String> {
+    let from_file = match r.string(top, "auth_token") {
+        Some(("", value)) => {
+            r.invalid(
+                "auth_token".into(),
+                value,
+                "a non-empty string (remove the key to accept anyone)",
+            );
+            None
+        }
+        Some((token, _)) => Some(token.to_string()),
+        None => None,
+    };
+    match env(AUTH_TOKEN_ENV) {
+        Some(os) if os.is_empty() => from_file,
+        Some(os) => match os.into_string() {
+            Ok(token) => Some(token),
+            Err(_) => {
+                let kind = ConfigErrorKind::Env {
+                    var: AUTH_TOKEN_ENV,
+                    problem: "is not valid UTF-8",
+                };
+                r.report(None, kind);
+                None
+            }
+        },
+        None => from_file,
+    }
+}
+
+fn read_reconnect(r: &mut Reader<'_>, section: &Section<'_, '_>, policy: &mut ReconnectPolicy) {
+    r.check_keys(section);
+    let initial = millis(r, section, "initial_delay_ms");
+    let max = millis(r, section, "max_delay_ms");
+    if let Some(m) = r.integer(section, "multiplier", 1, 16) {
+        policy.multiplier = u32::try_from(m).unwrap_or(1);
+    }
+    if let Some(n) = r.integer(section, "max_attempts", 0, 1000) {
+        policy.max_attempts = u32::try_from(n).unwrap_or_default();
+    }
+    policy.initial_delay = initial.unwrap_or(policy.initial_delay);
+    policy.max_delay = max.unwrap_or(policy.max_delay);
+    if policy.max_delay < policy.initial_delay {
+        // Point at whichever of the two the file sets, preferring the ceiling.
+        let (key, value, rule) = match section.table.get("max_delay_ms") {
+            Some(v) => (
+                "max_delay_ms",
+                v,
+                format!("at least initial_delay_ms ({})", policy.initial_delay.as_millis()),
+            ),
+            None => match section.table.get("initial_delay_ms") {
+                Some(v) => (
+                    "initial_delay_ms",
+                    v,
+                    format!("at most max_delay_ms ({})", policy.max_delay.as_millis()),
+                ),
+                None => return,
+            },
+        };
+        r.invalid(format!("{}{key}", section.label), value, &rule);
+    }
+}
+
+fn read_connect(r: &mut Reader<'_>, top: &Section<'_, '_>) -> Vec<ConnectTarget> {
+    let mut targets: Vec<ConnectTarget> = Vec::new();
+    for entry in array_of_tables(r, top, "connect", "[[connect]] ", CONNECT_KEYS) {
+        // A misspelt key explains a missing one better than "missing" does.
+        let all_known = r.check_keys(&entry);
+        if all_known && !entry.table.contains_key("endpoint") {
+            r.missing(&entry, "endpoint");
+        }
+        let Some(endpoint) = r.checked_string(&entry, "endpoint", HOST_PORT_RULE, validate::endpoint) else {
+            continue;
+        };
+        if targets.iter().any(|t| t.endpoint == endpoint) {
+            let kind = ConfigErrorKind::Duplicate {
+                key: "[[connect]] endpoint".into(),
+                value: endpoint,
+            };
+            r.report(Some(&entry.span), kind);
+            continue;
+        }
+        targets.push(ConnectTarget { endpoint });
+    }
+    targets
+}
+
+fn read_remote_actors(r: &mut Reader<'_>, top: &Section<'_, '_>, own_network: &str) -> Vec<RemoteActor> {
+    let mut actors: Vec<RemoteActor> = Vec::new();
+    for entry in array_of_tables(r, top, "remote_actor", "[[remote_actor]] ", REMOTE_ACTOR_KEYS) {
+        let all_known = r.check_keys(&entry);
+        for key in REMOTE_ACTOR_KEYS {
+            if all_known && !entry.table.contains_key(*key) {
+                r.missing(&entry, key);
+            }
+        }
+        let actor_id = name_key(r, &entry, "actor_id");
+        let network_id = name_key(r, &entry, "network_id");
+        let (Some(actor_id), Some(network_id)) = (actor_id, network_id) else {
+            continue;
+        };
+        if network_id == own_network {
+            if let Some(value) = entry.table.get("network_id") {
+                let rule = format!("another peer's network, not this peer's own ({own_network:?})");
+                r.invalid("[[remote_actor]] network_id".into(), value, &rule);
+            }
+            continue;
+        }
+        let actor = RemoteActor { actor_id, network_id };
+        if actors.contains(&actor) {
+            let value = format!("{}@{}", actor.actor_id, actor.network_id);
+            r.report(
+                Some(&entry.span),
+                ConfigErrorKind::Duplicate {
+                    key: "[[remote_actor]]".into(),
+                    value,
+                },
+            );
+            continue;
+        }
+        actors.push(actor);
+    }
+    actors
+}
+
+/// A key that must hold one table (`[reconnect]`).
+fn single_table<'t, 'i>(
+    r: &mut Reader<'_>,
+    top: &Section<'t, 'i>,
+    key: &str,
+    label: &'static str,
+    known: &'static [&'static str],
+) -> Option<Section<'t, 'i>> {
+    let value = top.table.get(key)?;
+    let section = as_section(value, label, known);
+    if section.is_none() {
+        r.invalid(key.to_string(), value, &format!("a table ([{key}])"));
+    }
+    section
+}
+
+/// A key that must hold an array of tables (`[[connect]]`); entries that are
+/// not tables are recorded as errors and skipped.
+fn array_of_tables<'t, 'i>(
+    r: &mut Reader<'_>,
+    top: &Section<'t, 'i>,
+    key: &str,
+    label: &'static str,
+    known: &'static [&'static str],
+) -> Vec<Section<'t, 'i>> {
+    let Some(value) = top.table.get(key) else {
+        return Vec::new();
+    };
+    let rule = format!("an array of tables ([[{key}]])");
+    let DeValue::Array(items) = value.get_ref() else {
+        r.invalid(key.to_string(), value, &rule);
+        return Vec::new();
+    };
+    let mut sections = Vec::new();
+    for item in items {
+        match as_section(item, label, known) {
+            Some(section) => sections.push(section),
+            None => r.invalid(key.to_string(), item, &rule),
+        }
+    }
+    sections
+}
+
+fn as_section<'t, 'i>(
+    value: &'t Spanned<DeValue<'i>>,
+    label: &'static str,
+    known: &'static [&'static str],
+) -> Option<Section<'t, 'i>> {
+    match value.get_ref() {
+        DeValue::Table(table) => Some(Section {
+            table,
+            span: value.span(),
+            label,
+            known,
+        }),
+        _ => None,
+    }
+}

@@ -1,0 +1,271 @@
+//! Every kind of configuration error names the file, the line and the key.
+
+use std::ffi::OsString;
+
+use reflow_distributed::peer_config::{AUTH_TOKEN_ENV, ConfigErrorKind, PeerConfig};
+
+fn error_with_env(text: &str, env: impl Fn(&str) -> Option<OsString>) -> String {
+    match PeerConfig::from_str_with_env(text, "alpha.toml", env) {
+        Ok(config) => panic!("expected an error for {text:?}, got {config:?}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+fn error(text: &str) -> String {
+    error_with_env(text, |_| None)
+}
+
+#[test]
+fn missing_network_id() {
+    assert_eq!(error(""), "alpha.toml: missing required key `network_id`");
+    assert_eq!(
+        error("bind_port = 9100\n"),
+        "alpha.toml: missing required key `network_id`"
+    );
+}
+
+#[test]
+fn unknown_key_with_a_suggestion() {
+    let text = "network_id = \"alpha\"\n\n\n\n\n\nheartbeat_intervl_ms = 5\n";
+    let err = error(text);
+    assert!(
+        err.starts_with(
+            "alpha.toml:7: unknown key `heartbeat_intervl_ms`, did you mean `heartbeat_interval_ms`? \
+             (expected one of: network_id, instance_id,"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_key_far_from_any_known_one() {
+    let err = error("network_id = \"alpha\"\ncolour = \"blue\"\n");
+    assert!(
+        err.starts_with("alpha.toml:2: unknown key `colour` (expected one of: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_keys_inside_tables() {
+    let err = error("network_id = \"alpha\"\n[reconnect]\nmax_attempt = 3\n");
+    assert!(
+        err.starts_with("alpha.toml:3: unknown key `[reconnect] max_attempt`, did you mean `max_attempts`?")
+    );
+    let err = error("network_id = \"alpha\"\n[[remote_actor]]\nactor = \"r\"\nnetwork_id = \"b\"\n");
+    assert!(
+        err.starts_with("alpha.toml:3: unknown key `[[remote_actor]] actor`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wrong_types() {
+    assert_eq!(
+        error("network_id = \"alpha\"\n\nbind_port = \"abc\"\n"),
+        "alpha.toml:3: `bind_port` must be an integer 0..=65535, got \"abc\""
+    );
+    assert_eq!(
+        error("network_id = 5\n"),
+        "alpha.toml:1: `network_id` must be a string, got 5"
+    );
+    assert_eq!(
+        error("network_id = \"a\"\nauto_connect = \"yes\"\n"),
+        "alpha.toml:2: `auto_connect` must be true or false, got \"yes\""
+    );
+    assert_eq!(
+        error("network_id = \"a\"\nheartbeat_interval_ms = 1.5\n"),
+        "alpha.toml:2: `heartbeat_interval_ms` must be an integer 1..=86400000, got 1.5"
+    );
+    assert_eq!(
+        error("network_id = \"a\"\ndiscovery_endpoints = \"127.0.0.1:9000\"\n"),
+        "alpha.toml:2: `discovery_endpoints` must be an array of strings, got \"127.0.0.1:9000\""
+    );
+    assert_eq!(
+        error("network_id = \"a\"\nreconnect = 5\n"),
+        "alpha.toml:2: `reconnect` must be a table ([reconnect]), got 5"
+    );
+    assert_eq!(
+        error("network_id = \"a\"\nconnect = \"127.0.0.1:9100\"\n"),
+        "alpha.toml:2: `connect` must be an array of tables ([[connect]]), got \"127.0.0.1:9100\""
+    );
+}
+
+#[test]
+fn values_out_of_range() {
+    let cases = [
+        (
+            "bind_port = 70000",
+            "`bind_port` must be an integer 0..=65535, got 70000",
+        ),
+        (
+            "bind_port = -1",
+            "`bind_port` must be an integer 0..=65535, got -1",
+        ),
+        (
+            "heartbeat_interval_ms = 0",
+            "`heartbeat_interval_ms` must be an integer 1..=86400000, got 0",
+        ),
+        (
+            "max_connections = 0",
+            "`max_connections` must be an integer 1..=65535, got 0",
+        ),
+        (
+            "inbox_capacity = 0",
+            "`inbox_capacity` must be an integer 1..=1048576, got 0",
+        ),
+        ("workers = 0", "`workers` must be an integer 1..=1024, got 0"),
+        (
+            "max_frame_bytes = 10",
+            "`max_frame_bytes` must be an integer 1024..=1073741824, got 10",
+        ),
+        (
+            "discovery_refresh_ms = 0",
+            "`discovery_refresh_ms` must be an integer 1..=86400000, got 0",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = format!("network_id = \"alpha\"\n{line}\n");
+        assert_eq!(error(&text), format!("alpha.toml:2: {expected}"));
+    }
+}
+
+#[test]
+fn bad_values() {
+    let cases = [
+        (
+            "network_id = \"al pha\"",
+            "`network_id` must be a non-empty name without `@`, `:` or whitespace, got \"al pha\"",
+        ),
+        (
+            "instance_id = \"a@b\"",
+            "`instance_id` must be a non-empty name without `@`, `:` or whitespace, got \"a@b\"",
+        ),
+        (
+            "bind_address = \"localhost\"",
+            "`bind_address` must be an IP address such as 127.0.0.1 or 0.0.0.0, got \"localhost\"",
+        ),
+        (
+            "advertise_address = \"0.0.0.0\"",
+            "`advertise_address` must be a host name or IP address without a port, and not 0.0.0.0 or ::, got \"0.0.0.0\"",
+        ),
+        (
+            "advertise_address = \"h:9100\"",
+            "`advertise_address` must be a host name or IP address without a port, and not 0.0.0.0 or ::, got \"h:9100\"",
+        ),
+        (
+            "discovery_endpoints = [\"https://d:9000\"]",
+            "`discovery_endpoints` must be an http://host:port URL or a bare host:port (https is not supported), got \"https://d:9000\"",
+        ),
+        (
+            "auth_token = \"\"",
+            "`auth_token` must be a non-empty string (remove the key to accept anyone), got a string",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = if line.starts_with("network_id") {
+            format!("# peer\n{line}\n")
+        } else {
+            format!("network_id = \"alpha\"\n{line}\n")
+        };
+        assert_eq!(error(&text), format!("alpha.toml:2: {expected}"));
+    }
+}
+
+#[test]
+fn bad_connect_endpoint() {
+    let text = "network_id = \"beta\"\n\n[[connect]]\n\nendpoint = \"nohost\"\n";
+    assert_eq!(
+        error(text),
+        "alpha.toml:5: `[[connect]] endpoint` must be host:port, got \"nohost\""
+    );
+    let text = "network_id = \"beta\"\n[[connect]]\nendpoint = \"h:1\"\n[[connect]]\nendpoint = \"h:0\"\n";
+    assert_eq!(
+        error(text),
+        "alpha.toml:5: `[[connect]] endpoint` must be host:port, got \"h:0\""
+    );
+}
+
+#[test]
+fn missing_and_duplicate_table_entries() {
+    let text = "network_id = \"beta\"\n[[connect]]\nendpoint = \"h:1\"\n\n[[connect]]\n";
+    assert_eq!(
+        error(text),
+        "alpha.toml:5: missing required key `[[connect]] endpoint`"
+    );
+    let text = "network_id = \"beta\"\n[[connect]]\nendpoint = \"h:1\"\n[[connect]]\nendpoint = \"h:1\"\n";
+    assert_eq!(error(text), "alpha.toml:4: duplicate `[[connect]] endpoint` h:1");
+    let actor = "[[remote_actor]]\nactor_id = \"r\"\nnetwork_id = \"alpha\"\n";
+    let text = format!("network_id = \"beta\"\n{actor}{actor}");
+    assert_eq!(error(&text), "alpha.toml:5: duplicate `[[remote_actor]]` r@alpha");
+}
+
+#[test]
+fn remote_actor_rules() {
+    let text = "network_id = \"alpha\"\n[[remote_actor]]\nactor_id = \"r\"\nnetwork_id = \"alpha\"\n";
+    assert_eq!(
+        error(text),
+        "alpha.toml:4: `[[remote_actor]] network_id` must be another peer's network, \
+         not this peer's own (\"alpha\"), got \"alpha\""
+    );
+    let text = "network_id = \"beta\"\n[[remote_actor]]\nactor_id = \"\"\nnetwork_id = \"alpha\"\n";
+    assert!(error(text).starts_with("alpha.toml:3: `[[remote_actor]] actor_id` must be a non-empty name"));
+}
+
+#[test]
+fn reconnect_values() {
+    let text = "network_id = \"a\"\n[reconnect]\nmultiplier = 0\n";
+    assert_eq!(
+        error(text),
+        "alpha.toml:3: `[reconnect] multiplier` must be an integer 1..=16, got 0"
+    );
+    let text = "network_id = \"a\"\n[reconnect]\ninitial_delay_ms = \"fast\"\n";
+    assert_eq!(
+        error(text),
+        "alpha.toml:3: `[reconnect] initial_delay_ms` must be an integer 1..=86400000, got \"fast\""
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_a_line() {
+    let err = error("network_id = \"alpha\"\nbind_port = 9100\nbind_port = 9200\n");
+    assert!(err.starts_with("alpha.toml:3: invalid TOML: "), "{err}");
+    let err = error("network_id = \"alpha\"\n[reconnect\n");
+    assert!(err.starts_with("alpha.toml:2: invalid TOML: "), "{err}");
+}
+
+#[test]
+fn the_token_is_never_quoted() {
+    for text in [
+        "network_id = \"a\"\nauth_token = 987654321\n",
+        "network_id = \"a\"\nauth_token = [\"987654321\"]\n",
+        "network_id = \"a\"\nauth_token = 987654321abc\n",
+        "network_id = \"a\"\nauth_token = \"987654321\n",
+    ] {
+        let err = error(text);
+        assert!(err.starts_with("alpha.toml:2: "), "{err}");
+        assert!(!err.contains("987654321"), "{err}");
+    }
+}
+
+#[test]
+fn a_non_utf8_environment_token_is_refused() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        let env = |var: &str| (var == AUTH_TOKEN_ENV).then(|| OsString::from_vec(vec![0xff, 0xfe]));
+        assert_eq!(
+            error_with_env("network_id = \"a\"\n", env),
+            "alpha.toml: environment variable REFLOW_AUTH_TOKEN is not valid UTF-8"
+        );
+    }
+}
+
+#[test]
+fn errors_expose_file_line_and_kind() {
+    let err = PeerConfig::from_str_with_env("network_id = \"a\"\nworkers = 0\n", "x.toml", |_| None)
+        .expect_err("invalid");
+    assert_eq!(err.source_name(), "x.toml");
+    assert_eq!(err.line(), Some(2));
+    assert!(matches!(err.kind(), ConfigErrorKind::InvalidValue { key, .. } if key == "workers"));
+}
