@@ -1,1 +1,37 @@
-fn main() {}
+//! `reflow-peer`: one peer of a Reflow federation. See `--help`.
+
+use std::process::ExitCode;
+
+use reflow_distributed::peer_cli::{Command, EXIT_OK, EXIT_USAGE, HELP, VERSION, parse_args};
+use reflow_distributed::peer_runner;
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::from(EXIT_OK);
+        }
+        Ok(Command::Version) => {
+            println!("reflow-peer {VERSION}");
+            return ExitCode::from(EXIT_OK);
+        }
+        Err(e) => {
+            eprintln!("reflow-peer: {e}\nRun 'reflow-peer --help' for usage.");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging();
+    ExitCode::from(peer_runner::run(&args))
+}
+
+/// UTC timestamps and levels on stderr; `RUST_LOG` sets the level (default info).
+fn init_logging() {
+    let logger = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Info)
+        .with_utc_timestamps()
+        .env();
+    if let Err(e) = logger.init() {
+        eprintln!("reflow-peer: cannot set up logging: {e}");
+    }
+}

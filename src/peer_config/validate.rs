@@ -9,7 +9,7 @@ pub(crate) const NAME_RULE: &str = "a non-empty name without `@`, `:` or whitesp
 /// A network, instance or actor id: non-empty, no `@` (proxies are named
 /// `actor@network`), no `:` (the `--send` form splits on it), no whitespace.
 pub(crate) fn is_valid_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c == '@' || c == ':' || c.is_whitespace())
+    crate::distributed_network::is_valid_name(name)
 }
 
 /// A DNS name (`alpha.example`, `localhost`) or an IP address; IPv6 without

@@ -1,0 +1,71 @@
+//! Errors of the distributed layer: each wraps the layer it came from.
+
+use std::fmt;
+
+use crate::bridge::BridgeError;
+use crate::discovery::DiscoveryError;
+use crate::runtime::{RuntimeError, SendError};
+
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DistributedError {
+    Runtime(RuntimeError),
+    Send(SendError),
+    Bridge(BridgeError),
+    Discovery(DiscoveryError),
+    /// An actor or network id that cannot be used (empty, or containing `@`).
+    InvalidName(String),
+    /// The call needs `start()` first.
+    NotStarted,
+    AlreadyStarted,
+}
+
+impl fmt::Display for DistributedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DistributedError::Runtime(e) => e.fmt(f),
+            DistributedError::Send(e) => e.fmt(f),
+            DistributedError::Bridge(e) => e.fmt(f),
+            DistributedError::Discovery(e) => e.fmt(f),
+            DistributedError::InvalidName(why) => f.write_str(why),
+            DistributedError::NotStarted => f.write_str("the distributed network is not started; call start() first"),
+            DistributedError::AlreadyStarted => f.write_str("the distributed network is already started"),
+        }
+    }
+}
+
+impl std::error::Error for DistributedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DistributedError::Runtime(e) => Some(e),
+            DistributedError::Send(e) => Some(e),
+            DistributedError::Bridge(e) => Some(e),
+            DistributedError::Discovery(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RuntimeError> for DistributedError {
+    fn from(e: RuntimeError) -> Self {
+        DistributedError::Runtime(e)
+    }
+}
+
+impl From<SendError> for DistributedError {
+    fn from(e: SendError) -> Self {
+        DistributedError::Send(e)
+    }
+}
+
+impl From<BridgeError> for DistributedError {
+    fn from(e: BridgeError) -> Self {
+        DistributedError::Bridge(e)
+    }
+}
+
+impl From<DiscoveryError> for DistributedError {
+    fn from(e: DiscoveryError) -> Self {
+        DistributedError::Discovery(e)
+    }
+}

@@ -1,0 +1,252 @@
+//! `DistributedNetwork`: a local network, the bridge that links it to other
+//! peers, and the discovery client that finds them.
+
+mod advertise;
+mod error;
+mod inbound;
+mod proxy;
+mod watcher;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde_json::Value;
+
+pub use self::error::DistributedError;
+use self::inbound::LocalRouter;
+use self::proxy::RemoteProxy;
+use self::watcher::Watcher;
+use crate::bridge::{Bridge, BridgeEvent, BridgeIdentity, BridgeStats, RemoteMessage};
+use crate::discovery::{DiscoveryService, RegistrationInfo};
+use crate::distributed_config::DistributedConfig;
+use crate::message::Message;
+use crate::runtime::{Actor, Network};
+
+/// One peer of a federation. All methods take `&self`; share it in an `Arc`
+/// to use it from several threads.
+pub struct DistributedNetwork {
+    config: DistributedConfig,
+    network: Network,
+    bridge: Arc<OnceLock<Arc<Bridge>>>,
+    discovery: OnceLock<Arc<DiscoveryService>>,
+    advertised: OnceLock<String>,
+    watcher: Mutex<Option<Watcher>>,
+    started: AtomicBool,
+    stopped: AtomicBool,
+}
+
+impl DistributedNetwork {
+    /// A peer that is not started yet: register actors, then call `start`.
+    pub fn new(config: DistributedConfig) -> Result<DistributedNetwork, DistributedError> {
+        check_name("network_id", &config.network_id)?;
+        let network = Network::new(config.network.clone());
+        Ok(DistributedNetwork {
+            config,
+            network,
+            bridge: Arc::new(OnceLock::new()),
+            discovery: OnceLock::new(),
+            advertised: OnceLock::new(),
+            watcher: Mutex::new(None),
+            started: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> &DistributedConfig {
+        &self.config
+    }
+
+    pub fn network_id(&self) -> &str {
+        &self.config.network_id
+    }
+
+    /// Adds a local node `id` running `actor`; remote peers address it by `id`.
+    pub fn register_local_actor(
+        &self,
+        id: &str,
+        actor: Box<dyn Actor>,
+        metadata: Value,
+    ) -> Result<(), DistributedError> {
+        check_name("actor id", id)?;
+        Ok(self.network.add_actor(id, actor, metadata)?)
+    }
+
+    /// Adds (once) a proxy node `actor@network` that forwards every message it
+    /// receives, on any port, to `actor`'s port of that name in `network`. Use
+    /// it with `send_to_actor` or as the target of connections. Returns its name.
+    pub fn register_remote_actor(&self, actor_id: &str, network_id: &str) -> Result<String, DistributedError> {
+        check_name("actor id", actor_id)?;
+        check_name("network id", network_id)?;
+        let name = RemoteProxy::node_name(actor_id, network_id);
+        if self.network.has_node(&name) {
+            return Ok(name);
+        }
+        let proxy = RemoteProxy {
+            local_network: self.config.network_id.clone(),
+            actor_id: actor_id.to_string(),
+            network_id: network_id.to_string(),
+            bridge: self.bridge.clone(),
+            send_timeout: self.config.network.send_timeout,
+        };
+        self.network.add_actor(&name, Box::new(proxy), Value::Null)?;
+        Ok(name)
+    }
+
+    /// Starts the local network, the bridge listener and discovery (register,
+    /// poll, and dial what it reports when `auto_connect` is on).
+    pub fn start(&self) -> Result<(), DistributedError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(DistributedError::NotStarted);
+        }
+        if self.started.swap(true, Ordering::AcqRel) {
+            return Err(DistributedError::AlreadyStarted);
+        }
+        self.network.start()?;
+        let mut identity = BridgeIdentity::new(&self.config.network_id, &self.config.instance_id);
+        identity.auth_token = self.config.auth_token.clone();
+        let router = LocalRouter {
+            network: self.network.clone(),
+            delivery_timeout: self.config.bridge.delivery_timeout,
+        };
+        let bridge = match Bridge::start(identity, self.config.bridge.clone(), Arc::new(router)) {
+            Ok(bridge) => Arc::new(bridge),
+            Err(e) => {
+                self.network.shutdown();
+                return Err(e.into());
+            }
+        };
+        let _ = self.bridge.set(bridge.clone());
+        let advertised = advertise::advertised_endpoint(self.config.advertise_address.as_deref(), bridge.local_addr());
+        let _ = self.advertised.set(advertised.clone());
+        let me = RegistrationInfo {
+            network_id: self.config.network_id.clone(),
+            instance_id: self.config.instance_id.clone(),
+            endpoint: advertised,
+            capabilities: self.config.discovery.capabilities.clone(),
+        };
+        let discovery = match DiscoveryService::start(self.config.discovery.clone(), me) {
+            Ok(discovery) => Arc::new(discovery),
+            Err(e) => {
+                bridge.shutdown();
+                self.network.shutdown();
+                return Err(e.into());
+            }
+        };
+        if self.config.auto_connect && !self.config.discovery.endpoints.is_empty() {
+            let watcher = Watcher::start(&self.config, bridge, discovery.clone())?;
+            *self.watcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
+        }
+        let _ = self.discovery.set(discovery);
+        Ok(())
+    }
+
+    /// Dials the peer at `host:port` and returns its network id. Connections
+    /// made this way are redialed with backoff when they drop.
+    pub fn connect_to_network(&self, endpoint: &str) -> Result<String, DistributedError> {
+        Ok(self.bridge()?.connect(endpoint)?)
+    }
+
+    /// Sends `message` to `actor.port` in `network` (as source actor `unknown`).
+    pub fn send_to_remote_actor(
+        &self,
+        network: &str,
+        actor: &str,
+        port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), DistributedError> {
+        let remote = RemoteMessage::new(&self.config.network_id, "unknown", network, actor, port, message.into());
+        Ok(self.bridge()?.send(remote, self.config.network.send_timeout)?)
+    }
+
+    /// Delivers `message` to a local node, proxies included (`recorder@alpha`).
+    pub fn send_to_actor(&self, node: &str, port: &str, message: impl Into<Message>) -> Result<(), DistributedError> {
+        Ok(self.network.send_to_actor(node, port, message)?)
+    }
+
+    /// A handle to the local network, usable from any thread.
+    pub fn get_local_network(&self) -> Network {
+        self.network.clone()
+    }
+
+    /// The discovery client (subscribe to its events); `None` before `start`.
+    pub fn discovery(&self) -> Option<&DiscoveryService> {
+        self.discovery.get().map(|d| &**d)
+    }
+
+    /// A new receiver of bridge events (connections made, lost, redialed).
+    pub fn bridge_events(&self) -> Result<crossbeam_channel::Receiver<BridgeEvent>, DistributedError> {
+        Ok(self.bridge()?.subscribe())
+    }
+
+    pub fn bridge_stats(&self) -> Option<BridgeStats> {
+        self.bridge.get().map(|b| b.stats())
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.bridge.get().map_or(0, |b| b.connection_count())
+    }
+
+    pub fn is_connected_to(&self, network: &str) -> bool {
+        self.bridge.get().is_some_and(|b| b.is_connected_to(network))
+    }
+
+    pub fn connected_networks(&self) -> Vec<String> {
+        self.bridge.get().map(|b| b.connected_networks()).unwrap_or_default()
+    }
+
+    /// The address the bridge listens on; `None` before `start`.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bridge.get().map(|b| b.local_addr())
+    }
+
+    /// The `host:port` registered with discovery; `None` before `start`.
+    pub fn advertised_endpoint(&self) -> Option<&str> {
+        self.advertised.get().map(String::as_str)
+    }
+
+    /// Stops discovery, sends close frames to every peer, stops the local
+    /// network, and returns once every thread is joined. Idempotent.
+    pub fn shutdown(&self) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(watcher) = self.watcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            watcher.stop();
+        }
+        if let Some(discovery) = self.discovery.get() {
+            discovery.stop();
+        }
+        if let Some(bridge) = self.bridge.get() {
+            bridge.shutdown();
+        }
+        self.network.shutdown();
+    }
+
+    fn bridge(&self) -> Result<&Arc<Bridge>, DistributedError> {
+        self.bridge.get().ok_or(DistributedError::NotStarted)
+    }
+}
+
+impl Drop for DistributedNetwork {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Whether `name` can be a network or actor id: non-empty, without `@` (it
+/// separates actor and network in proxy names), `:` (it separates the parts of
+/// a `--send` target) or white space.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c == '@' || c == ':' || c.is_whitespace())
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), DistributedError> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(DistributedError::InvalidName(format!(
+            "{what} {name:?} is not usable: it must be non-empty, without '@', ':' or white space"
+        )))
+    }
+}
