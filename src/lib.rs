@@ -14,5 +14,6 @@ pub mod ids;
 pub mod message;
 pub mod runtime;
 
+pub use discovery::router;
 pub use distributed_config::DistributedConfig;
 pub use message::{Message, RemoteReference};
