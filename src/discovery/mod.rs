@@ -6,6 +6,7 @@
 //!   its own socket with health, metrics and hardened connection handling.
 //! - [`DiscoveryService`]: the client a peer runs to register and to follow
 //!   the roster as [`DiscoveryEvent`]s.
+mod client;
 pub mod config;
 mod connection;
 mod error;
@@ -13,9 +14,12 @@ mod http;
 mod info;
 pub mod metrics;
 pub mod registry;
+mod roster;
 pub mod router;
 pub mod server;
 
+pub use client::DiscoveryService;
 pub use config::DiscoveryClientConfig;
 pub use error::DiscoveryError;
 pub use info::{NetworkInfo, RegistrationInfo, parse_registration, validate_endpoint, validate_registration};
+pub use roster::DiscoveryEvent;
