@@ -178,12 +178,15 @@ fn normalize_endpoint(raw: &str) -> Result<String, DiscoveryError> {
         endpoint: raw.to_string(),
         reason: reason.to_string(),
     };
-    let trimmed = raw.trim().trim_end_matches('/');
-    let base = match trimmed.split_once("://") {
-        None => format!("http://{trimmed}"),
-        Some(("http", _)) => trimmed.to_string(),
-        Some((scheme, _)) => return Err(bad(&format!("scheme {scheme}:// is not supported, only http://"))),
+    let trimmed = raw.trim();
+    let rest = match trimmed.split_once("://") {
+        None => trimmed,
+        Some(("http", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(bad(&format!("scheme {scheme}:// is not supported, only http://")));
+        }
     };
+    let base = format!("http://{}", rest.trim_end_matches('/'));
     let authority = base["http://".len()..].split('/').next().unwrap_or_default();
     if authority.is_empty() || authority.contains(char::is_whitespace) {
         return Err(bad("no host"));
