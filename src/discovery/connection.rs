@@ -8,6 +8,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::http::{self, RequestHead};
@@ -33,7 +34,8 @@ enum ReadStop {
 }
 
 struct Conn<'a> {
-    stream: TcpStream,
+    /// Shared with the server, which shuts it down to end a blocked read.
+    stream: Arc<TcpStream>,
     registry: &'a SharedRegistry,
     limits: &'a ConnLimits,
     /// Bytes received but not yet used (the start of the next request).
@@ -42,7 +44,7 @@ struct Conn<'a> {
 
 /// Serves `stream` until the client leaves, a deadline passes or the socket is
 /// shut down from outside (server shutdown).
-pub(crate) fn serve(stream: TcpStream, registry: &SharedRegistry, limits: &ConnLimits) {
+pub(crate) fn serve(stream: Arc<TcpStream>, registry: &SharedRegistry, limits: &ConnLimits) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
     let mut conn = Conn {
@@ -87,7 +89,7 @@ impl Conn<'_> {
         let (reply, keep_open) = self.answer(&head);
         self.registry.metrics().count_response(reply.status);
         let keep_alive = keep_open && head.keep_alive;
-        if http::write_reply(&mut self.stream, &reply, keep_alive, head_only).is_err() {
+        if http::write_reply(&mut &*self.stream, &reply, keep_alive, head_only).is_err() {
             return false;
         }
         if !keep_open {
@@ -132,7 +134,7 @@ impl Conn<'_> {
                 }
                 let len = head.content_length.unwrap_or(0) as usize;
                 if head.expect_continue && len > 0 && self.buf.is_empty() {
-                    let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    let _ = (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 match self.read_body(len, limit) {
                     Ok(body) => (router::finish_register(self.registry, &body), true),
@@ -213,7 +215,7 @@ impl Conn<'_> {
             .map_err(|_| ReadStop::Closed)?;
         let mut chunk = [0u8; 4096];
         let room = cap.saturating_sub(self.buf.len()).clamp(1, chunk.len());
-        match self.stream.read(&mut chunk[..room]) {
+        match (&*self.stream).read(&mut chunk[..room]) {
             Ok(0) => Err(ReadStop::Closed),
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
@@ -229,7 +231,7 @@ impl Conn<'_> {
 
     fn send_and_close(&mut self, reply: &Reply) {
         self.registry.metrics().count_response(reply.status);
-        if http::write_reply(&mut self.stream, reply, false, false).is_ok() {
+        if http::write_reply(&mut &*self.stream, reply, false, false).is_ok() {
             self.linger_close();
         }
     }
@@ -247,7 +249,7 @@ impl Conn<'_> {
             if remaining.is_zero() || self.stream.set_read_timeout(Some(remaining)).is_err() {
                 break;
             }
-            match self.stream.read(&mut sink) {
+            match (&*self.stream).read(&mut sink) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => discarded += n,
             }

@@ -116,12 +116,12 @@ impl ServerConfig {
 #[derive(Default)]
 struct Connections {
     next_id: AtomicU64,
-    open: Mutex<HashMap<u64, TcpStream>>,
+    open: Mutex<HashMap<u64, Arc<TcpStream>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Connections {
-    fn open(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn open(&self) -> MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -367,9 +367,11 @@ impl Acceptor {
             refuse(stream, &self.registry);
             return;
         }
-        let Ok(handle) = stream.try_clone() else { return };
+        // One descriptor per connection: the server keeps a shared reference
+        // (to shut the socket down at stop), not a duplicate.
+        let stream = Arc::new(stream);
         let id = self.connections.next_id.fetch_add(1, Ordering::Relaxed);
-        open.insert(id, handle);
+        open.insert(id, Arc::clone(&stream));
         drop(open);
         let registry = self.registry.clone();
         let limits = self.limits.clone();
