@@ -162,15 +162,38 @@ pub fn parse_answer(raw: &[u8]) -> Answer {
     }
 }
 
-/// Sends raw bytes and reads the answer until the server closes.
+/// Sends raw bytes and reads one answer: up to its `Content-Length`, or until
+/// the server closes.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> Answer {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(PATIENCE)).expect("timeout");
     s.write_all(request).expect("send");
     let mut out = Vec::new();
-    // The server may reset after answering when it did not read everything.
-    let _ = s.read_to_end(&mut out);
+    let mut chunk = [0u8; 4096];
+    while !is_complete(&out) {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            // The server may reset after answering when it did not read everything.
+            Err(_) => break,
+        }
+    }
     parse_answer(&out)
+}
+
+/// True once `raw` holds a head and as many body bytes as it declares.
+fn is_complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .is_some_and(|len| body.len() >= len)
 }
 
 /// `METHOD path` with an optional body, closing after the answer.
