@@ -158,10 +158,10 @@ impl DiscoveryService {
         let Some(control) = &self.control else { return };
         lock(&control.stop).take();
         let thread = lock(&control.thread).take();
-        if let Some(thread) = thread {
-            if thread.join().is_err() {
-                log::error!("the discovery client thread of {} panicked", self.me.network_id);
-            }
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            log::error!("the discovery client thread of {} panicked", self.me.network_id);
         }
     }
 }

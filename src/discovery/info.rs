@@ -149,12 +149,12 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), String> {
     {
         return Err(shape());
     }
-    if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
-        if ip.is_unspecified() {
-            return Err(format!(
-                "endpoint {endpoint:?} is the wildcard address; advertise an address other peers can dial"
-            ));
-        }
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>()
+        && ip.is_unspecified()
+    {
+        return Err(format!(
+            "endpoint {endpoint:?} is the wildcard address; advertise an address other peers can dial"
+        ));
     }
     Ok(())
 }

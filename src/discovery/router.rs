@@ -191,10 +191,10 @@ fn to_tiny_response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>
     if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", reply.content_type) {
         response.add_header(h);
     }
-    if let Some(allow) = reply.allow {
-        if let Ok(h) = tiny_http::Header::from_bytes("Allow", allow) {
-            response.add_header(h);
-        }
+    if let Some(allow) = reply.allow
+        && let Ok(h) = tiny_http::Header::from_bytes("Allow", allow)
+    {
+        response.add_header(h);
     }
     response
 }
