@@ -1,1 +1,150 @@
-fn main() {}
+//! `reflow-discovery`: the discovery server as a program. Parses flags, sets
+//! up logging and runs [`DiscoveryServer`] until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use reflow_distributed::discovery::server::{DiscoveryServer, ServerConfig};
+
+const HELP: &str = "\
+reflow-discovery: the Reflow discovery server
+
+USAGE:
+    reflow-discovery [OPTIONS]
+
+OPTIONS:
+    --bind ADDR:PORT             Address to listen on; port 0 picks a free one [default: 0.0.0.0:9000]
+    --entry-ttl-secs N           Seconds an entry stays listed without re-registering [default: 60]
+    --prune-interval-secs N      Seconds between sweeps of expired entries [default: 15]
+    --max-body-bytes N           Largest request body accepted (larger gets 413) [default: 16384]
+    --max-entries N              Most networks held at once [default: 10000]
+    --max-connections N          Most connections served at once [default: 256]
+    --idle-timeout-secs N        Seconds a connection may sit idle between requests [default: 30]
+    --request-timeout-secs N     Seconds a client may take to send one request [default: 10]
+    -h, --help                   Print this help
+    -V, --version                Print the version
+
+ENVIRONMENT:
+    RUST_LOG                     Log level: error, warn, info, debug, trace [default: info]
+
+EXIT CODES:
+    0  stopped by SIGINT or SIGTERM
+    1  could not start (address in use, …)
+    2  bad command line
+";
+
+enum Command {
+    Run(ServerConfig),
+    Help,
+    Version,
+}
+
+fn parse_args() -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let mut config = ServerConfig::default();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        match arg {
+            Long("bind") => config.bind = bind_address(&mut parser)?,
+            Long("entry-ttl-secs") => config.entry_ttl = secs(&mut parser, "--entry-ttl-secs")?,
+            Long("prune-interval-secs") => {
+                config.prune_interval = secs(&mut parser, "--prune-interval-secs")?
+            }
+            Long("max-body-bytes") => config.max_body_bytes = count(&mut parser, "--max-body-bytes")?,
+            Long("max-entries") => config.max_entries = count(&mut parser, "--max-entries")?,
+            Long("max-connections") => config.max_connections = count(&mut parser, "--max-connections")?,
+            Long("idle-timeout-secs") => config.idle_timeout = secs(&mut parser, "--idle-timeout-secs")?,
+            Long("request-timeout-secs") => {
+                config.request_timeout = secs(&mut parser, "--request-timeout-secs")?
+            }
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            other => return Err(other.unexpected().to_string()),
+        }
+    }
+    Ok(Command::Run(config))
+}
+
+fn text(parser: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    let value = parser.value().map_err(|e| format!("{flag}: {e}"))?;
+    value
+        .into_string()
+        .map_err(|v| format!("{flag}: value {v:?} is not valid UTF-8"))
+}
+
+/// `ADDR:PORT`, with a numeric port (the address may be a host name).
+fn bind_address(parser: &mut lexopt::Parser) -> Result<String, String> {
+    let raw = text(parser, "--bind")?;
+    match raw.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(raw),
+        _ => Err(format!(
+            "--bind: expected ADDR:PORT such as 127.0.0.1:9000, got {raw:?}"
+        )),
+    }
+}
+
+/// A whole number above zero.
+fn count(parser: &mut lexopt::Parser, flag: &str) -> Result<usize, String> {
+    let raw = text(parser, flag)?;
+    match raw.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{flag}: expected a whole number above zero, got {raw:?}")),
+    }
+}
+
+fn secs(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
+    count(parser, flag).map(|n| Duration::from_secs(n as u64))
+}
+
+fn init_logging() {
+    let logger = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Info)
+        .env()
+        .with_utc_timestamps();
+    if let Err(e) = logger.init() {
+        eprintln!("reflow-discovery: cannot set up logging: {e}");
+    }
+}
+
+fn main() -> ExitCode {
+    let config = match parse_args() {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("reflow-discovery {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("reflow-discovery: {message}\nTry 'reflow-discovery --help' for the options.");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    // Install the handlers before listening, so that a signal arriving
+    // right after the "listening" line is never lost.
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let server = match DiscoveryServer::start(config) {
+        Ok(server) => server,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(signal) = signals.forever().next() {
+        log::info!("received signal {signal}, shutting down");
+    }
+    server.shutdown();
+    ExitCode::SUCCESS
+}

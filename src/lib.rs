@@ -16,5 +16,6 @@ pub mod peer_cli;
 pub mod peer_config;
 pub mod runtime;
 
+pub use discovery::router;
 pub use distributed_config::DistributedConfig;
 pub use message::{Message, RemoteReference};

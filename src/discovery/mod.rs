@@ -1,4 +1,25 @@
-//! Discovery: registry, HTTP contract, server and client.
+//! Discovery: how peers find each other.
+//!
+//! - [`registry`]: the roster with TTL (pure logic plus a shared handle).
+//! - [`router`]: the HTTP contract, mountable in any `tiny_http` application.
+//! - [`server`]: [`DiscoveryServer`](server::DiscoveryServer), the contract on
+//!   its own socket with health, metrics and hardened connection handling.
+//! - [`DiscoveryService`]: the client a peer runs to register and to follow
+//!   the roster as [`DiscoveryEvent`]s.
+mod client;
 pub mod config;
+mod connection;
+mod error;
+mod http;
+mod info;
+pub mod metrics;
+pub mod registry;
+mod roster;
+pub mod router;
+pub mod server;
 
+pub use client::DiscoveryService;
 pub use config::DiscoveryClientConfig;
+pub use error::DiscoveryError;
+pub use info::{NetworkInfo, RegistrationInfo, parse_registration, validate_endpoint, validate_registration};
+pub use roster::DiscoveryEvent;

@@ -1,0 +1,126 @@
+//! `DiscoveryError`: what can go wrong in the discovery layer, worded so that
+//! the reader knows which setting or input to change.
+
+use std::fmt;
+use std::io;
+
+/// Errors of the discovery server and client.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The server could not bind its listening socket.
+    Bind {
+        /// The address as configured (`--bind`).
+        addr: String,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// A setting is out of range (a zero TTL, a zero body limit…).
+    InvalidConfig(String),
+    /// A discovery endpoint is not a usable `http://host:port` URL.
+    InvalidEndpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A registration is missing a field or has a bad endpoint.
+    InvalidRegistration(String),
+    /// A request to a discovery endpoint failed (connect, timeout, I/O).
+    Http {
+        /// The URL that was requested.
+        url: String,
+        /// The transport's reason.
+        reason: String,
+    },
+    /// A discovery endpoint answered with a non-success status.
+    Status {
+        /// The URL that was requested.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The server's error text, when it sent one.
+        message: String,
+    },
+    /// A discovery endpoint answered with a body that is not the expected JSON.
+    Decode {
+        /// The URL that was requested.
+        url: String,
+        /// The parser's reason.
+        reason: String,
+    },
+    /// The operating system refused to start a thread.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for DiscoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiscoveryError::Bind { addr, source } => write!(
+                f,
+                "cannot listen on {addr}: {source} (is the port in use? change --bind)"
+            ),
+            DiscoveryError::InvalidConfig(reason) => write!(f, "invalid discovery setting: {reason}"),
+            DiscoveryError::InvalidEndpoint { endpoint, reason } => write!(
+                f,
+                "invalid discovery endpoint {endpoint:?}: {reason} (expected http://host:port or host:port)"
+            ),
+            DiscoveryError::InvalidRegistration(reason) => write!(f, "invalid registration: {reason}"),
+            DiscoveryError::Http { url, reason } => {
+                write!(
+                    f,
+                    "request to {url} failed: {reason} (is the discovery server running and reachable?)"
+                )
+            }
+            DiscoveryError::Status { url, status, message } if message.is_empty() => {
+                write!(f, "{url} answered HTTP {status}")
+            }
+            DiscoveryError::Status { url, status, message } => {
+                write!(f, "{url} answered HTTP {status}: {message}")
+            }
+            DiscoveryError::Decode { url, reason } => write!(
+                f,
+                "{url} answered with a body that is not a discovery roster: {reason} (is this URL a discovery server?)"
+            ),
+            DiscoveryError::Spawn(source) => write!(f, "cannot start a discovery thread: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for DiscoveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DiscoveryError::Bind { source, .. } | DiscoveryError::Spawn(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_error_names_the_flag_to_change() {
+        let err = DiscoveryError::Bind {
+            addr: "127.0.0.1:9000".into(),
+            source: io::Error::new(io::ErrorKind::AddrInUse, "address in use"),
+        };
+        let text = err.to_string();
+        assert!(text.contains("127.0.0.1:9000"), "{text}");
+        assert!(text.contains("--bind"), "{text}");
+    }
+
+    #[test]
+    fn status_error_carries_the_server_message() {
+        let err = DiscoveryError::Status {
+            url: "http://h:1/register".into(),
+            status: 400,
+            message: "field `endpoint` is empty".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "http://h:1/register answered HTTP 400: field `endpoint` is empty"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! The two records of the discovery contract: what a peer registers
+//! ([`RegistrationInfo`]) and what the roster lists ([`NetworkInfo`]), plus the
+//! validation of a registration body.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::DiscoveryError;
+
+/// Longest accepted `network_id`, `instance_id`, endpoint or capability.
+pub const MAX_FIELD_CHARS: usize = 256;
+/// Most capabilities one registration may list.
+pub const MAX_CAPABILITIES: usize = 64;
+
+/// What a peer sends to `POST /register`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationInfo {
+    /// The peer's network name (`alpha`); one roster entry per network.
+    pub network_id: String,
+    /// The peer process's instance name (`alpha-1`).
+    pub instance_id: String,
+    /// `host:port` other peers dial; never the wildcard address.
+    pub endpoint: String,
+    /// Protocol capabilities the peer offers (`actor_messaging`, …).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// One live entry of `GET /networks`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// The network name.
+    pub network_id: String,
+    /// The instance that registered last.
+    pub instance_id: String,
+    /// `host:port` to dial.
+    pub endpoint: String,
+    /// Capabilities as registered.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// When the server last heard from the peer, RFC 3339 UTC, server clock.
+    pub last_seen: String,
+}
+
+impl NetworkInfo {
+    /// True when `other` describes a different peer: another endpoint,
+    /// instance or capability list. A fresher `last_seen` alone is no change.
+    pub fn differs_from(&self, other: &NetworkInfo) -> bool {
+        self.endpoint != other.endpoint
+            || self.instance_id != other.instance_id
+            || self.capabilities != other.capabilities
+    }
+}
+
+/// A registration body as it arrives, before validation: every field optional
+/// so that a missing field gets its own message instead of serde's.
+#[derive(Deserialize)]
+struct RawRegistration {
+    network_id: Option<String>,
+    instance_id: Option<String>,
+    endpoint: Option<String>,
+    #[serde(default)]
+    capabilities: Option<Vec<String>>,
+}
+
+/// Parses and validates a `POST /register` body. The error text is the one
+/// the server sends back in `{"error": …}`.
+pub fn parse_registration(body: &[u8]) -> Result<RegistrationInfo, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("expected a JSON object with network_id, instance_id and endpoint".into());
+    }
+    let raw: RawRegistration = serde_json::from_value(value).map_err(|e| format!("bad field type: {e}"))?;
+    let info = RegistrationInfo {
+        network_id: required("network_id", raw.network_id)?,
+        instance_id: required("instance_id", raw.instance_id)?,
+        endpoint: required("endpoint", raw.endpoint)?,
+        capabilities: raw.capabilities.unwrap_or_default(),
+    };
+    validate_registration(&info).map_err(|e| match e {
+        DiscoveryError::InvalidRegistration(reason) => reason,
+        other => other.to_string(),
+    })?;
+    Ok(info)
+}
+
+fn required(name: &str, value: Option<String>) -> Result<String, String> {
+    match value {
+        None => Err(format!("missing field `{name}`")),
+        Some(v) if v.trim().is_empty() => Err(format!("field `{name}` is empty")),
+        Some(v) => Ok(v),
+    }
+}
+
+/// Checks a registration: non-empty names, a dialable `host:port` endpoint,
+/// bounded sizes.
+pub fn validate_registration(info: &RegistrationInfo) -> Result<(), DiscoveryError> {
+    let bad = DiscoveryError::InvalidRegistration;
+    for (name, value) in [
+        ("network_id", &info.network_id),
+        ("instance_id", &info.instance_id),
+        ("endpoint", &info.endpoint),
+    ] {
+        if value.trim().is_empty() {
+            return Err(bad(format!("field `{name}` is empty")));
+        }
+        if value.chars().count() > MAX_FIELD_CHARS {
+            return Err(bad(format!(
+                "field `{name}` is longer than {MAX_FIELD_CHARS} characters"
+            )));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(bad(format!("field `{name}` contains control characters")));
+        }
+    }
+    validate_endpoint(&info.endpoint).map_err(bad)?;
+    if info.capabilities.len() > MAX_CAPABILITIES {
+        return Err(bad(format!("more than {MAX_CAPABILITIES} capabilities")));
+    }
+    if info
+        .capabilities
+        .iter()
+        .any(|c| c.is_empty() || c.chars().count() > MAX_FIELD_CHARS)
+    {
+        return Err(bad(format!(
+            "capabilities must be non-empty strings of at most {MAX_FIELD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `endpoint` is `host:port` (IPv6 in brackets), with a port in
+/// 1..=65535 and a host other than the wildcard address.
+pub fn validate_endpoint(endpoint: &str) -> Result<(), String> {
+    let shape = || format!("endpoint {endpoint:?} is not host:port");
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(shape)?;
+    let port: u16 = port.parse().map_err(|_| shape())?;
+    if port == 0 {
+        return Err(format!("endpoint {endpoint:?} has port 0"));
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let bracketed = bare.len() != host.len();
+    if bare.is_empty()
+        || bare.chars().any(|c| c.is_whitespace() || "/?#@".contains(c))
+        || (bare.contains(':') && !bracketed)
+    {
+        return Err(shape());
+    }
+    if let Ok(ip) = bare.parse::<std::net::IpAddr>()
+        && ip.is_unspecified()
+    {
+        return Err(format!(
+            "endpoint {endpoint:?} is the wildcard address; advertise an address other peers can dial"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_registration_parses() {
+        let body = br#"{"network_id":"alpha","instance_id":"alpha-1","endpoint":"127.0.0.1:9100","capabilities":["actor_messaging"]}"#;
+        let info = parse_registration(body).expect("valid");
+        assert_eq!(info.network_id, "alpha");
+        assert_eq!(info.capabilities, vec!["actor_messaging".to_string()]);
+    }
+
+    #[test]
+    fn missing_capabilities_mean_none() {
+        let body = br#"{"network_id":"a","instance_id":"a-1","endpoint":"h:1"}"#;
+        assert!(parse_registration(body).expect("valid").capabilities.is_empty());
+    }
+
+    #[test]
+    fn each_bad_body_gets_its_own_reason() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"{not json", "malformed JSON"),
+            (b"[1,2]", "expected a JSON object"),
+            (
+                br#"{"instance_id":"a-1","endpoint":"h:1"}"#,
+                "missing field `network_id`",
+            ),
+            (
+                br#"{"network_id":" ","instance_id":"a-1","endpoint":"h:1"}"#,
+                "field `network_id` is empty",
+            ),
+            (
+                br#"{"network_id":5,"instance_id":"a-1","endpoint":"h:1"}"#,
+                "bad field type",
+            ),
+            (
+                br#"{"network_id":"a","instance_id":"a-1","endpoint":"nohost"}"#,
+                "is not host:port",
+            ),
+            (
+                br#"{"network_id":"a","instance_id":"a-1","endpoint":"0.0.0.0:9100"}"#,
+                "wildcard",
+            ),
+            (
+                br#"{"network_id":"a","instance_id":"a-1","endpoint":"h:1","capabilities":[""]}"#,
+                "capabilities",
+            ),
+        ];
+        for (body, expected) in cases {
+            let err = parse_registration(body).expect_err("must be rejected");
+            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+        }
+    }
+
+    #[test]
+    fn endpoints_are_host_and_port() {
+        for ok in ["127.0.0.1:9100", "peer.example:80", "[::1]:9100", "h:65535"] {
+            assert_eq!(validate_endpoint(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            ":9100",
+            "h:",
+            "h:0",
+            "h:70000",
+            "::1:9100",
+            "[::]:9",
+            "0.0.0.0:1",
+            "h h:1",
+            "http://h:1",
+        ] {
+            assert!(validate_endpoint(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn last_seen_alone_is_no_change() {
+        let a = NetworkInfo {
+            network_id: "a".into(),
+            instance_id: "a-1".into(),
+            endpoint: "h:1".into(),
+            capabilities: vec![],
+            last_seen: "2026-01-01T00:00:00.000Z".into(),
+        };
+        let mut b = a.clone();
+        b.last_seen = "2026-01-01T00:00:15.000Z".into();
+        assert!(!a.differs_from(&b));
+        b.endpoint = "h:2".into();
+        assert!(a.differs_from(&b));
+    }
+}

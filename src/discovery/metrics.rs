@@ -1,0 +1,139 @@
+//! Counters behind `GET /metrics`, rendered in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters of one discovery roster and the server in front of it.
+#[derive(Default)]
+pub struct Metrics {
+    registrations: AtomicU64,
+    pruned: AtomicU64,
+    accept_errors: AtomicU64,
+    connections_refused: AtomicU64,
+    /// Responses by status code; the set of codes is small and fixed by the
+    /// router, so the map stays tiny.
+    responses: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Metrics {
+    /// Counts one accepted registration.
+    pub fn count_registration(&self) {
+        self.registrations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts entries removed by the periodic sweep.
+    pub fn count_pruned(&self, n: usize) {
+        self.pruned.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one failed `accept()` on the listening socket.
+    pub fn count_accept_error(&self) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one connection turned away because the server was at its limit.
+    pub fn count_connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one response with `status`.
+    pub fn count_response(&self, status: u16) {
+        let mut map = self
+            .responses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *map.entry(status).or_insert(0) += 1;
+    }
+
+    /// Responses sent with `status` so far.
+    pub fn responses_with(&self, status: u16) -> u64 {
+        let map = self
+            .responses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        map.get(&status).copied().unwrap_or(0)
+    }
+
+    /// Registrations accepted so far.
+    pub fn registrations(&self) -> u64 {
+        self.registrations.load(Ordering::Relaxed)
+    }
+
+    /// Failed accepts so far.
+    pub fn accept_errors(&self) -> u64 {
+        self.accept_errors.load(Ordering::Relaxed)
+    }
+
+    /// The text exposition, with `live_networks` as the gauge's value.
+    pub fn render(&self, live_networks: usize) -> String {
+        let mut out = String::with_capacity(1024);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        };
+        metric(
+            "reflow_discovery_networks",
+            "gauge",
+            "Networks currently registered and within their TTL.",
+            live_networks as u64,
+        );
+        metric(
+            "reflow_discovery_registrations_total",
+            "counter",
+            "Registrations accepted.",
+            self.registrations(),
+        );
+        metric(
+            "reflow_discovery_pruned_total",
+            "counter",
+            "Entries removed by the TTL sweep.",
+            self.pruned.load(Ordering::Relaxed),
+        );
+        metric(
+            "reflow_discovery_accept_errors_total",
+            "counter",
+            "Failed accepts on the listening socket.",
+            self.accept_errors(),
+        );
+        metric(
+            "reflow_discovery_connections_refused_total",
+            "counter",
+            "Connections turned away at the connection limit.",
+            self.connections_refused.load(Ordering::Relaxed),
+        );
+        let name = "reflow_discovery_http_responses_total";
+        let _ = writeln!(out, "# HELP {name} HTTP responses sent, by status code.");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let map = self
+            .responses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (status, count) in map.iter() {
+            let _ = writeln!(out, "{name}{{status=\"{status}\"}} {count}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_lists_gauge_counters_and_statuses() {
+        let m = Metrics::default();
+        m.count_registration();
+        m.count_registration();
+        m.count_response(200);
+        m.count_response(200);
+        m.count_response(404);
+        let text = m.render(3);
+        assert!(text.contains("# TYPE reflow_discovery_networks gauge\nreflow_discovery_networks 3\n"));
+        assert!(text.contains("reflow_discovery_registrations_total 2\n"));
+        assert!(text.contains("reflow_discovery_http_responses_total{status=\"200\"} 2\n"));
+        assert!(text.contains("reflow_discovery_http_responses_total{status=\"404\"} 1\n"));
+    }
+}

@@ -1,0 +1,356 @@
+//! The roster of live networks. [`Registry`] is the pure logic: every method
+//! takes the current time, so TTL behaviour is tested with a fake clock.
+//! [`SharedRegistry`] is the thread-safe handle the router and server use; it
+//! reads the real clocks and keeps the metrics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::info::{NetworkInfo, RegistrationInfo};
+use super::metrics::Metrics;
+use crate::clock::format_rfc3339;
+
+/// Default time an entry stays live without a re-registration.
+pub const DEFAULT_ENTRY_TTL: Duration = Duration::from_secs(60);
+/// Default cap on distinct networks held at once.
+pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+/// Default cap on a request body the router accepts (bytes).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+
+struct Entry {
+    info: RegistrationInfo,
+    /// Monotonic time of the last registration: decides liveness.
+    seen_at: Instant,
+    /// Wall-clock time of the last registration: reported as `last_seen`.
+    last_seen: SystemTime,
+}
+
+/// What a registration did to the roster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Registered {
+    /// A network not in the roster (or expired) was added.
+    Added,
+    /// The same instance re-registered; only `last_seen` moved.
+    Refreshed,
+    /// A new instance, endpoint or capability list replaced the old entry.
+    Replaced,
+}
+
+/// Why a registration was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The roster holds `max_entries` live networks already.
+    Full,
+}
+
+/// One entry per `network_id`, each live for `ttl` after its last registration.
+pub struct Registry {
+    ttl: Duration,
+    max_entries: usize,
+    entries: HashMap<String, Entry>,
+}
+
+impl Registry {
+    /// An empty roster whose entries live `ttl`, holding at most `max_entries`.
+    pub fn new(ttl: Duration, max_entries: usize) -> Self {
+        Registry {
+            ttl,
+            max_entries,
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The entry TTL.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn is_live(&self, entry: &Entry, now: Instant) -> bool {
+        now.saturating_duration_since(entry.seen_at) <= self.ttl
+    }
+
+    /// Records `info` as seen at `now` (monotonic) and `wall` (reported).
+    /// A newer registration replaces the network's older entry outright.
+    pub fn register(
+        &mut self,
+        info: RegistrationInfo,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Registered, RegisterError> {
+        let outcome = match self.entries.get(&info.network_id) {
+            Some(old) if self.is_live(old, now) => {
+                if old.info.instance_id == info.instance_id
+                    && old.info.endpoint == info.endpoint
+                    && old.info.capabilities == info.capabilities
+                {
+                    Registered::Refreshed
+                } else {
+                    Registered::Replaced
+                }
+            }
+            Some(_) => Registered::Added,
+            None => {
+                if self.entries.len() >= self.max_entries {
+                    self.prune(now);
+                }
+                if self.entries.len() >= self.max_entries {
+                    return Err(RegisterError::Full);
+                }
+                Registered::Added
+            }
+        };
+        let entry = Entry {
+            info,
+            seen_at: now,
+            last_seen: wall,
+        };
+        self.entries.insert(entry.info.network_id.clone(), entry);
+        Ok(outcome)
+    }
+
+    /// Live entries at `now`, sorted by `network_id`.
+    pub fn live(&self, now: Instant) -> Vec<NetworkInfo> {
+        let mut list: Vec<NetworkInfo> = self
+            .entries
+            .values()
+            .filter(|e| self.is_live(e, now))
+            .map(|e| NetworkInfo {
+                network_id: e.info.network_id.clone(),
+                instance_id: e.info.instance_id.clone(),
+                endpoint: e.info.endpoint.clone(),
+                capabilities: e.info.capabilities.clone(),
+                last_seen: format_rfc3339(e.last_seen),
+            })
+            .collect();
+        list.sort_by(|a, b| a.network_id.cmp(&b.network_id));
+        list
+    }
+
+    /// Number of live entries at `now`.
+    pub fn live_count(&self, now: Instant) -> usize {
+        self.entries.values().filter(|e| self.is_live(e, now)).count()
+    }
+
+    /// Drops entries expired at `now`; returns how many went.
+    pub fn prune(&mut self, now: Instant) -> usize {
+        let before = self.entries.len();
+        let ttl = self.ttl;
+        self.entries
+            .retain(|_, e| now.saturating_duration_since(e.seen_at) <= ttl);
+        before - self.entries.len()
+    }
+
+    /// Entries held, live or not yet swept.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Limits of the shared roster and of the HTTP contract in front of it.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// How long an entry stays live without re-registering. Default 60 s.
+    pub entry_ttl: Duration,
+    /// Most networks held at once; a registration beyond it gets 503. Default 10 000.
+    pub max_entries: usize,
+    /// Largest request body accepted; larger gets 413 unread. Default 16 KiB.
+    pub max_body_bytes: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            entry_ttl: DEFAULT_ENTRY_TTL,
+            max_entries: DEFAULT_MAX_ENTRIES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+struct Shared {
+    registry: Mutex<Registry>,
+    metrics: Metrics,
+    max_body_bytes: usize,
+}
+
+/// A cloneable, thread-safe roster with metrics: what the router answers from.
+#[derive(Clone)]
+pub struct SharedRegistry {
+    shared: Arc<Shared>,
+}
+
+impl SharedRegistry {
+    /// A new empty roster with these limits.
+    pub fn new(config: RegistryConfig) -> Self {
+        SharedRegistry {
+            shared: Arc::new(Shared {
+                registry: Mutex::new(Registry::new(config.entry_ttl, config.max_entries)),
+                metrics: Metrics::default(),
+                max_body_bytes: config.max_body_bytes,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        // The registry's invariants hold between statements, so a panic while
+        // locked leaves it usable: recover the guard rather than propagate.
+        self.shared
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers `info` now (server clocks) and counts it.
+    pub fn register(&self, info: RegistrationInfo) -> Result<Registered, RegisterError> {
+        let outcome = self.lock().register(info, Instant::now(), SystemTime::now());
+        if outcome.is_ok() {
+            self.shared.metrics.count_registration();
+        }
+        outcome
+    }
+
+    /// Live entries now, sorted by `network_id`.
+    pub fn live(&self) -> Vec<NetworkInfo> {
+        self.lock().live(Instant::now())
+    }
+
+    /// Number of live entries now.
+    pub fn live_count(&self) -> usize {
+        self.lock().live_count(Instant::now())
+    }
+
+    /// Sweeps expired entries now; returns how many went.
+    pub fn prune(&self) -> usize {
+        self.lock().prune(Instant::now())
+    }
+
+    /// The counters behind `GET /metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The Prometheus text exposition of this roster's metrics.
+    pub fn render_metrics(&self) -> String {
+        self.shared.metrics.render(self.live_count())
+    }
+
+    /// Largest request body the router reads.
+    pub fn max_body_bytes(&self) -> usize {
+        self.shared.max_body_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(network: &str, instance: &str, endpoint: &str) -> RegistrationInfo {
+        RegistrationInfo {
+            network_id: network.into(),
+            instance_id: instance.into(),
+            endpoint: endpoint.into(),
+            capabilities: vec!["actor_messaging".into()],
+        }
+    }
+
+    fn wall(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_777_416_000 + secs)
+    }
+
+    #[test]
+    fn an_entry_lives_for_the_ttl_and_not_after() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(60), 10);
+        r.register(reg("alpha", "alpha-1", "h:1"), t0, wall(0))
+            .expect("room");
+        assert_eq!(r.live(t0 + Duration::from_secs(60)).len(), 1);
+        assert!(r.live(t0 + Duration::from_secs(61)).is_empty());
+        // Filtering on read does not remove; the sweep does.
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.prune(t0 + Duration::from_secs(61)), 1);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn re_registering_extends_life_and_stamps_last_seen() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(60), 10);
+        r.register(reg("alpha", "alpha-1", "h:1"), t0, wall(0))
+            .expect("room");
+        let again = r.register(
+            reg("alpha", "alpha-1", "h:1"),
+            t0 + Duration::from_secs(50),
+            wall(50),
+        );
+        assert_eq!(again, Ok(Registered::Refreshed));
+        let live = r.live(t0 + Duration::from_secs(100));
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].last_seen, format_rfc3339(wall(50)));
+    }
+
+    #[test]
+    fn a_new_instance_replaces_the_old_at_once() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(60), 10);
+        r.register(reg("alpha", "alpha-1", "h:1"), t0, wall(0))
+            .expect("room");
+        let outcome = r.register(reg("alpha", "alpha-2", "h:2"), t0, wall(0));
+        assert_eq!(outcome, Ok(Registered::Replaced));
+        let live = r.live(t0);
+        assert_eq!(live.len(), 1);
+        assert_eq!(
+            (live[0].instance_id.as_str(), live[0].endpoint.as_str()),
+            ("alpha-2", "h:2")
+        );
+    }
+
+    #[test]
+    fn an_expired_network_coming_back_counts_as_added() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(10), 10);
+        r.register(reg("alpha", "alpha-1", "h:1"), t0, wall(0))
+            .expect("room");
+        let back = r.register(
+            reg("alpha", "alpha-1", "h:1"),
+            t0 + Duration::from_secs(30),
+            wall(30),
+        );
+        assert_eq!(back, Ok(Registered::Added));
+    }
+
+    #[test]
+    fn a_full_roster_refuses_new_networks_but_makes_room_from_expired_ones() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(10), 2);
+        r.register(reg("a", "a-1", "h:1"), t0, wall(0)).expect("room");
+        r.register(reg("b", "b-1", "h:2"), t0, wall(0)).expect("room");
+        assert_eq!(
+            r.register(reg("c", "c-1", "h:3"), t0, wall(0)),
+            Err(RegisterError::Full)
+        );
+        // Known networks may still refresh.
+        assert!(r.register(reg("a", "a-1", "h:1"), t0, wall(0)).is_ok());
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(
+            r.register(reg("c", "c-1", "h:3"), later, wall(11)),
+            Ok(Registered::Added)
+        );
+    }
+
+    #[test]
+    fn live_entries_are_sorted_by_network() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(10), 10);
+        for n in ["gamma", "alpha", "beta"] {
+            r.register(reg(n, "x", "h:1"), t0, wall(0)).expect("room");
+        }
+        let ids: Vec<String> = r.live(t0).into_iter().map(|n| n.network_id).collect();
+        assert_eq!(ids, ["alpha", "beta", "gamma"]);
+    }
+}
