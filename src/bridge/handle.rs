@@ -183,6 +183,8 @@ impl Bridge {
         }
         shared.abort_pending();
         if !shared.threads.wait_all(Instant::now() + shared.close_grace()) {
+            let running = shared.threads.running();
+            log::debug!("Peers did not finish closing within close_timeout; cutting {running:?}");
             connections.iter().for_each(|c| c.abort(CloseReason::Shutdown));
         }
         shared.threads.join_all();

@@ -71,7 +71,15 @@ impl Registry {
         }
         let network = &connection.network_id;
         if let Some(existing) = map.connections.get(network) {
-            if !keep_new(&self.local_network, network, connection.dialed, existing.dialed) {
+            let keep = keep_new(&self.local_network, network, connection.dialed, existing.dialed);
+            log::debug!(
+                "{}: second connection to {network} (new dialed here: {}, existing dialed here: {}); keeping the {}",
+                self.local_network,
+                connection.dialed,
+                existing.dialed,
+                if keep { "new one" } else { "existing one" }
+            );
+            if !keep {
                 return Insert::Duplicate;
             }
             let replaced = map.connections.insert(network.clone(), Arc::clone(connection));

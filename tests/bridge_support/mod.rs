@@ -22,6 +22,7 @@ pub fn init_logging() {
     let _ = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Off)
         .env()
+        .with_module_level("tungstenite", log::LevelFilter::Info)
         .init();
 }
 
@@ -91,7 +92,7 @@ pub fn text_message(from: &str, to: &str, text: &str) -> RemoteMessage {
 pub fn wait_event(
     events: &Receiver<BridgeEvent>,
     within: Duration,
-    wanted: impl Fn(&BridgeEvent) -> bool,
+    mut wanted: impl FnMut(&BridgeEvent) -> bool,
 ) -> Option<BridgeEvent> {
     let deadline = Instant::now() + within;
     while let Ok(event) = events.recv_deadline(deadline) {
