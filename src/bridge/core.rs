@@ -24,6 +24,10 @@ use super::stats::Counters;
 use super::stream::{WsStream, ws_config};
 use super::threads::ThreadSet;
 
+/// Floor of the concurrent-handshake bound, so a small `max_connections`
+/// still lets a refusal be answered while another handshake finishes.
+const MIN_HANDSHAKES: usize = 16;
+
 pub(crate) struct Shared {
     pub(crate) identity: BridgeIdentity,
     pub(crate) config: BridgeConfig,
@@ -40,8 +44,9 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     next_id: AtomicU64,
     reconnect: Mutex<Option<Sender<ReconnectRequest>>>,
-    /// Sockets whose handshake is in progress, so shutdown can wake them.
-    pending: Mutex<HashMap<u64, TcpStream>>,
+    /// Sockets whose handshake is in progress (and whether they were
+    /// accepted), so shutdown can wake them.
+    pending: Mutex<HashMap<u64, (TcpStream, bool)>>,
 }
 
 /// Removes a socket from the pending handshakes when the handshake ends.
@@ -113,25 +118,40 @@ impl Shared {
         }
     }
 
-    /// Tracks a socket in handshake; `None` if `limit` handshakes are running.
-    pub(crate) fn track_pending(&self, tcp: &TcpStream, limit: usize) -> Option<PendingGuard<'_>> {
+    /// Tracks a socket in handshake; `None` if `limit` handshakes of the same
+    /// kind (accepted or dialed) are running.
+    pub(crate) fn track_pending(
+        &self,
+        tcp: &TcpStream,
+        accepted: bool,
+        limit: usize,
+    ) -> Option<PendingGuard<'_>> {
         let clone = tcp.try_clone().ok()?;
         let mut pending = lock(&self.pending);
-        if pending.len() >= limit {
+        if pending.values().filter(|(_, a)| *a == accepted).count() >= limit {
             return None;
         }
         let id = self.next_connection_id();
-        pending.insert(id, clone);
+        pending.insert(id, (clone, accepted));
         Some(PendingGuard { shared: self, id })
     }
 
-    pub(crate) fn pending_count(&self) -> usize {
-        lock(&self.pending).len()
+    /// Accepted sockets whose handshake is in progress.
+    pub(crate) fn accepted_pending(&self) -> usize {
+        lock(&self.pending)
+            .values()
+            .filter(|(_, accepted)| *accepted)
+            .count()
+    }
+
+    /// At most this many accepted handshakes run at once.
+    pub(crate) fn handshake_limit(&self) -> usize {
+        self.config.max_connections.max(MIN_HANDSHAKES)
     }
 
     /// Wakes every handshake in progress (shutdown).
     pub(crate) fn abort_pending(&self) {
-        for tcp in lock(&self.pending).values() {
+        for (tcp, _) in lock(&self.pending).values() {
             let _ = tcp.shutdown(Shutdown::Both);
         }
     }

@@ -25,7 +25,7 @@ pub(crate) fn dial(shared: &Arc<Shared>, endpoint: &str) -> Result<String, Bridg
     let config = &shared.config;
     let tcp = connect_tcp(endpoint, config.connect_timeout)?;
     let _ = tcp.set_nodelay(true);
-    let _pending = shared.track_pending(&tcp, usize::MAX);
+    let _pending = shared.track_pending(&tcp, false, usize::MAX);
     let limit = config.handshake_timeout;
     let stream = WsStream::for_handshake(tcp, Instant::now() + limit);
 

@@ -3,8 +3,8 @@
 //! The accept loop only accepts: each handshake runs on its own
 //! `bridge-handshake` thread under one overall deadline (`handshake_timeout`),
 //! so plain HTTP, garbage, silent or vanishing clients cost that thread alone.
-//! At most `max_connections` handshakes run at once; sockets past that are
-//! closed at once.
+//! At most `max(max_connections, 16)` handshakes run at once; sockets past
+//! that are closed at once.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -43,8 +43,8 @@ pub(crate) fn run(shared: Arc<Shared>, listener: TcpListener) {
 }
 
 fn spawn_handshake(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
-    if shared.pending_count() >= shared.config.max_connections {
-        log::warn!("Dropped connection from {peer}: max_connections handshakes already in progress");
+    if shared.accepted_pending() >= shared.handshake_limit() {
+        log::warn!("Dropped connection from {peer}: too many handshakes in progress");
         return;
     }
     let thread_shared = Arc::clone(shared);
@@ -58,7 +58,7 @@ fn spawn_handshake(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
 
 /// The acceptor's handshake on one socket, then its place in the map.
 fn accept_one(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
-    let Some(_pending) = shared.track_pending(&tcp, shared.config.max_connections) else {
+    let Some(pending) = shared.track_pending(&tcp, true, shared.handshake_limit()) else {
         return;
     };
     let _ = tcp.set_nodelay(true);
@@ -78,6 +78,8 @@ fn accept_one(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let Ok(tcp) = ws.get_ref().tcp().try_clone() else {
         return;
     };
+    // The handshake proper is over: free its slot before the dialer hears back.
+    drop(pending);
     let network_id = request.network_id;
     let (connection, queues) = Connection::new(shared, network_id.clone(), peer.to_string(), false, tcp);
     match shared.registry.insert(&connection) {
