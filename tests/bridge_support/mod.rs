@@ -1,4 +1,4 @@
-//! Helpers shared by the bridge integration tests: bridges on 127.0.0.1 port
+//! Shared pieces of the bridge integration tests: bridges on 127.0.0.1 port
 //! 0, a channel-backed sink, raw WebSocket peers, and waits with deadlines.
 #![allow(dead_code)]
 
