@@ -94,6 +94,13 @@ pub struct BridgeConfig {
     /// before dropping it with a warning (the connection is not evicted meanwhile).
     /// Default 5 s.
     pub delivery_timeout: Duration,
+    /// How long a closing connection waits for the peer to finish the close
+    /// (and `shutdown` waits for connections) before the socket is cut.
+    /// Default 1 s.
+    pub close_timeout: Duration,
+    /// Events queued per subscriber; a subscriber that falls further behind
+    /// loses events. Default 256.
+    pub event_queue_capacity: usize,
     pub reconnect: ReconnectPolicy,
 }
 
@@ -111,6 +118,8 @@ impl Default for BridgeConfig {
             read_buffer_bytes: 16 * 1024,
             write_buffer_bytes: 16 * 1024,
             delivery_timeout: Duration::from_secs(5),
+            close_timeout: Duration::from_secs(1),
+            event_queue_capacity: 256,
             reconnect: ReconnectPolicy::default(),
         }
     }

@@ -1,0 +1,194 @@
+//! Errors of the bridge: one enum for the bridge as a whole, one for the
+//! handshake (wrapped, never flattened), one for the local delivery seam.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Why a handshake with a peer did not complete.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The acceptor answered with `success: false`; the text is its `error` field.
+    Refused(String),
+    /// The peer's frame was not the handshake frame the protocol requires.
+    Malformed(String),
+    /// Nothing (or not enough) arrived within `handshake_timeout`.
+    TimedOut(Duration),
+    /// The peer closed the connection before the handshake finished.
+    Closed,
+    /// The WebSocket upgrade itself failed (not a WebSocket peer, bad HTTP...).
+    Upgrade(String),
+    /// The socket failed during the handshake.
+    Io(io::Error),
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Refused(text) => write!(f, "handshake refused: {text}"),
+            HandshakeError::Malformed(why) => write!(f, "handshake failed: {why}"),
+            HandshakeError::TimedOut(limit) => write!(
+                f,
+                "handshake timed out after {} ms (raise handshake_timeout if the peer is slow)",
+                limit.as_millis()
+            ),
+            HandshakeError::Closed => f.write_str("handshake failed: the peer closed the connection"),
+            HandshakeError::Upgrade(why) => {
+                write!(
+                    f,
+                    "handshake failed: WebSocket upgrade rejected ({why}); is this a bridge port?"
+                )
+            }
+            HandshakeError::Io(err) => write!(f, "handshake failed: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HandshakeError::Io(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// Errors of the bridge's public operations.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// The listener could not bind `address`.
+    Bind { address: String, source: io::Error },
+    /// `endpoint` is not `host:port` or did not resolve.
+    Resolve { endpoint: String, reason: String },
+    /// TCP connect to `endpoint` failed.
+    Connect { endpoint: String, source: io::Error },
+    /// TCP connect to `endpoint` did not finish within `connect_timeout`.
+    ConnectTimedOut { endpoint: String, timeout: Duration },
+    /// The handshake with a peer failed.
+    Handshake(HandshakeError),
+    /// No live connection to the target network.
+    NoConnection(String),
+    /// The outbound queue to `network_id` stayed full for the whole timeout.
+    QueueFull { network_id: String, capacity: usize },
+    /// The connection closed while the message was being queued.
+    ConnectionClosed(String),
+    /// The message could not be encoded as JSON.
+    Encode(String),
+    /// This bridge already has `max_connections` live connections.
+    MaxConnections(usize),
+    /// The bridge is shutting down or has shut down.
+    ShuttingDown,
+    /// A bridge thread could not be started.
+    Spawn(io::Error),
+}
+
+impl fmt::Display for BridgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BridgeError::Bind { address, source } => write!(
+                f,
+                "cannot listen on {address}: {source} (check bind_address and bind_port)"
+            ),
+            BridgeError::Resolve { endpoint, reason } => {
+                write!(
+                    f,
+                    "cannot resolve endpoint {endpoint:?}: {reason} (expected host:port)"
+                )
+            }
+            BridgeError::Connect { endpoint, source } => write!(f, "cannot connect to {endpoint}: {source}"),
+            BridgeError::ConnectTimedOut { endpoint, timeout } => write!(
+                f,
+                "connecting to {endpoint} timed out after {} ms (connect_timeout)",
+                timeout.as_millis()
+            ),
+            BridgeError::Handshake(err) => err.fmt(f),
+            BridgeError::NoConnection(network) => write!(f, "No connection to network: {network}"),
+            BridgeError::QueueFull { network_id, capacity } => write!(
+                f,
+                "outbound queue to network {network_id} is full ({capacity} frames, \
+                 outbound_queue_capacity); the peer is not keeping up"
+            ),
+            BridgeError::ConnectionClosed(network) => {
+                write!(f, "connection to network {network} closed while sending")
+            }
+            BridgeError::Encode(why) => write!(f, "cannot encode message as JSON: {why}"),
+            BridgeError::MaxConnections(max) => write!(
+                f,
+                "this bridge already has {max} connections (raise max_connections to allow more)"
+            ),
+            BridgeError::ShuttingDown => f.write_str("the bridge is shutting down"),
+            BridgeError::Spawn(err) => write!(f, "cannot start a bridge thread: {err}"),
+        }
+    }
+}
+
+impl std::error::Error for BridgeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BridgeError::Bind { source, .. } | BridgeError::Connect { source, .. } => Some(source),
+            BridgeError::Handshake(err) => Some(err),
+            BridgeError::Spawn(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<HandshakeError> for BridgeError {
+    fn from(err: HandshakeError) -> Self {
+        BridgeError::Handshake(err)
+    }
+}
+
+/// Why the local side could not take an inbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// No actor of that name in the local network.
+    UnknownActor(String),
+    /// The actor exists but has no such input port.
+    UnknownPort { actor: String, port: String },
+    /// The actor's inbox stayed full for the whole delivery timeout.
+    Full,
+    /// The local network is shutting down.
+    ShuttingDown,
+}
+
+impl DeliveryError {
+    /// True for errors that name a target that does not exist.
+    pub fn is_unknown_target(&self) -> bool {
+        matches!(
+            self,
+            DeliveryError::UnknownActor(_) | DeliveryError::UnknownPort { .. }
+        )
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliveryError::UnknownActor(actor) => write!(f, "no local actor named {actor}"),
+            DeliveryError::UnknownPort { actor, port } => write!(f, "actor {actor} has no input port {port}"),
+            DeliveryError::Full => f.write_str("inbox stayed full for the whole delivery_timeout"),
+            DeliveryError::ShuttingDown => f.write_str("the local network is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for DeliveryError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_match_the_protocol() {
+        let refused = BridgeError::from(HandshakeError::Refused("auth_token mismatch".into()));
+        assert_eq!(refused.to_string(), "handshake refused: auth_token mismatch");
+        assert_eq!(
+            BridgeError::NoConnection("beta".into()).to_string(),
+            "No connection to network: beta"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Sockets under the WebSocket layer.
+//!
+//! tungstenite has no read/write split, and its `read` flushes the Pong and
+//! Close replies it queues. The reader therefore runs its `WebSocket` over a
+//! [`WsStream`] that, once the handshake is done, is read-only: anything
+//! tungstenite tries to write through it is discarded, and the writer thread
+//! (which owns a second `WebSocket` over a clone of the same socket) sends the
+//! replies instead. During the handshake the same stream enforces one overall
+//! deadline, so a client that trickles bytes cannot hold a handshake open.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use tungstenite::protocol::WebSocketConfig;
+
+use super::config::BridgeConfig;
+use super::error::BridgeError;
+
+enum Mode {
+    /// Reads and writes pass through, each bounded by what is left of `deadline`.
+    Handshake { deadline: Instant },
+    /// Reads pass through; writes are discarded (the writer thread writes).
+    ReadOnly,
+}
+
+/// The stream under a reader's `WebSocket`.
+pub(crate) struct WsStream {
+    tcp: TcpStream,
+    mode: Mode,
+}
+
+impl WsStream {
+    pub(crate) fn for_handshake(tcp: TcpStream, deadline: Instant) -> Self {
+        WsStream {
+            tcp,
+            mode: Mode::Handshake { deadline },
+        }
+    }
+
+    /// Back to deadline mode: every read and write must finish by `deadline`.
+    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+        self.mode = Mode::Handshake { deadline };
+    }
+
+    /// Ends the handshake phase: from now on reads wait at most `read_timeout`
+    /// (so the reader can look at its stop conditions) and writes go nowhere.
+    pub(crate) fn make_read_only(&mut self, read_timeout: Duration) -> io::Result<()> {
+        self.tcp.set_read_timeout(Some(read_timeout))?;
+        self.mode = Mode::ReadOnly;
+        Ok(())
+    }
+
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    fn remaining(deadline: Instant) -> io::Result<Duration> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "handshake deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+/// Socket timeouts report `WouldBlock` on some platforms; tungstenite would
+/// take that for a non-blocking socket and suspend the handshake.
+fn timed_out(err: io::Error) -> io::Error {
+    if err.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(io::ErrorKind::TimedOut, "handshake deadline passed")
+    } else {
+        err
+    }
+}
+
+impl Read for WsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.mode {
+            Mode::Handshake { deadline } => {
+                self.tcp.set_read_timeout(Some(Self::remaining(deadline)?))?;
+                self.tcp.read(buf).map_err(timed_out)
+            }
+            Mode::ReadOnly => self.tcp.read(buf),
+        }
+    }
+}
+
+impl Write for WsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.mode {
+            Mode::Handshake { deadline } => {
+                self.tcp.set_write_timeout(Some(Self::remaining(deadline)?))?;
+                self.tcp.write(buf).map_err(timed_out)
+            }
+            Mode::ReadOnly => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.mode {
+            Mode::Handshake { .. } => self.tcp.flush(),
+            Mode::ReadOnly => Ok(()),
+        }
+    }
+}
+
+/// tungstenite settings derived from the bridge's bounds.
+pub(crate) fn ws_config(config: &BridgeConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes)
+        .max_message_size(Some(config.max_frame_bytes))
+        .max_frame_size(Some(config.max_frame_bytes))
+}
+
+/// Resolves `endpoint` (`host:port`) and connects to the first address that
+/// answers, all within `timeout`.
+pub(crate) fn connect_tcp(endpoint: &str, timeout: Duration) -> Result<TcpStream, BridgeError> {
+    let addrs: Vec<SocketAddr> = endpoint
+        .to_socket_addrs()
+        .map_err(|err| BridgeError::Resolve {
+            endpoint: endpoint.to_string(),
+            reason: err.to_string(),
+        })?
+        .collect();
+    if addrs.is_empty() {
+        let reason = "no addresses".to_string();
+        return Err(BridgeError::Resolve {
+            endpoint: endpoint.to_string(),
+            reason,
+        });
+    }
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(tcp) => return Ok(tcp),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    let endpoint = endpoint.to_string();
+    Err(match last_error {
+        Some(err) if err.kind() != io::ErrorKind::TimedOut => BridgeError::Connect {
+            endpoint,
+            source: err,
+        },
+        _ => BridgeError::ConnectTimedOut { endpoint, timeout },
+    })
+}
