@@ -59,7 +59,7 @@ fn parent(scale: f64) -> Result<(), BoxError> {
 
     let (tx, inbox) = unbounded();
     let sink = Arc::new(ForwardSink(tx));
-    let mut bridge = Bridge::start(
+    let bridge = Bridge::start(
         BridgeIdentity::new("bench-tx", "bench-tx-1"),
         BridgeConfig::default(),
         sink,

@@ -16,14 +16,23 @@ const STAGES: usize = 10;
 const CAPACITY: usize = 64;
 
 fn main() {
-    let messages: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let messages: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    println!("10-stage pipeline, {messages} Integer messages, inbox/channel capacity {CAPACITY}, {workers} cores");
+    println!(
+        "10-stage pipeline, {messages} Integer messages, inbox/channel capacity {CAPACITY}, {workers} cores"
+    );
     // Warm up both once, then take the better of three runs each.
     baseline(messages / 10);
     runtime(messages / 10, workers);
-    let base = (0..3).map(|_| baseline(messages)).fold(Duration::MAX, Duration::min);
-    let ours = (0..3).map(|_| runtime(messages, workers)).fold(Duration::MAX, Duration::min);
+    let base = (0..3)
+        .map(|_| baseline(messages))
+        .fold(Duration::MAX, Duration::min);
+    let ours = (0..3)
+        .map(|_| runtime(messages, workers))
+        .fold(Duration::MAX, Duration::min);
     report("baseline: 10 threads + bounded channels", messages, base);
     report("reflow runtime: 10 passthrough nodes", messages, ours);
     let ratio = ours.as_secs_f64() / base.as_secs_f64();
@@ -73,9 +82,13 @@ fn runtime(messages: u64, workers: usize) -> Duration {
     config.send_timeout = Duration::from_secs(60);
     let network = Network::new(config);
     for i in 0..STAGES - 1 {
-        network.add_node(&format!("stage{i}"), "passthrough", json!({})).unwrap();
+        network
+            .add_node(&format!("stage{i}"), "passthrough", json!({}))
+            .unwrap();
         if i > 0 {
-            network.connect(&format!("stage{}", i - 1), "out", &format!("stage{i}"), "in").unwrap();
+            network
+                .connect(&format!("stage{}", i - 1), "out", &format!("stage{i}"), "in")
+                .unwrap();
         }
     }
     let received = Arc::new(AtomicU64::new(0));
@@ -88,13 +101,19 @@ fn runtime(messages: u64, workers: usize) -> Duration {
         Ok(())
     });
     network.add_actor("sink", Box::new(sink), json!({})).unwrap();
-    network.connect(&format!("stage{}", STAGES - 2), "out", "sink", "in").unwrap();
+    network
+        .connect(&format!("stage{}", STAGES - 2), "out", "sink", "in")
+        .unwrap();
     network.start().unwrap();
     let start = Instant::now();
     for i in 0..messages {
-        network.send_to_actor("stage0", "in", Message::Integer(i as i64)).unwrap();
+        network
+            .send_to_actor("stage0", "in", Message::Integer(i as i64))
+            .unwrap();
     }
-    done_rx.recv_timeout(Duration::from_secs(600)).expect("pipeline finished");
+    done_rx
+        .recv_timeout(Duration::from_secs(600))
+        .expect("pipeline finished");
     let elapsed = start.elapsed();
     network.shutdown();
     elapsed

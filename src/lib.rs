@@ -10,10 +10,12 @@ pub mod bridge;
 pub mod clock;
 pub mod discovery;
 pub mod distributed_config;
+pub mod distributed_network;
 pub mod ids;
 pub mod message;
 pub mod peer_cli;
 pub mod peer_config;
+pub mod peer_runner;
 pub mod runtime;
 
 pub use discovery::router;

@@ -106,7 +106,12 @@ fn dial_and_send(peer: &DistributedNetwork, config: &PeerConfig, sends: &[SendSp
     Ok(())
 }
 
-fn send_one(peer: &DistributedNetwork, send: &SendSpec, events: &Receiver<BridgeEvent>, wait: Duration) -> Result<(), String> {
+fn send_one(
+    peer: &DistributedNetwork,
+    send: &SendSpec,
+    events: &Receiver<BridgeEvent>,
+    wait: Duration,
+) -> Result<(), String> {
     let target = format!("{}/{}.{}", send.network_id, send.actor_id, send.port);
     let payload = send.payload.as_str();
     let result = if send.network_id == peer.network_id() {
@@ -131,7 +136,12 @@ fn send_one(peer: &DistributedNetwork, send: &SendSpec, events: &Receiver<Bridge
 }
 
 /// Waits for a connection to `network`, woken by bridge events rather than polling.
-fn wait_for_connection(peer: &DistributedNetwork, network: &str, events: &Receiver<BridgeEvent>, wait: Duration) -> bool {
+fn wait_for_connection(
+    peer: &DistributedNetwork,
+    network: &str,
+    events: &Receiver<BridgeEvent>,
+    wait: Duration,
+) -> bool {
     let deadline = Instant::now() + wait;
     while !peer.is_connected_to(network) {
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {

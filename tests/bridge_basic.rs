@@ -158,7 +158,7 @@ fn max_connections_refuses_the_next_peer_clearly() {
 
 #[test]
 fn shutdown_closes_peers_and_the_other_side_notices() {
-    let mut alpha = start_peer("alpha", None, quick_config());
+    let alpha = start_peer("alpha", None, quick_config());
     let beta = start_peer("beta", None, quick_config());
     alpha.bridge.connect(&beta.endpoint()).unwrap();
     assert!(eventually(PATIENCE, || beta.bridge.is_connected_to("alpha")));

@@ -17,7 +17,7 @@ fn config_on_port(port: u16) -> BridgeConfig {
 
 #[test]
 fn a_restarted_peer_on_the_same_port_is_redialed() {
-    let mut alpha = start_peer("alpha", None, quick_config());
+    let alpha = start_peer("alpha", None, quick_config());
     let port = alpha.bridge.local_addr().port();
     let beta = start_peer("beta", None, quick_config());
     beta.bridge.connect(&alpha.endpoint()).unwrap();
@@ -64,7 +64,7 @@ fn a_restarted_peer_on_the_same_port_is_redialed() {
 
 #[test]
 fn redialing_gives_up_after_the_configured_attempts() {
-    let mut alpha = start_peer("alpha", None, quick_config());
+    let alpha = start_peer("alpha", None, quick_config());
     let mut config = quick_config();
     config.reconnect = ReconnectPolicy {
         initial_delay: Duration::from_millis(20),
@@ -97,7 +97,7 @@ fn redialing_gives_up_after_the_configured_attempts() {
 #[test]
 fn accepted_connections_are_not_redialed() {
     let alpha = start_peer("alpha", None, quick_config());
-    let mut beta = start_peer("beta", None, quick_config());
+    let beta = start_peer("beta", None, quick_config());
     beta.bridge.connect(&alpha.endpoint()).unwrap();
     assert!(eventually(PATIENCE, || alpha.bridge.is_connected_to("beta")));
     beta.bridge.shutdown();

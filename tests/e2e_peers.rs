@@ -51,24 +51,8 @@ fn bridge_address(peer: &Proc) -> String {
 }
 
 #[test]
-fn walkthrough_program_completes_every_step() {
-    // `cargo test` builds the examples next to the binaries.
-    let bin_dir = peer_bin().parent().expect("target dir");
-    let walkthrough = bin_dir.join("examples").join("walkthrough");
-    assert!(walkthrough.exists(), "{} not built", walkthrough.display());
-    let mut run = Proc::spawn("walkthrough", &walkthrough, &[], &[], Echo::Quiet);
-    let status = run.wait_exit(Duration::from_secs(180)).unwrap();
-    let output = run.output();
-    assert!(status.success(), "walk-through failed:\n{output}");
-    for expected in [
-        "recorder.in: String(\"hello-from-beta\")",
-        "handshake refused: auth_token mismatch",
-        "Reconnected to alpha",
-        "recorder.in: String(\"welcome-back-from-alpha\")",
-        "Walk-through complete",
-    ] {
-        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
-    }
+fn walkthrough_completes_every_step() {
+    common::walkthrough::walk(Path::new(env!("CARGO_BIN_EXE_reflow-discovery")), peer_bin()).unwrap();
 }
 
 #[test]
@@ -89,17 +73,29 @@ fn three_peers_exchange_messages_between_every_pair() {
             args.push(send.as_str());
         }
         let args: Vec<&str> = args.to_vec();
-        peers.push(start_peer(&dir, name, &config(name, "127.0.0.1", Some(&url), ""), &args));
+        peers.push(start_peer(
+            &dir,
+            name,
+            &config(name, "127.0.0.1", Some(&url), ""),
+            &args,
+        ));
     }
     for (i, peer) in peers.iter().enumerate() {
         for (j, sender) in names.iter().enumerate() {
             if i != j {
-                peer.wait_for(&format!("recorder.in: String(\"from-{sender}\")"), WAIT).unwrap();
+                peer.wait_for(&format!("recorder.in: String(\"from-{sender}\")"), WAIT)
+                    .unwrap();
             }
         }
     }
     for peer in &peers {
-        assert_eq!(peer.count("recorder.in:"), 2, "{}:\n{}", peer.name, peer.output());
+        assert_eq!(
+            peer.count("recorder.in: String("),
+            2,
+            "{}:\n{}",
+            peer.name,
+            peer.output()
+        );
     }
 }
 
@@ -115,8 +111,11 @@ fn peers_find_each_other_through_discovery_alone() {
         &config("beta", "127.0.0.1", Some(&url), ""),
         &["--send", "alpha:recorder:in:found-you"],
     );
-    alpha.wait_for("recorder.in: String(\"found-you\")", WAIT).unwrap();
-    beta.wait_for("sent test message to alpha/recorder.in", WAIT).unwrap();
+    alpha
+        .wait_for("recorder.in: String(\"found-you\")", WAIT)
+        .unwrap();
+    beta.wait_for("sent test message to alpha/recorder.in", WAIT)
+        .unwrap();
 }
 
 #[test]
@@ -133,7 +132,9 @@ fn peer_bound_to_all_interfaces_advertises_a_dialable_address() {
         &config("beta", "127.0.0.1", Some(&url), ""),
         &["--send", "alpha:recorder:in:via-wildcard"],
     );
-    alpha.wait_for("recorder.in: String(\"via-wildcard\")", WAIT).unwrap();
+    alpha
+        .wait_for("recorder.in: String(\"via-wildcard\")", WAIT)
+        .unwrap();
 }
 
 #[test]
@@ -143,7 +144,12 @@ fn payloads_keep_colons_and_unicode() {
     let endpoint = bridge_address(&alpha);
     let payload = "alpha:recorder:in:time=12:30:05 ünïcødé ✓ 日本";
     let extra = format!("[[connect]]\nendpoint = \"{endpoint}\"\n");
-    let mut beta = start_peer(&dir, "beta", &config("beta", "127.0.0.1", None, &extra), &["--send", payload, "--once"]);
+    let mut beta = start_peer(
+        &dir,
+        "beta",
+        &config("beta", "127.0.0.1", None, &extra),
+        &["--send", payload, "--once"],
+    );
     alpha
         .wait_for("recorder.in: String(\"time=12:30:05 ünïcødé ✓ 日本\")", WAIT)
         .unwrap();
@@ -160,7 +166,13 @@ fn send_to_an_unreachable_network_fails_with_exit_code_1() {
     let mut beta = Proc::spawn(
         "beta",
         peer_bin(),
-        &["--config", &path.to_string_lossy(), "--send", "nowhere:recorder:in:x", "--once"],
+        &[
+            "--config",
+            &path.to_string_lossy(),
+            "--send",
+            "nowhere:recorder:in:x",
+            "--once",
+        ],
         &[],
         Echo::Quiet,
     );
@@ -180,7 +192,9 @@ fn local_send_reaches_the_peers_own_recorder() {
     );
     let status = alpha.wait_exit(WAIT).unwrap();
     assert!(status.success(), "{}", alpha.output());
-    alpha.wait_for("recorder.in: String(\"to-myself\")", WAIT).unwrap();
+    alpha
+        .wait_for("recorder.in: String(\"to-myself\")", WAIT)
+        .unwrap();
 }
 
 #[test]
@@ -200,9 +214,21 @@ fn sigterm_and_sigint_shut_the_peer_down_with_exit_code_0() {
 fn config_errors_name_the_file_and_line_and_exit_with_code_2() {
     let dir = TempDir::new("config-errors");
     let cases = [
-        ("typo.toml", "network_id = \"alpha\"\nheartbeat_intervl_ms = 5\n", "typo.toml:2: unknown key"),
-        ("missing.toml", "bind_port = 9100\n", "missing required key `network_id`"),
-        ("type.toml", "network_id = \"alpha\"\nbind_port = \"abc\"\n", "type.toml:2:"),
+        (
+            "typo.toml",
+            "network_id = \"alpha\"\nheartbeat_intervl_ms = 5\n",
+            "typo.toml:2: unknown key",
+        ),
+        (
+            "missing.toml",
+            "bind_port = 9100\n",
+            "missing required key `network_id`",
+        ),
+        (
+            "type.toml",
+            "network_id = \"alpha\"\nbind_port = \"abc\"\n",
+            "type.toml:2:",
+        ),
         ("syntax.toml", "network_id = \n", "syntax.toml:1"),
         (
             "endpoint.toml",
@@ -212,14 +238,34 @@ fn config_errors_name_the_file_and_line_and_exit_with_code_2() {
     ];
     for (file, text, expected) in cases {
         let path = dir.write(file, text);
-        let mut peer = Proc::spawn("peer", peer_bin(), &["--config", &path.to_string_lossy()], &[], Echo::Quiet);
+        let mut peer = Proc::spawn(
+            "peer",
+            peer_bin(),
+            &["--config", &path.to_string_lossy()],
+            &[],
+            Echo::Quiet,
+        );
         let status = peer.wait_exit(WAIT).unwrap();
         assert_eq!(status.code(), Some(2), "{file}: {}", peer.output());
-        assert!(peer.output().contains(expected), "{file}: expected {expected:?} in:\n{}", peer.output());
+        assert!(
+            peer.output().contains(expected),
+            "{file}: expected {expected:?} in:\n{}",
+            peer.output()
+        );
     }
-    let mut missing = Proc::spawn("peer", peer_bin(), &["--config", "/nonexistent/peer.toml"], &[], Echo::Quiet);
+    let mut missing = Proc::spawn(
+        "peer",
+        peer_bin(),
+        &["--config", "/nonexistent/peer.toml"],
+        &[],
+        Echo::Quiet,
+    );
     assert_eq!(missing.wait_exit(WAIT).unwrap().code(), Some(2));
-    assert!(missing.output().contains("/nonexistent/peer.toml"), "{}", missing.output());
+    assert!(
+        missing.output().contains("/nonexistent/peer.toml"),
+        "{}",
+        missing.output()
+    );
 }
 
 #[test]
@@ -228,7 +274,10 @@ fn usage_errors_exit_with_code_2_and_help_exits_0() {
         (vec!["--bogus"], "--bogus"),
         (vec![], "--config"),
         (vec!["--config", "x.toml", "--send"], "--send"),
-        (vec!["--config", "x.toml", "--send", "alpha:recorder"], "network:actor:port:payload"),
+        (
+            vec!["--config", "x.toml", "--send", "alpha:recorder"],
+            "network:actor:port:payload",
+        ),
     ] {
         let mut peer = Proc::spawn("peer", peer_bin(), &args, &[], Echo::Quiet);
         let status = peer.wait_exit(WAIT).unwrap();

@@ -25,6 +25,13 @@ use super::{dialer, heartbeat, listener, reconnect};
 pub struct Bridge {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    /// Taken by the first `shutdown`, which may come through a shared reference.
+    owned: std::sync::Mutex<OwnedThreads>,
+}
+
+/// The threads the handle itself starts and joins.
+#[derive(Default)]
+struct OwnedThreads {
     listener: Option<JoinHandle<()>>,
     heartbeat: Option<JoinHandle<()>>,
     heartbeat_stop: Option<Sender<()>>,
@@ -50,24 +57,24 @@ impl Bridge {
         let (reconnect_tx, reconnect_rx) = unbounded();
         let shared = Arc::new(Shared::new(identity, config, sink, reconnect_tx));
         let (stop_tx, stop_rx) = bounded::<()>(1);
-        let mut bridge = Bridge {
+        let bridge = Bridge {
             shared: Arc::clone(&shared),
             local_addr,
-            listener: None,
-            heartbeat: None,
-            heartbeat_stop: Some(stop_tx),
-            reconnect: None,
+            owned: std::sync::Mutex::new(OwnedThreads {
+                heartbeat_stop: Some(stop_tx),
+                ..OwnedThreads::default()
+            }),
         };
         // A failure part way leaves `bridge` to shut down what did start.
-        bridge.listener = Some(spawn("bridge-listener", {
+        lock(&bridge.owned).listener = Some(spawn("bridge-listener", {
             let shared = Arc::clone(&shared);
             move || listener::run(shared, tcp_listener)
         })?);
-        bridge.heartbeat = Some(spawn("bridge-heartbeat", {
+        lock(&bridge.owned).heartbeat = Some(spawn("bridge-heartbeat", {
             let shared = Arc::clone(&shared);
             move || heartbeat::run(&shared, &stop_rx)
         })?);
-        bridge.reconnect = Some(spawn("bridge-reconnect", {
+        lock(&bridge.owned).reconnect = Some(spawn("bridge-reconnect", {
             let shared = Arc::clone(&shared);
             move || reconnect::run_dispatcher(&shared, reconnect_rx)
         })?);
@@ -165,17 +172,18 @@ impl Bridge {
     /// Sends a Close frame to every peer, stops every thread and joins them.
     /// Connections get `close_timeout` to finish their close; a reader inside
     /// a blocking delivery is waited for. Calling it again does nothing.
-    pub fn shutdown(&mut self) {
-        let Some(listener) = self.listener.take() else {
+    pub fn shutdown(&self) {
+        let owned = std::mem::take(&mut *lock(&self.owned));
+        let Some(listener) = owned.listener else {
             return;
         };
         let shared = &self.shared;
         shared.begin_stopping();
         wake_listener(self.local_addr, shared.config.connect_timeout);
         join_quietly(listener);
-        self.heartbeat_stop.take();
-        self.heartbeat.take().into_iter().for_each(join_quietly);
-        self.reconnect.take().into_iter().for_each(join_quietly);
+        drop(owned.heartbeat_stop);
+        owned.heartbeat.into_iter().for_each(join_quietly);
+        owned.reconnect.into_iter().for_each(join_quietly);
 
         let connections = shared.registry.close();
         for connection in &connections {

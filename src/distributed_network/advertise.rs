@@ -35,7 +35,11 @@ fn has_port(endpoint: &str) -> bool {
 }
 
 fn bracket(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() }
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
 }
 
 /// Connecting a UDP socket sends nothing; it only asks the kernel which local
@@ -57,13 +61,22 @@ mod tests {
 
     #[test]
     fn configured_host_gets_the_bound_port() {
-        assert_eq!(advertised_endpoint(Some("10.1.2.3"), addr("0.0.0.0:9100")), "10.1.2.3:9100");
-        assert_eq!(advertised_endpoint(Some("peer.local:7000"), addr("0.0.0.0:9100")), "peer.local:7000");
+        assert_eq!(
+            advertised_endpoint(Some("10.1.2.3"), addr("0.0.0.0:9100")),
+            "10.1.2.3:9100"
+        );
+        assert_eq!(
+            advertised_endpoint(Some("peer.local:7000"), addr("0.0.0.0:9100")),
+            "peer.local:7000"
+        );
     }
 
     #[test]
     fn a_specific_bind_is_advertised_as_it_is() {
-        assert_eq!(advertised_endpoint(None, addr("127.0.0.1:9100")), "127.0.0.1:9100");
+        assert_eq!(
+            advertised_endpoint(None, addr("127.0.0.1:9100")),
+            "127.0.0.1:9100"
+        );
     }
 
     #[test]

@@ -28,7 +28,9 @@ impl fmt::Display for DistributedError {
             DistributedError::Bridge(e) => e.fmt(f),
             DistributedError::Discovery(e) => e.fmt(f),
             DistributedError::InvalidName(why) => f.write_str(why),
-            DistributedError::NotStarted => f.write_str("the distributed network is not started; call start() first"),
+            DistributedError::NotStarted => {
+                f.write_str("the distributed network is not started; call start() first")
+            }
             DistributedError::AlreadyStarted => f.write_str("the distributed network is already started"),
         }
     }

@@ -30,10 +30,7 @@ impl InboundSink for LocalRouter {
                     actor: target_actor.clone(),
                     port: target_port.clone(),
                 },
-                SendErrorKind::Full { .. } => DeliveryError::Full {
-                    actor: target_actor.clone(),
-                    port: target_port.clone(),
-                },
+                SendErrorKind::Full { .. } => DeliveryError::Full,
                 _ => DeliveryError::ShuttingDown,
             })
     }

@@ -75,7 +75,11 @@ impl DistributedNetwork {
     /// Adds (once) a proxy node `actor@network` that forwards every message it
     /// receives, on any port, to `actor`'s port of that name in `network`. Use
     /// it with `send_to_actor` or as the target of connections. Returns its name.
-    pub fn register_remote_actor(&self, actor_id: &str, network_id: &str) -> Result<String, DistributedError> {
+    pub fn register_remote_actor(
+        &self,
+        actor_id: &str,
+        network_id: &str,
+    ) -> Result<String, DistributedError> {
         check_name("actor id", actor_id)?;
         check_name("network id", network_id)?;
         let name = RemoteProxy::node_name(actor_id, network_id);
@@ -117,7 +121,8 @@ impl DistributedNetwork {
             }
         };
         let _ = self.bridge.set(bridge.clone());
-        let advertised = advertise::advertised_endpoint(self.config.advertise_address.as_deref(), bridge.local_addr());
+        let advertised =
+            advertise::advertised_endpoint(self.config.advertise_address.as_deref(), bridge.local_addr());
         let _ = self.advertised.set(advertised.clone());
         let me = RegistrationInfo {
             network_id: self.config.network_id.clone(),
@@ -135,7 +140,10 @@ impl DistributedNetwork {
         };
         if self.config.auto_connect && !self.config.discovery.endpoints.is_empty() {
             let watcher = Watcher::start(&self.config, bridge, discovery.clone())?;
-            *self.watcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
+            *self
+                .watcher
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
         }
         let _ = self.discovery.set(discovery);
         Ok(())
@@ -155,12 +163,24 @@ impl DistributedNetwork {
         port: &str,
         message: impl Into<Message>,
     ) -> Result<(), DistributedError> {
-        let remote = RemoteMessage::new(&self.config.network_id, "unknown", network, actor, port, message.into());
+        let remote = RemoteMessage::new(
+            &self.config.network_id,
+            "unknown",
+            network,
+            actor,
+            port,
+            message.into(),
+        );
         Ok(self.bridge()?.send(remote, self.config.network.send_timeout)?)
     }
 
     /// Delivers `message` to a local node, proxies included (`recorder@alpha`).
-    pub fn send_to_actor(&self, node: &str, port: &str, message: impl Into<Message>) -> Result<(), DistributedError> {
+    pub fn send_to_actor(
+        &self,
+        node: &str,
+        port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), DistributedError> {
         Ok(self.network.send_to_actor(node, port, message)?)
     }
 
@@ -192,7 +212,10 @@ impl DistributedNetwork {
     }
 
     pub fn connected_networks(&self) -> Vec<String> {
-        self.bridge.get().map(|b| b.connected_networks()).unwrap_or_default()
+        self.bridge
+            .get()
+            .map(|b| b.connected_networks())
+            .unwrap_or_default()
     }
 
     /// The address the bridge listens on; `None` before `start`.
@@ -211,7 +234,12 @@ impl DistributedNetwork {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
-        if let Some(watcher) = self.watcher.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(watcher) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
             watcher.stop();
         }
         if let Some(discovery) = self.discovery.get() {

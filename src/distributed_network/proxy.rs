@@ -64,7 +64,10 @@ impl Actor for RemoteProxy {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(ActorError::new(format!("not forwarded to {source}: {}", failures.join("; "))))
+            Err(ActorError::new(format!(
+                "not forwarded to {source}: {}",
+                failures.join("; ")
+            )))
         }
     }
 }

@@ -66,11 +66,17 @@ fn watch(
     }
     loop {
         // Only while some network has been given up on does a timer run.
-        let retry = if given_up.is_empty() { never() } else { after(context.retry_every) };
+        let retry = if given_up.is_empty() {
+            never()
+        } else {
+            after(context.retry_every)
+        };
         select! {
             recv(stop) -> _ => return,
             recv(discovered) -> event => match event {
-                Ok(DiscoveryEvent::Added(info)) | Ok(DiscoveryEvent::Updated(info)) => dial(&context, &info),
+                Ok(DiscoveryEvent::Added(info)) | Ok(DiscoveryEvent::Updated(info)) => {
+                    dial(&context, &info);
+                }
                 Ok(DiscoveryEvent::Removed(_)) => {}
                 Err(_) => return,
             },
@@ -102,11 +108,18 @@ fn dial(context: &Context, info: &NetworkInfo) -> bool {
     }
     match context.bridge.connect(&info.endpoint) {
         Ok(network) => {
-            log::info!("connected to {network} at {} (found through discovery)", info.endpoint);
+            log::info!(
+                "connected to {network} at {} (found through discovery)",
+                info.endpoint
+            );
             true
         }
         Err(e) => {
-            log::warn!("could not connect to {} at {} (found through discovery): {e}", info.network_id, info.endpoint);
+            log::warn!(
+                "could not connect to {} at {} (found through discovery): {e}",
+                info.network_id,
+                info.endpoint
+            );
             false
         }
     }

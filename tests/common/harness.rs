@@ -100,14 +100,22 @@ impl Proc {
             if let Some(line) = lines.iter().skip(mark).find(|l| l.contains(needle)) {
                 return Ok(line.clone());
             }
-            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
                 return Err(format!(
                     "{}: no line containing {needle:?} within {timeout:?}; output was:\n{}",
                     self.name,
                     lines.join("\n")
                 ));
             };
-            lines = self.lines.arrived.wait_timeout(lines, left).unwrap_or_else(|e| e.into_inner()).0;
+            lines = self
+                .lines
+                .arrived
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -118,14 +126,22 @@ impl Proc {
     }
 
     pub fn output(&self) -> String {
-        self.lines.lines.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
+        self.lines
+            .lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
     }
 
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.pid().to_string()])
             .status();
-        assert!(matches!(status, Ok(s) if s.success()), "kill -{signal} {} failed", self.name);
+        assert!(
+            matches!(status, Ok(s) if s.success()),
+            "kill -{signal} {} failed",
+            self.name
+        );
     }
 
     /// Waits for the process to exit by itself.
@@ -138,7 +154,13 @@ impl Proc {
                     return Ok(status);
                 }
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-                Ok(None) => return Err(format!("{} still running after {timeout:?}:\n{}", self.name, self.output())),
+                Ok(None) => {
+                    return Err(format!(
+                        "{} still running after {timeout:?}:\n{}",
+                        self.name,
+                        self.output()
+                    ));
+                }
                 Err(e) => return Err(format!("{}: {e}", self.name)),
             }
         }
@@ -168,9 +190,15 @@ impl Drop for Proc {
 /// The `host:port` in a line such as `... listening on http://127.0.0.1:40123`
 /// or `bridge listening on 127.0.0.1:40123 (...)`.
 pub fn address_in(line: &str, after: &str) -> String {
-    let start = line.find(after).map(|i| i + after.len()).unwrap_or_else(|| panic!("{after:?} not in {line:?}"));
+    let start = line
+        .find(after)
+        .map(|i| i + after.len())
+        .unwrap_or_else(|| panic!("{after:?} not in {line:?}"));
     let rest = line[start..].trim_start_matches("http://");
-    rest.split(|c: char| c.is_whitespace() || c == ')' || c == '/').next().unwrap_or("").to_string()
+    rest.split(|c: char| c.is_whitespace() || c == ')' || c == '/')
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// A scratch directory for config files, removed on drop.
@@ -181,7 +209,10 @@ pub struct TempDir {
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let unique = format!(
             "reflow-{label}-{}-{}-{nanos}",
             std::process::id(),
