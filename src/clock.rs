@@ -1,11 +1,25 @@
 //! Wall-clock timestamps in RFC 3339 (UTC, millisecond precision), as the wire
 //! contracts use them. Hand-written to keep a date crate out of the build.
 
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    /// The last formatted millisecond: messages sent in a burst share it.
+    static LAST: RefCell<(u128, String)> = const { RefCell::new((u128::MAX, String::new())) };
+}
 
 /// The current time as `2026-04-28T22:48:32.123Z`.
 pub fn now_rfc3339() -> String {
-    format_rfc3339(SystemTime::now())
+    let now = SystemTime::now();
+    let millis = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != millis {
+            *last = (millis, format_rfc3339(now));
+        }
+        last.1.clone()
+    })
 }
 
 /// Formats `time` as RFC 3339 in UTC with milliseconds. Times before the Unix
