@@ -678,9 +678,6 @@ fn a_receiver_past_its_delivery_timeout_drops_messages_but_keeps_order_and_the_l
 }
 
 #[test]
-#[ignore = "shutdown waits delivery_timeout for every inbound frame already read: \
-            the router does not know the peer is stopping and the bridge reader \
-            keeps delivering buffered frames after the connection is aborted"]
 fn shutdown_does_not_wait_out_a_delivery_blocked_on_a_full_inbox() {
     // The receiver would wait 30 s for room; shutting it down must not.
     let (alpha, _gate, _seen) = slow_receiver(PATIENCE * 3);

@@ -69,6 +69,10 @@ fn report(shared: &Arc<Shared>, connection: &Connection, reason: &CloseReason, w
 fn read_until_closed(shared: &Shared, connection: &Connection, ws: &mut WebSocket<WsStream>) -> CloseReason {
     let network_id = &connection.network_id;
     loop {
+        // Frames already buffered are not delivered once the connection is cut.
+        if connection.is_aborted() {
+            return CloseReason::Shutdown;
+        }
         let frame = match ws.read() {
             Ok(frame) => frame,
             Err(WsError::Io(err)) if is_timeout(&err) => {

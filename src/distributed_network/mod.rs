@@ -245,6 +245,9 @@ impl DistributedNetwork {
         if let Some(discovery) = self.discovery.get() {
             discovery.stop();
         }
+        // Readers blocked handing a message to a full inbox must not hold the
+        // bridge's shutdown up for their delivery_timeout.
+        self.network.close_external_input();
         if let Some(bridge) = self.bridge.get() {
             bridge.shutdown();
         }

@@ -285,7 +285,7 @@ impl Network {
         timeout: Duration,
     ) -> Result<(), SendError> {
         let shared = &self.inner.shared;
-        if shared.is_stopping() {
+        if shared.is_external_closed() {
             return Err(SendError::new(SendErrorKind::ShuttingDown, message));
         }
         let Some(target) = self.read_registry().nodes.get(node).cloned() else {
@@ -306,7 +306,7 @@ impl Network {
             port: port_index,
             message,
         };
-        scheduler::wait_for_room(shared, pending, Some(timeout)).map_err(|e| match e {
+        scheduler::wait_for_room(shared, pending, Some(timeout), true).map_err(|e| match e {
             WaitError::Full(message) => {
                 let kind = SendErrorKind::Full {
                     node: node.to_string(),
@@ -333,6 +333,24 @@ impl Network {
         self.inner.shared.is_stopping()
     }
 
+    /// Refuses further sends from outside the network (`send_to_actor` and
+    /// friends fail with `ShuttingDown`) and wakes senders waiting for room,
+    /// while nodes keep running. A first step of an orderly shutdown: it lets a
+    /// thread blocked feeding the network (a bridge reader) go at once.
+    pub fn close_external_input(&self) {
+        self.inner.shared.close_external();
+        self.notify_all_waiters();
+    }
+
+    fn notify_all_waiters(&self) {
+        let nodes: Vec<Arc<Node>> = self.read_registry().nodes.values().cloned().collect();
+        for node in &nodes {
+            // Take the lock so a waiter between its check and its wait cannot miss this.
+            drop(lock(&node.inner));
+            node.space.notify_all();
+        }
+    }
+
     /// Stops every thread the network started and returns once they are joined.
     /// Messages still queued are dropped. Safe to call more than once and from
     /// any handle; called from one of the network's own threads it does not
@@ -351,19 +369,14 @@ impl Network {
         for _ in 0..handles.len() {
             let _ = shared.ready_tx.send(Job::Stop);
         }
-        let nodes: Vec<Arc<Node>> = self.read_registry().nodes.values().cloned().collect();
-        for node in &nodes {
-            // Take the lock so a waiter between its check and its wait cannot miss this.
-            drop(lock(&node.inner));
-            node.space.notify_all();
-        }
+        self.notify_all_waiters();
         let me = std::thread::current().id();
         for handle in handles {
             if handle.thread().id() != me {
                 let _ = handle.join();
             }
         }
-        for node in &nodes {
+        for node in self.read_registry().nodes.values() {
             node.clear_routes();
         }
         shared.events.publish(NetworkEvent::Shutdown);

@@ -26,6 +26,9 @@ pub(crate) struct Shared {
     pub(crate) config: NetworkConfig,
     pub(crate) started: AtomicBool,
     stopping: AtomicBool,
+    /// Set by `Network::close_external_input`: senders from outside the
+    /// network are refused (and woken) while nodes keep running.
+    external_closed: AtomicBool,
     pub(crate) ready_tx: Sender<Job>,
     pub(crate) ready_rx: Receiver<Job>,
     pub(crate) wait_for: WaitFor,
@@ -44,6 +47,7 @@ impl Shared {
             config,
             started: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            external_closed: AtomicBool::new(false),
             ready_tx,
             ready_rx,
             wait_for: WaitFor::default(),
@@ -54,6 +58,14 @@ impl Shared {
 
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn close_external(&self) {
+        self.external_closed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_external_closed(&self) -> bool {
+        self.external_closed.load(Ordering::Acquire) || self.is_stopping()
     }
 
     pub(crate) fn begin_stopping(&self) -> bool {
@@ -245,7 +257,7 @@ pub(crate) fn deliver(
             message: copy,
         };
         match node.runner {
-            Runner::Dedicated(_) => wait_for_room(shared, pending, None).map_err(|_| ())?,
+            Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| ())?,
             Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
             Runner::Pool => {
                 if let Err(pending) = offer(shared, node, pending) {
@@ -261,7 +273,7 @@ pub(crate) fn deliver(
 fn flush_outbox(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox) {
     while let Some(pending) = outbox.pop_front() {
         let result = match node.runner {
-            Runner::Dedicated(_) => wait_for_room(shared, pending, None).map_err(|_| None),
+            Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| None),
             Runner::Pool => offer(shared, node, pending).map_err(Some),
         };
         match result {
@@ -336,12 +348,13 @@ pub(crate) fn wait_for_room(
     shared: &Shared,
     pending: Pending,
     timeout: Option<Duration>,
+    external: bool,
 ) -> Result<(), WaitError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let target = &pending.target;
     let mut inner = lock(&target.inner);
     loop {
-        if shared.is_stopping() {
+        if shared.is_stopping() || (external && shared.is_external_closed()) {
             return Err(WaitError::Stopping(pending.message));
         }
         if inner.has_room(pending.port) {
