@@ -138,14 +138,15 @@ impl DistributedNetwork {
                 return Err(e.into());
             }
         };
+        // Stored before the watcher starts, so `shutdown` stops it whatever follows.
+        let _ = self.discovery.set(discovery.clone());
         if self.config.auto_connect && !self.config.discovery.endpoints.is_empty() {
-            let watcher = Watcher::start(&self.config, bridge, discovery.clone())?;
+            let watcher = Watcher::start(&self.config, bridge, discovery)?;
             *self
                 .watcher
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
         }
-        let _ = self.discovery.set(discovery);
         Ok(())
     }
 

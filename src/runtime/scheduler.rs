@@ -138,6 +138,9 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
     };
     flush_outbox(shared, node, &mut outbox);
     let mut inputs = Vec::new();
+    // Threads waiting for room are woken once per turn, not once per tick: a
+    // wake-up costs more than the few ticks they wait longer.
+    let mut notify_space = false;
     for _ in 0..shared.config.ticks_per_turn {
         if !outbox.is_empty() || shared.is_stopping() {
             break;
@@ -155,9 +158,7 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
             };
             (waiters, freed && inner.external_waiters > 0)
         };
-        if notify {
-            node.space.notify_all();
-        }
+        notify_space |= notify;
         wake_waiters(shared, waiters);
         let mut ctx = ActorContext {
             shared,
@@ -179,6 +180,9 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
                 break;
             }
         }
+    }
+    if notify_space {
+        node.space.notify_all();
     }
     finish_turn(shared, node, slot, outbox);
 }
