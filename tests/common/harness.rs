@@ -244,3 +244,93 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+impl Proc {
+    /// Watches the output for `window` and fails as soon as a line containing
+    /// one of `needles` has arrived after `mark`: a negative check with a bound.
+    pub fn expect_none_after(&self, mark: usize, needles: &[&str], window: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + window;
+        let mut lines = self.lines.lines.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(line) = lines
+                .iter()
+                .skip(mark)
+                .find(|l| needles.iter().any(|n| l.contains(n)))
+            {
+                return Err(format!(
+                    "{}: unexpected line {line:?}; output was:\n{}",
+                    self.name,
+                    lines.join("\n")
+                ));
+            }
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                return Ok(());
+            };
+            lines = self
+                .lines
+                .arrived
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Lines containing `needle` that arrived after `mark`.
+    pub fn lines_after(&self, mark: usize, needle: &str) -> Vec<String> {
+        let lines = self.lines.lines.lock().unwrap_or_else(|e| e.into_inner());
+        lines
+            .iter()
+            .skip(mark)
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+}
+
+/// A plain HTTP/1.1 GET to `address` (`host:port`): the status code and body.
+pub fn http_get(address: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    use std::io::Write;
+    let fail = |e: std::io::Error| format!("GET http://{address}{path}: {e}");
+    let socket: std::net::SocketAddr = address
+        .parse()
+        .map_err(|e| format!("{address} is not ip:port: {e}"))?;
+    let mut stream = std::net::TcpStream::connect_timeout(&socket, timeout).map_err(fail)?;
+    stream.set_read_timeout(Some(timeout)).map_err(fail)?;
+    stream.set_write_timeout(Some(timeout)).map_err(fail)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(fail)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(fail)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET http://{address}{path}: no header end in {response:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("GET http://{address}{path}: bad status line in {head:?}"))?;
+    Ok((status, body.to_string()))
+}
+
+/// Calls `check` every `every` until it returns `Ok` or `timeout` has passed;
+/// then returns the last error.
+pub fn wait_until<T>(
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return Ok(value),
+            Err(e) if Instant::now() >= deadline => return Err(format!("after {timeout:?}: {e}")),
+            Err(_) => std::thread::sleep(every),
+        }
+    }
+}
