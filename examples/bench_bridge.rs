@@ -1,26 +1,46 @@
-//! Bridge benchmark across two processes, beside a raw tungstenite baseline
-//! measured in the same run.
+//! Bridge benchmark across two processes, at three levels measured side by side
+//! in the same run:
 //!
-//!     cargo run --release --example bench_bridge [-- --scale 0.2]
+//! - **raw**: a plain tungstenite client and server (default settings,
+//!   TCP_NODELAY), no envelope: the floor for one WebSocket connection.
+//! - **bridge**: `Bridge::send` in this process, an `InboundSink` in the child;
+//!   messages (ids, timestamps) are built before the clock starts.
+//! - **actors**: two `DistributedNetwork`s. `send_to_actor("sink@child", ..)`
+//!   goes through the proxy node, the bridge and the child's router into a
+//!   counting actor `sink`, which reports done through its own proxy
+//!   `done@parent` once it has counted what the run announced. For the RTT, an
+//!   `echo` actor in the child sends each ping back through `pong@parent` to a
+//!   `pong` actor here, which wakes the measuring thread.
+//! - **direct**: as actors, but sent with `send_to_remote_actor` (the message
+//!   is encoded and queued on the calling thread, no proxy node): the gap to
+//!   actors is what the sending proxy node costs.
 //!
-//! The program re-executes itself (`--child bridge` / `--child raw`) to get a
-//! receiving process. Throughput: the parent sends N String payloads of 64 B,
-//! 1 KiB and 64 KiB and waits for the child's "done" answer. RTT: the child
-//! echoes 64 B pings one at a time. The bridge figures go through `Bridge::send`
-//! and the sinks on both sides; the raw figures use a plain WebSocket client
-//! and server (default tungstenite settings, TCP_NODELAY) with no envelope.
+//!     cargo run --release --example bench_bridge [-- --scale 0.2] [--runs 3] [--only LEVEL]
+//!
+//! The program re-executes itself (`--child raw|bridge|actors`) to get the
+//! receiving processes; they exit when their standard input closes and are
+//! killed on every exit path of this one. Throughput: N String payloads of
+//! 64 B, 1 KiB and 64 KiB, clock stopped at the child's answer. RTT: 64 B
+//! pings one at a time. Each level is measured `--runs` times, interleaved
+//! (raw, bridge, direct, actors, raw, …) so that load from elsewhere hits all three;
+//! the tables give the median and the range over the runs. A last table gives
+//! the per-message cost of the JSON envelope in one thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use reflow_distributed::DistributedConfig;
 use reflow_distributed::Message;
 use reflow_distributed::bridge::{
     Bridge, BridgeConfig, BridgeIdentity, DeliveryError, InboundSink, RemoteMessage,
 };
+use reflow_distributed::distributed_network::DistributedNetwork;
+use reflow_distributed::runtime::FnActor;
+use serde_json::Value;
 use tungstenite::Message as WsMessage;
 
 const SIZES: [(usize, &str, usize); 3] = [
@@ -30,8 +50,41 @@ const SIZES: [(usize, &str, usize); 3] = [
 ];
 const PINGS: usize = 5_000;
 const TIMEOUT: Duration = Duration::from_secs(30);
+const LEVELS: [Level; 4] = [Level::Raw, Level::Bridge, Level::Direct, Level::Actors];
 
 type BoxError = Box<dyn std::error::Error>;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Level {
+    Raw,
+    Bridge,
+    Direct,
+    Actors,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Raw => "raw",
+            Level::Bridge => "bridge",
+            Level::Direct => "direct",
+            Level::Actors => "actors",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Level, BoxError> {
+        LEVELS
+            .into_iter()
+            .find(|level| level.name() == text)
+            .ok_or_else(|| format!("unknown level {text:?} (raw, bridge, direct or actors)").into())
+    }
+}
+
+struct Options {
+    scale: f64,
+    runs: usize,
+    only: Option<Level>,
+}
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
@@ -40,93 +93,325 @@ fn main() -> Result<(), BoxError> {
         return match args.get(i + 1).map(String::as_str) {
             Some("bridge") => bridge_child(),
             Some("raw") => raw_child(),
+            Some("actors") => actors_child(),
             other => Err(format!("unknown child mode {other:?}").into()),
         };
     }
-    let scale = match args.iter().position(|a| a == "--scale") {
-        Some(i) => args.get(i + 1).ok_or("--scale needs a number")?.parse::<f64>()?,
-        None => 1.0,
+    let value = |flag: &str| -> Option<Result<&String, BoxError>> {
+        let i = args.iter().position(|a| a == flag)?;
+        Some(
+            args.get(i + 1)
+                .ok_or_else(|| format!("{flag} needs a value").into()),
+        )
     };
-    parent(scale)
+    let options = Options {
+        scale: value("--scale").transpose()?.map_or(Ok(1.0), |s| s.parse())?,
+        runs: value("--runs").transpose()?.map_or(Ok(3), |s| s.parse())?.max(1),
+        only: value("--only")
+            .transpose()?
+            .map(|s| Level::parse(s))
+            .transpose()?,
+    };
+    parent(&options)
 }
 
 // ---------- parent ----------
 
-fn parent(scale: f64) -> Result<(), BoxError> {
-    let count = |n: usize| ((n as f64 * scale) as usize).max(10);
-    let (mut raw_child, raw_port) = spawn_child("raw")?;
-    let (mut bridge_child, bridge_port) = spawn_child("bridge")?;
-
-    let (tx, inbox) = unbounded();
-    let sink = Arc::new(ForwardSink(tx));
-    let bridge = Bridge::start(
-        BridgeIdentity::new("bench-tx", "bench-tx-1"),
-        BridgeConfig::default(),
-        sink,
-    )?;
-    bridge.connect(&format!("127.0.0.1:{bridge_port}"))?;
-
-    println!(
-        "{:<22} {:>14} {:>14} {:>8}",
-        "throughput", "raw msg/s", "bridge msg/s", "ratio"
-    );
-    for (size, label, n) in SIZES {
-        let n = count(n);
-        let raw = raw_throughput(raw_port, size, n)?;
-        let ours = bridge_throughput(&bridge, &inbox, size, n)?;
-        println!(
-            "{:<22} {:>14.0} {:>14.0} {:>8.2}",
-            format!("{label} x {n}"),
-            raw,
-            ours,
-            ours / raw
-        );
-        println!(
-            "{:<22} {:>14.1} {:>14.1}",
-            "  (MB/s payload)",
-            raw * size as f64 / 1e6,
-            ours * size as f64 / 1e6
-        );
-    }
-
-    let pings = count(PINGS);
-    let raw = raw_rtt(raw_port, pings)?;
-    let ours = bridge_rtt(&bridge, &inbox, pings)?;
-    println!(
-        "\n{:<22} {:>14} {:>14} {:>8}",
-        format!("RTT 64 B x {pings}"),
-        "raw µs",
-        "bridge µs",
-        "ratio"
-    );
-    for (name, q) in [("p50", 0.50), ("p99", 0.99)] {
-        let (r, b) = (percentile(&raw, q), percentile(&ours, q));
-        println!("{:<22} {:>14.1} {:>14.1} {:>8.2}", name, r, b, b / r);
-    }
-
-    bridge.shutdown();
-    for child in [&mut raw_child, &mut bridge_child] {
-        drop(child.stdin.take());
-        child.wait()?;
-    }
-    Ok(())
+/// A child process that is killed when this value is dropped, whatever the
+/// exit path (error, panic unwinding, normal end).
+struct ChildGuard {
+    child: Child,
+    stdin: Option<ChildStdin>,
 }
 
-fn spawn_child(mode: &str) -> Result<(Child, u16), BoxError> {
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // Closing stdin asks the child to exit; it holds nothing worth waiting for.
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `--child mode` and reads the port it announces.
+fn spawn_child(mode: &str) -> Result<(ChildGuard, u16), BoxError> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--child", mode])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or("child has no stdout")?;
+    let stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let guard = ChildGuard { child, stdin };
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    BufReader::new(stdout.ok_or("child has no stdout")?).read_line(&mut line)?;
     let port = line
         .trim()
         .strip_prefix("PORT ")
-        .ok_or("child did not report a port")?
+        .ok_or_else(|| format!("{mode} child did not report a port (said {line:?})"))?
         .parse()?;
-    Ok((child, port))
+    Ok((guard, port))
+}
+
+/// The three senders, one per level, each connected to its own child.
+struct Senders {
+    raw_port: u16,
+    bridge: Bridge,
+    bridge_inbox: Receiver<RemoteMessage>,
+    actors: ActorSide,
+    // Dropped last: the children outlive the connections to them.
+    _children: Vec<ChildGuard>,
+}
+
+impl Senders {
+    fn start() -> Result<Senders, BoxError> {
+        let (raw_child, raw_port) = spawn_child("raw")?;
+        let (bridge_child, bridge_port) = spawn_child("bridge")?;
+        let (actors_child, actors_port) = spawn_child("actors")?;
+        let children = vec![raw_child, bridge_child, actors_child];
+
+        let (tx, bridge_inbox) = unbounded();
+        let bridge = Bridge::start(
+            BridgeIdentity::new("bench-tx", "bench-tx-1"),
+            BridgeConfig::default(),
+            Arc::new(ForwardSink(tx)),
+        )?;
+        bridge.connect(&format!("127.0.0.1:{bridge_port}"))?;
+        let actors = ActorSide::start(actors_port)?;
+        Ok(Senders {
+            raw_port,
+            bridge,
+            bridge_inbox,
+            actors,
+            _children: children,
+        })
+    }
+
+    /// Messages per second at `level`.
+    fn throughput(&self, level: Level, size: usize, n: usize) -> Result<f64, BoxError> {
+        match level {
+            Level::Raw => raw_throughput(self.raw_port, size, n),
+            Level::Bridge => bridge_throughput(&self.bridge, &self.bridge_inbox, size, n),
+            Level::Direct => self.actors.throughput(Route::Direct, size, n),
+            Level::Actors => self.actors.throughput(Route::Proxy, size, n),
+        }
+    }
+
+    /// Round-trip samples in microseconds at `level`.
+    fn rtt(&self, level: Level, n: usize) -> Result<Vec<f64>, BoxError> {
+        match level {
+            Level::Raw => raw_rtt(self.raw_port, n),
+            Level::Bridge => bridge_rtt(&self.bridge, &self.bridge_inbox, n),
+            Level::Direct => self.actors.rtt(Route::Direct, n),
+            Level::Actors => self.actors.rtt(Route::Proxy, n),
+        }
+    }
+
+    fn shutdown(&self) {
+        self.actors.peer.shutdown();
+        self.bridge.shutdown();
+    }
+}
+
+/// Measurements of one quantity over the runs.
+#[derive(Default, Clone)]
+struct Spread(Vec<f64>);
+
+impl Spread {
+    fn median(&self) -> f64 {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        match sorted.len() {
+            0 => f64::NAN,
+            n if n % 2 == 0 => (sorted[mid - 1] + sorted[mid]) / 2.0,
+            _ => sorted[mid],
+        }
+    }
+
+    /// `median (min-max)`, each value divided by `unit`.
+    fn text(&self, unit: f64, digits: usize) -> String {
+        let (median, lo, hi) = (
+            self.median() / unit,
+            percentile(&self.0, 0.0) / unit,
+            percentile(&self.0, 1.0) / unit,
+        );
+        match self.0.len() {
+            0 => "-".into(),
+            1 => format!("{median:.digits$}"),
+            _ => format!("{median:.digits$} ({lo:.digits$}-{hi:.digits$})"),
+        }
+    }
+}
+
+/// One row of a table: a label and one spread per level.
+struct Row {
+    label: String,
+    cells: Vec<Spread>,
+}
+
+fn print_table(title: &str, rows: &[Row], unit: f64, digits: usize) {
+    let mut line = format!("{title:<18}");
+    for level in LEVELS {
+        line += &format!(" {:>20}", level.name());
+    }
+    println!("{line} {:>8} {:>8}", "brg/raw", "act/raw");
+    for row in rows {
+        let mut line = format!("{:<18}", row.label);
+        for cell in &row.cells {
+            line += &format!(" {:>20}", cell.text(unit, digits));
+        }
+        let ratio = |level: Level| ratio(&row.cells[level as usize], &row.cells[Level::Raw as usize]);
+        println!("{line} {:>8} {:>8}", ratio(Level::Bridge), ratio(Level::Actors));
+    }
+}
+
+fn parent(options: &Options) -> Result<(), BoxError> {
+    let levels: Vec<Level> = LEVELS
+        .into_iter()
+        .filter(|l| options.only.is_none_or(|only| only == *l))
+        .collect();
+    let senders = Senders::start()?;
+    let result = measure(&senders, &levels, options);
+    senders.shutdown();
+    result
+}
+
+fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(), BoxError> {
+    let count = |n: usize| ((n as f64 * options.scale) as usize).max(10);
+    // Warm up every path once (connections, allocator, caches) before measuring.
+    for &level in levels {
+        senders.throughput(level, 64, count(5_000))?;
+        senders.rtt(level, count(200))?;
+    }
+    let empty = || vec![Spread::default(); LEVELS.len()];
+    let mut rates: Vec<Vec<Spread>> = SIZES.iter().map(|_| empty()).collect();
+    let (mut p50, mut p99) = (empty(), empty());
+    let pings = count(PINGS);
+    for run in 0..options.runs {
+        eprint!("run {}/{}...", run + 1, options.runs);
+        for (s, &(size, _, n)) in SIZES.iter().enumerate() {
+            for &level in levels {
+                rates[s][level as usize]
+                    .0
+                    .push(senders.throughput(level, size, count(n))?);
+            }
+        }
+        for &level in levels {
+            let samples = senders.rtt(level, pings)?;
+            p50[level as usize].0.push(percentile(&samples, 0.50));
+            p99[level as usize].0.push(percentile(&samples, 0.99));
+        }
+        eprintln!(" done");
+    }
+
+    println!(
+        "median (min-max) over {} run(s); ratios are of the medians\n",
+        options.runs
+    );
+    let rows: Vec<Row> = SIZES
+        .iter()
+        .zip(&rates)
+        .map(|(&(_, label, n), cells)| Row {
+            label: format!("{label} x {}", count(n)),
+            cells: cells.clone(),
+        })
+        .collect();
+    print_table("throughput, k/s", &rows, 1e3, 0);
+    for (&(size, label, _), cells) in SIZES.iter().zip(&rates) {
+        let mut line = format!("{:<18}", format!("  {label}, MB/s"));
+        for cell in cells {
+            let mb = cell.median() * size as f64 / 1e6;
+            line += &if cell.0.is_empty() {
+                format!(" {:>20}", "-")
+            } else {
+                format!(" {mb:>20.1}")
+            };
+        }
+        println!("{line}");
+    }
+    let rtt = [
+        Row {
+            label: "p50".into(),
+            cells: p50.clone(),
+        },
+        Row {
+            label: "p99".into(),
+            cells: p99,
+        },
+    ];
+    println!();
+    print_table(&format!("RTT 64Bx{pings}, µs"), &rtt, 1.0, 1);
+    if levels.contains(&Level::Actors) && levels.contains(&Level::Raw) {
+        let (raw, actors) = (Level::Raw as usize, Level::Actors as usize);
+        let tput = rates[0][actors].median() / rates[0][raw].median();
+        let rtt = p50[actors].median() / p50[raw].median();
+        let verdict = |met: bool| if met { "met" } else { "not met" };
+        println!(
+            "\naims: actors >= 0.5x raw throughput at 64 B: {tput:.2}x ({}); actors RTT p50 <= 2x raw: {rtt:.2}x ({})",
+            verdict(tput >= 0.5),
+            verdict(rtt <= 2.0),
+        );
+    }
+    codec_costs();
+    Ok(())
+}
+
+fn ratio(ours: &Spread, base: &Spread) -> String {
+    if ours.0.is_empty() || base.0.is_empty() {
+        return "-".into();
+    }
+    format!("{:.2}", ours.median() / base.median())
+}
+
+/// What the v1.0 JSON envelope costs per message in one thread: building a
+/// message (id, timestamp, names), encoding it, decoding it.
+fn codec_costs() {
+    println!(
+        "\n{:<16} {:>12} {:>12} {:>12} {:>12}",
+        "envelope, 1 thread", "frame bytes", "build ns", "encode ns", "decode ns"
+    );
+    for (size, label, _) in SIZES {
+        let payload: Arc<str> = "x".repeat(size).into();
+        let reps = (2_000_000 / (size + 256)).clamp(200, 20_000);
+        let build = || {
+            RemoteMessage::new(
+                "parent",
+                "sink@child",
+                "child",
+                "sink",
+                "in",
+                Message::String(payload.clone()),
+            )
+        };
+        // Best of three batches: the least disturbed by other work on the machine.
+        let time = |f: &mut dyn FnMut()| {
+            (0..3)
+                .map(|_| {
+                    let started = Instant::now();
+                    for _ in 0..reps {
+                        f();
+                    }
+                    started.elapsed().as_nanos() as f64 / reps as f64
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let build_ns = time(&mut || drop(std::hint::black_box(build())));
+        let message = build();
+        let encode_ns = time(&mut || drop(std::hint::black_box(serde_json::to_string(&message))));
+        let text = serde_json::to_string(&message).unwrap_or_default();
+        let decode_ns = time(&mut || {
+            drop(std::hint::black_box(serde_json::from_str::<RemoteMessage>(&text)));
+        });
+        println!(
+            "{:<16} {:>12} {:>12.0} {:>12.0} {:>12.0}",
+            label,
+            text.len(),
+            build_ns,
+            encode_ns,
+            decode_ns
+        );
+    }
 }
 
 struct ForwardSink(Sender<RemoteMessage>);
@@ -151,7 +436,7 @@ fn to_child(actor: &str, payload: &Arc<str>) -> RemoteMessage {
 /// Messages per second through the bridge.
 fn bridge_throughput(
     bridge: &Bridge,
-    inbox: &crossbeam_channel::Receiver<RemoteMessage>,
+    inbox: &Receiver<RemoteMessage>,
     size: usize,
     n: usize,
 ) -> Result<f64, BoxError> {
@@ -173,11 +458,7 @@ fn bridge_throughput(
 }
 
 /// Round trips through the bridge, in microseconds.
-fn bridge_rtt(
-    bridge: &Bridge,
-    inbox: &crossbeam_channel::Receiver<RemoteMessage>,
-    n: usize,
-) -> Result<Vec<f64>, BoxError> {
+fn bridge_rtt(bridge: &Bridge, inbox: &Receiver<RemoteMessage>, n: usize) -> Result<Vec<f64>, BoxError> {
     let payload: Arc<str> = "p".repeat(64).into();
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
@@ -187,6 +468,106 @@ fn bridge_rtt(
         samples.push(started.elapsed().as_secs_f64() * 1e6);
     }
     Ok(samples)
+}
+
+/// The parent's `DistributedNetwork`: proxies `sink@child` and `echo@child`,
+/// and local actors `done` and `pong` that hand what reaches them to the
+/// measuring thread.
+struct ActorSide {
+    peer: DistributedNetwork,
+    done: Receiver<i64>,
+    pong: Receiver<()>,
+}
+
+impl ActorSide {
+    fn start(child_port: u16) -> Result<ActorSide, BoxError> {
+        let peer = DistributedNetwork::new(DistributedConfig::new("parent"))?;
+        let (done_tx, done) = unbounded();
+        let (pong_tx, pong) = unbounded();
+        let done_actor = FnActor::new(&["in"], &[], move |ctx| {
+            if let Some(n) = ctx.input("in").and_then(Message::as_i64) {
+                let _ = done_tx.send(n);
+            }
+            Ok(())
+        });
+        let pong_actor = FnActor::new(&["in"], &[], move |_| {
+            let _ = pong_tx.send(());
+            Ok(())
+        });
+        peer.register_local_actor("done", Box::new(done_actor), Value::Null)?;
+        peer.register_local_actor("pong", Box::new(pong_actor), Value::Null)?;
+        peer.register_remote_actor("sink", "child")?;
+        peer.register_remote_actor("echo", "child")?;
+        peer.start()?;
+        peer.connect_to_network(&format!("127.0.0.1:{child_port}"))?;
+        Ok(ActorSide { peer, done, pong })
+    }
+
+    /// Sends one message to `actor.port` in the child, by `route`.
+    fn send(&self, route: Route, actor: &str, port: &str, message: Message) -> Result<(), BoxError> {
+        match route {
+            Route::Proxy => self
+                .peer
+                .send_to_actor(&format!("{actor}@child"), port, message)?,
+            Route::Direct => self.peer.send_to_remote_actor("child", actor, port, message)?,
+        }
+        Ok(())
+    }
+
+    /// Messages per second from here to the child's `sink` actor.
+    fn throughput(&self, route: Route, size: usize, n: usize) -> Result<f64, BoxError> {
+        let payload: Arc<str> = "x".repeat(size).into();
+        // The count goes ahead of the data, on the same connection.
+        self.send(route, "sink", "expect", Message::Integer(n as i64))?;
+        let (sink, started) = (route.node("sink"), Instant::now());
+        for _ in 0..n {
+            match &sink {
+                Some(node) => self
+                    .peer
+                    .send_to_actor(node, "in", Message::String(payload.clone()))?,
+                None => self.send(route, "sink", "in", Message::String(payload.clone()))?,
+            }
+        }
+        let counted = self.done.recv_timeout(TIMEOUT)?;
+        let elapsed = started.elapsed();
+        if counted != n as i64 {
+            return Err(format!("actors child counted {counted} of {n}").into());
+        }
+        Ok(n as f64 / elapsed.as_secs_f64())
+    }
+
+    /// Round trips to the child's `echo`, back through `pong@parent` to
+    /// `pong`, in microseconds.
+    fn rtt(&self, route: Route, n: usize) -> Result<Vec<f64>, BoxError> {
+        let payload: Arc<str> = "p".repeat(64).into();
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = Instant::now();
+            self.send(route, "echo", "in", Message::String(payload.clone()))?;
+            self.pong.recv_timeout(TIMEOUT)?;
+            samples.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok(samples)
+    }
+}
+
+/// How the parent's messages enter the bridge.
+#[derive(Clone, Copy)]
+enum Route {
+    /// `send_to_actor("actor@child", ..)`: through the proxy node.
+    Proxy,
+    /// `send_to_remote_actor("child", "actor", ..)`: straight to the bridge.
+    Direct,
+}
+
+impl Route {
+    /// The proxy node's name, made once rather than per message.
+    fn node(self, actor: &str) -> Option<String> {
+        match self {
+            Route::Proxy => Some(format!("{actor}@child")),
+            Route::Direct => None,
+        }
+    }
 }
 
 fn raw_connect(port: u16) -> Result<tungstenite::WebSocket<TcpStream>, BoxError> {
@@ -226,6 +607,7 @@ fn raw_rtt(port: u16, n: usize) -> Result<Vec<f64>, BoxError> {
     Ok(samples)
 }
 
+/// Nearest-rank percentile.
 fn percentile(samples: &[f64], q: f64) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -289,6 +671,45 @@ fn bridge_child() -> Result<(), BoxError> {
     let port = bridge.local_addr().port();
     let _ = CHILD_BRIDGE.set(bridge);
     announce(port)?;
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The child's `DistributedNetwork`: `sink` counts `in` messages and, once it
+/// has the number announced on `expect`, sends the count to `done@parent`;
+/// `echo` sends every message back to `pong@parent`.
+fn actors_child() -> Result<(), BoxError> {
+    let peer = DistributedNetwork::new(DistributedConfig::new("child"))?;
+    let mut counted = 0i64;
+    let mut expected: Option<i64> = None;
+    let sink = FnActor::new(&["in", "expect"], &["out"], move |ctx| {
+        if ctx.input("in").is_some() {
+            counted += 1;
+        }
+        if let Some(n) = ctx.input("expect").and_then(Message::as_i64) {
+            expected = Some(n);
+        }
+        if expected.is_some_and(|n| counted >= n) {
+            ctx.emit("out", counted)?;
+            counted = 0;
+            expected = None;
+        }
+        Ok(())
+    });
+    let echo = FnActor::new(&["in"], &["out"], |ctx| match ctx.take_input("in") {
+        Some(message) => ctx.emit("out", message),
+        None => Ok(()),
+    });
+    peer.register_local_actor("sink", Box::new(sink), Value::Null)?;
+    peer.register_local_actor("echo", Box::new(echo), Value::Null)?;
+    let done = peer.register_remote_actor("done", "parent")?;
+    let pong = peer.register_remote_actor("pong", "parent")?;
+    let network = peer.get_local_network();
+    network.connect("sink", "out", &done, "in")?;
+    network.connect("echo", "out", &pong, "in")?;
+    peer.start()?;
+    announce(peer.local_addr().ok_or("no bridge address")?.port())?;
     loop {
         std::thread::park();
     }
