@@ -182,8 +182,6 @@ fn frozen_peer_is_evicted_after_three_intervals_and_redialed_once_it_resumes() {
 }
 
 #[test]
-#[ignore = "bridge bug: after SIGCONT, a reader blocked in recv under SO_RCVTIMEO fails with EINTR, \
-            which src/bridge/reader.rs treats as fatal (Lost connection ... Interrupted system call)"]
 fn freeze_shorter_than_the_eviction_window_evicts_nobody() {
     // Longer intervals than where eviction is timed: a stall of a loaded
     // machine must not pass for the freeze.

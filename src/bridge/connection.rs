@@ -36,6 +36,8 @@ pub(crate) enum Control {
     Pong(Bytes),
     /// Write what is queued, then a Close frame with this reason, then stop.
     Close(String),
+    /// The socket is gone: stop at once (without waiting for the next tick).
+    Abort,
 }
 
 /// Why a connection ended. The first reason recorded wins.
@@ -194,6 +196,8 @@ impl Connection {
         self.set_reason(reason);
         self.aborted.store(true, Ordering::SeqCst);
         let _ = self.tcp.shutdown(Shutdown::Both);
+        // If the channel is full the writer still notices at its next tick.
+        let _ = self.control.try_send(Control::Abort);
     }
 
     pub(crate) fn is_aborted(&self) -> bool {

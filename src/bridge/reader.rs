@@ -120,8 +120,15 @@ fn read_until_closed(shared: &Shared, connection: &Connection, ws: &mut WebSocke
     }
 }
 
+/// Errors after which the same call is simply made again. `Interrupted` comes
+/// from a socket call with a timeout when the process was stopped and resumed
+/// (SIGSTOP/SIGCONT), even without a signal handler; tungstenite keeps its
+/// buffers intact across it.
 fn is_timeout(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
 
 fn handle_text(shared: &Shared, connection: &Connection, text: &str) {

@@ -80,10 +80,13 @@ fn timed_out(err: io::Error) -> io::Error {
 impl Read for WsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self.mode {
-            Mode::Handshake { deadline } => {
+            Mode::Handshake { deadline } => loop {
                 self.tcp.set_read_timeout(Some(Self::remaining(deadline)?))?;
-                self.tcp.read(buf).map_err(timed_out)
-            }
+                match self.tcp.read(buf) {
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    other => return other.map_err(timed_out),
+                }
+            },
             Mode::ReadOnly => self.tcp.read(buf),
         }
     }
@@ -92,10 +95,13 @@ impl Read for WsStream {
 impl Write for WsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.mode {
-            Mode::Handshake { deadline } => {
+            Mode::Handshake { deadline } => loop {
                 self.tcp.set_write_timeout(Some(Self::remaining(deadline)?))?;
-                self.tcp.write(buf).map_err(timed_out)
-            }
+                match self.tcp.write(buf) {
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    other => return other.map_err(timed_out),
+                }
+            },
             Mode::ReadOnly => Ok(buf.len()),
         }
     }

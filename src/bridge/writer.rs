@@ -46,6 +46,7 @@ pub(crate) fn run(shared: &Shared, connection: &Connection, mut ws: Ws, queues: 
                     }
                 }
                 Ok(Control::Close(reason)) => break close(shared, connection, &mut ws, &queues.outbound, reason),
+                Ok(Control::Abort) => break Ok(()),
                 Err(_) => break Ok(()),
             },
             default(tick) => {}
@@ -126,6 +127,13 @@ fn close(
     Ok(())
 }
 
+/// Errors after which the same call is simply made again. `Interrupted` comes
+/// from a socket call with a timeout when the process was stopped and resumed
+/// (SIGSTOP/SIGCONT), even without a signal handler; tungstenite keeps its
+/// buffers intact across it.
 fn is_timeout(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
 }
