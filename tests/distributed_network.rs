@@ -259,12 +259,23 @@ fn sending_to_a_network_without_a_connection_fails_with_its_name() {
         DistributedError::Bridge(BridgeError::NoConnection(ref n)) if n == "alpha"
     ));
 
-    // Through a proxy the send is accepted locally (it is queued for the
-    // proxy node); the proxy then fails to forward and reports it as an actor
-    // failure naming the network. The message is dropped.
-    let events = beta.net.get_local_network().events();
+    // `send_to_actor` on a proxy sends from the calling thread, so the caller
+    // gets the same error.
     let proxy = beta.net.register_remote_actor("recorder", "alpha").unwrap();
-    beta.net.send_to_actor(&proxy, "in", "via-proxy").unwrap();
+    let err = beta.net.send_to_actor(&proxy, "in", "via-proxy").unwrap_err();
+    assert_eq!(err.to_string(), "No connection to network: alpha");
+
+    // Fed through a graph connection, the proxy node fails to forward and
+    // reports it as an actor failure naming the network. The message is dropped.
+    let events = beta.net.get_local_network().events();
+    let feeder = FnActor::new(&["in"], &["out"], |ctx| {
+        let message = ctx.take_input("in").ok_or("no input")?;
+        ctx.emit("out", message)
+    });
+    let local = beta.net.get_local_network();
+    local.add_actor("feeder", Box::new(feeder), json!({})).unwrap();
+    local.connect("feeder", "out", &proxy, "in").unwrap();
+    local.send_to_actor("feeder", "in", "via-graph").unwrap();
     let (node, error) = next_failure(&events).expect("the proxy reports the failure");
     assert_eq!(node, "recorder@alpha");
     assert!(

@@ -7,9 +7,10 @@ mod inbound;
 mod proxy;
 mod watcher;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde_json::Value;
 
@@ -32,6 +33,8 @@ pub struct DistributedNetwork {
     discovery: OnceLock<Arc<DiscoveryService>>,
     advertised: OnceLock<String>,
     watcher: Mutex<Option<Watcher>>,
+    /// Names of the proxy nodes registered through `register_remote_actor`.
+    proxies: RwLock<HashSet<String>>,
     started: AtomicBool,
     stopped: AtomicBool,
 }
@@ -48,6 +51,7 @@ impl DistributedNetwork {
             discovery: OnceLock::new(),
             advertised: OnceLock::new(),
             watcher: Mutex::new(None),
+            proxies: RwLock::new(HashSet::new()),
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         })
@@ -94,6 +98,10 @@ impl DistributedNetwork {
             send_timeout: self.config.network.send_timeout,
         };
         self.network.add_actor(&name, Box::new(proxy), Value::Null)?;
+        self.proxies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.clone());
         Ok(name)
     }
 
@@ -176,13 +184,37 @@ impl DistributedNetwork {
     }
 
     /// Delivers `message` to a local node, proxies included (`recorder@alpha`).
+    /// A message for a proxy goes straight onto the bridge from the calling
+    /// thread (waiting up to `send_timeout` for room in the connection's
+    /// queue), which saves the hand-off to the proxy's thread.
     pub fn send_to_actor(
         &self,
         node: &str,
         port: &str,
         message: impl Into<Message>,
     ) -> Result<(), DistributedError> {
+        if let Some((actor, network)) = self.proxy_target(node) {
+            let remote = RemoteMessage::new(
+                &self.config.network_id,
+                node,
+                network,
+                actor,
+                port,
+                message.into(),
+            );
+            return Ok(self.bridge()?.send(remote, self.config.network.send_timeout)?);
+        }
         Ok(self.network.send_to_actor(node, port, message)?)
+    }
+
+    /// `(actor, network)` when `node` is a proxy this peer registered.
+    fn proxy_target<'a>(&self, node: &'a str) -> Option<(&'a str, &'a str)> {
+        let (actor, network) = node.split_once('@')?;
+        let proxies = self
+            .proxies
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        proxies.contains(node).then_some((actor, network))
     }
 
     /// A handle to the local network, usable from any thread.

@@ -268,15 +268,20 @@ impl NodeInner {
     }
 
     /// Takes one tick's inputs: the oldest message of each port that has one.
-    /// Returns whether any port went from full to having room.
+    /// Returns whether a port drained down to its low-water mark (half its
+    /// capacity), the moment its waiting senders are woken. Senders wait only
+    /// on a full port, so every waiter sees this crossing after it started
+    /// waiting; waking at half rather than at the first free slot lets a woken
+    /// sender deliver a batch instead of one message per wake-up.
     pub(crate) fn take_inputs(&mut self, inputs: &mut Vec<(Arc<str>, Message)>) -> bool {
         self.source_tick_due = false;
         let mut freed = false;
         for port in &mut self.ports {
-            let was_full = port.queue.len() >= port.capacity;
+            let low_water = port.capacity / 2;
+            let before = port.queue.len();
             if let Some(message) = port.queue.pop_front() {
                 inputs.push((port.name.clone(), message));
-                freed |= was_full && port.queue.len() < port.capacity;
+                freed |= before > low_water && before - 1 <= low_water;
             }
         }
         freed

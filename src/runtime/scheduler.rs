@@ -138,9 +138,6 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
     };
     flush_outbox(shared, node, &mut outbox);
     let mut inputs = Vec::new();
-    // Threads waiting for room are woken once per turn, not once per tick: a
-    // wake-up costs more than the few ticks they wait longer.
-    let mut notify_space = false;
     for _ in 0..shared.config.ticks_per_turn {
         if !outbox.is_empty() || shared.is_stopping() {
             break;
@@ -158,7 +155,10 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
             };
             (waiters, freed && inner.external_waiters > 0)
         };
-        notify_space |= notify;
+        // Before the tick: a tick may block (dedicated) or run long.
+        if notify {
+            node.space.notify_all();
+        }
         wake_waiters(shared, waiters);
         let mut ctx = ActorContext {
             shared,
@@ -180,9 +180,6 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
                 break;
             }
         }
-    }
-    if notify_space {
-        node.space.notify_all();
     }
     finish_turn(shared, node, slot, outbox);
 }
