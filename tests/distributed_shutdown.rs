@@ -2,8 +2,11 @@
 //! workers, proxy threads, bridge listener, readers, writers, heartbeat and
 //! reconnect threads. Alone in its own test binary so that no other test's
 //! threads disturb the count.
+mod common;
 
-use std::time::{Duration, Instant};
+use common::threads::{assert_threads_back_to, thread_count};
+
+use std::time::Duration;
 
 use reflow_distributed::DistributedConfig;
 use reflow_distributed::distributed_network::DistributedNetwork;
@@ -11,12 +14,6 @@ use reflow_distributed::runtime::{Recorder, RecorderLog};
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(10);
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 fn peer(network: &str) -> (DistributedNetwork, std::sync::Arc<RecorderLog>) {
     let mut config = DistributedConfig::new(network);
@@ -64,15 +61,5 @@ fn shutdown_joins_every_thread_of_both_peers() {
         );
         assert!(beta.start().is_err());
     }
-    // A joined thread has finished running, but the kernel may list its task
-    // for a moment longer: poll until the count is back, with a deadline.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while thread_count() != before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert_eq!(
-        thread_count(),
-        before,
-        "every thread is joined when shutdown returns"
-    );
+    assert_threads_back_to(before);
 }

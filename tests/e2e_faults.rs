@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::harness::{Echo, Proc, TempDir, address_in, free_port, http_get, wait_until};
+use common::harness::{self, Echo, Proc, TempDir, address_in, free_port, http_get, wait_until};
 
 /// Deadline for things that should happen soon (a start, a handshake).
 const WAIT: Duration = Duration::from_secs(20);
@@ -53,16 +53,11 @@ fn connect_to(endpoint: &str) -> String {
 }
 
 fn start_peer(dir: &TempDir, name: &str, toml: &str, args: &[&str]) -> Proc {
-    let path = dir.write(&format!("{name}.toml"), toml);
-    let path = path.to_string_lossy().to_string();
-    let mut all = vec!["--config", path.as_str()];
-    all.extend_from_slice(args);
-    Proc::spawn(name, peer_bin(), &all, &[], Echo::Quiet)
+    harness::start_peer(peer_bin(), dir, name, toml, args)
 }
 
 fn bridge_address(peer: &Proc) -> String {
-    let line = peer.wait_for("bridge listening on", WAIT).unwrap();
-    address_in(&line, "bridge listening on ")
+    harness::bridge_address(peer, WAIT)
 }
 
 fn established(peer: &Proc, mark: usize, other: &str) {

@@ -1,16 +1,13 @@
 //! `shutdown()` joins every thread the network started. Alone in its own test
 //! binary so that no other test's threads disturb the count.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use common::threads::{assert_threads_back_to, thread_count};
+use std::time::Duration;
 
 use reflow_distributed::runtime::{FnActor, Network, NetworkConfig, RecorderLog, Threading};
 use serde_json::json;
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
 
 #[test]
 fn shutdown_joins_every_thread() {
@@ -39,15 +36,5 @@ fn shutdown_joins_every_thread() {
     assert!(log.wait_until(Duration::from_secs(20), |r| r.len() == 10));
     assert_eq!(thread_count(), before + 4, "3 workers and 1 dedicated runner");
     network.shutdown();
-    // A joined thread has finished running, but the kernel may list its task for
-    // a moment longer (the join wakes up before the task is reaped).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while thread_count() != before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert_eq!(
-        thread_count(),
-        before,
-        "every thread is joined when shutdown returns"
-    );
+    assert_threads_back_to(before);
 }

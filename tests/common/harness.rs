@@ -334,3 +334,20 @@ pub fn wait_until<T>(
         }
     }
 }
+
+/// Writes `toml` as `<name>.toml` in `dir` and starts `reflow-peer` on it.
+pub fn start_peer(peer_bin: &Path, dir: &TempDir, name: &str, toml: &str, args: &[&str]) -> Proc {
+    let path = dir.write(&format!("{name}.toml"), toml);
+    let path = path.to_string_lossy().to_string();
+    let mut all = vec!["--config", path.as_str()];
+    all.extend_from_slice(args);
+    Proc::spawn(name, peer_bin, &all, &[], Echo::Quiet)
+}
+
+/// The bridge address a peer logged at start (`bridge listening on ...`).
+pub fn bridge_address(peer: &Proc, timeout: Duration) -> String {
+    let line = peer
+        .wait_for("bridge listening on", timeout)
+        .unwrap_or_else(|e| panic!("{e}"));
+    address_in(&line, "bridge listening on ")
+}

@@ -1,4 +1,5 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod threads;
 pub mod walkthrough;
