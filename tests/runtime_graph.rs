@@ -483,3 +483,67 @@ fn idle_event_follows_the_last_tick() {
     rest.retain(|e| matches!(e, NetworkEvent::ShuttingDown | NetworkEvent::Shutdown));
     assert_eq!(rest, vec![NetworkEvent::ShuttingDown, NetworkEvent::Shutdown]);
 }
+
+/// Passes messages on when `open`, else hands them back to be queued.
+struct Relay {
+    open: std::sync::atomic::AtomicBool,
+    out: std::sync::Mutex<Vec<i64>>,
+}
+
+impl reflow_distributed::runtime::Forward for Relay {
+    fn try_forward(&self, _port: &str, message: Message) -> Result<(), Message> {
+        if !self.open.load(Ordering::SeqCst) {
+            return Err(message);
+        }
+        self.out.lock().unwrap().push(message.as_i64().unwrap_or(-1));
+        Ok(())
+    }
+}
+
+struct RelayActor(Arc<Relay>);
+
+impl reflow_distributed::runtime::Actor for RelayActor {
+    fn inports(&self) -> Vec<String> {
+        vec!["in".into()]
+    }
+    fn outports(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn forwarder(&self) -> Option<Arc<dyn reflow_distributed::runtime::Forward>> {
+        Some(self.0.clone())
+    }
+    fn run(
+        &mut self,
+        ctx: &mut reflow_distributed::runtime::ActorContext<'_>,
+    ) -> Result<(), reflow_distributed::runtime::ActorError> {
+        let n = ctx.input("in").and_then(Message::as_i64).unwrap_or(-1);
+        self.0.out.lock().unwrap().push(n);
+        Ok(())
+    }
+}
+
+#[test]
+fn forwarders_take_messages_inline_without_reordering_queued_ones() {
+    let network = Network::new(config(1, 4));
+    let relay = Arc::new(Relay {
+        open: std::sync::atomic::AtomicBool::new(false),
+        out: std::sync::Mutex::new(Vec::new()),
+    });
+    network
+        .add_actor("relay", Box::new(RelayActor(relay.clone())), json!({}))
+        .unwrap();
+    network.start().unwrap();
+    // Refused messages are queued for ticks; once the forwarder accepts again,
+    // later messages still wait behind any that are queued.
+    for i in 0..200i64 {
+        relay.open.store(i % 7 != 0, Ordering::SeqCst);
+        network.send_to_actor("relay", "in", i).unwrap();
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while relay.out.lock().unwrap().len() < 200 {
+        assert!(std::time::Instant::now() < deadline, "not every message arrived");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(*relay.out.lock().unwrap(), (0..200).collect::<Vec<i64>>());
+    network.shutdown();
+}

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 pub use self::error::DistributedError;
 use self::inbound::LocalRouter;
-use self::proxy::RemoteProxy;
+use self::proxy::{ProxyTarget, RemoteProxy};
 use self::watcher::Watcher;
 use crate::bridge::{Bridge, BridgeEvent, BridgeIdentity, BridgeStats, RemoteMessage};
 use crate::discovery::{DiscoveryService, RegistrationInfo};
@@ -91,11 +91,13 @@ impl DistributedNetwork {
             return Ok(name);
         }
         let proxy = RemoteProxy {
-            local_network: self.config.network_id.clone(),
-            actor_id: actor_id.to_string(),
-            network_id: network_id.to_string(),
-            bridge: self.bridge.clone(),
-            send_timeout: self.config.network.send_timeout,
+            target: Arc::new(ProxyTarget {
+                local_network: self.config.network_id.clone(),
+                actor_id: actor_id.to_string(),
+                network_id: network_id.to_string(),
+                bridge: self.bridge.clone(),
+                send_timeout: self.config.network.send_timeout,
+            }),
         };
         self.network.add_actor(&name, Box::new(proxy), Value::Null)?;
         self.proxies

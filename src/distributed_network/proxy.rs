@@ -5,15 +5,51 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::bridge::{Bridge, RemoteMessage};
-use crate::runtime::{Actor, ActorContext, ActorError, Threading};
+use crate::message::Message;
+use crate::runtime::{Actor, ActorContext, ActorError, Forward, Threading};
 
-pub(crate) struct RemoteProxy {
+/// Where a proxy forwards to; shared by the proxy actor and its forwarder.
+pub(crate) struct ProxyTarget {
     pub(crate) local_network: String,
     pub(crate) actor_id: String,
     pub(crate) network_id: String,
     /// Set when the distributed network starts; proxies may be made before.
     pub(crate) bridge: Arc<OnceLock<Arc<Bridge>>>,
     pub(crate) send_timeout: Duration,
+}
+
+impl ProxyTarget {
+    fn remote_message(&self, port: &str, payload: Message) -> RemoteMessage {
+        let source = RemoteProxy::node_name(&self.actor_id, &self.network_id);
+        RemoteMessage::new(
+            &self.local_network,
+            source,
+            &self.network_id,
+            &self.actor_id,
+            port,
+            payload,
+        )
+    }
+}
+
+/// A message reaching an idle proxy goes onto the bridge from the sender's
+/// thread when the connection's queue has room; otherwise the proxy's own
+/// thread takes it and waits for room.
+impl Forward for ProxyTarget {
+    fn try_forward(&self, port: &str, message: Message) -> Result<(), Message> {
+        let Some(bridge) = self.bridge.get() else {
+            return Err(message);
+        };
+        // A reference-count bump: the message is handed back if the queue is full.
+        let kept = message.clone();
+        bridge
+            .try_send(self.remote_message(port, message))
+            .map_err(|_| kept)
+    }
+}
+
+pub(crate) struct RemoteProxy {
+    pub(crate) target: Arc<ProxyTarget>,
 }
 
 impl RemoteProxy {
@@ -41,29 +77,27 @@ impl Actor for RemoteProxy {
         Threading::Dedicated
     }
 
+    fn forwarder(&self) -> Option<Arc<dyn Forward>> {
+        Some(self.target.clone())
+    }
+
     fn run(&mut self, ctx: &mut ActorContext<'_>) -> Result<(), ActorError> {
-        let bridge = self
+        let target = &self.target;
+        let bridge = target
             .bridge
             .get()
             .ok_or_else(|| ActorError::new("the distributed network is not started"))?;
-        let source = RemoteProxy::node_name(&self.actor_id, &self.network_id);
         let mut failures = Vec::new();
         for (port, message) in ctx.inputs() {
-            let remote = RemoteMessage::new(
-                &self.local_network,
-                &source,
-                &self.network_id,
-                &self.actor_id,
-                port,
-                message.clone(),
-            );
-            if let Err(e) = bridge.send(remote, self.send_timeout) {
+            let remote = target.remote_message(port, message.clone());
+            if let Err(e) = bridge.send(remote, target.send_timeout) {
                 failures.push(format!("{port}: {e}"));
             }
         }
         if failures.is_empty() {
             Ok(())
         } else {
+            let source = RemoteProxy::node_name(&target.actor_id, &target.network_id);
             Err(ActorError::new(format!(
                 "not forwarded to {source}: {}",
                 failures.join("; ")

@@ -102,8 +102,25 @@ pub trait Actor: Send + 'static {
         None
     }
 
+    /// A way to pass messages on without a tick, for actors that only relay
+    /// them elsewhere (proxies). When the node is idle with nothing queued, a
+    /// message for it goes to the forwarder from the sender's thread, saving a
+    /// hand-off; if the forwarder gives the message back, it is queued for a
+    /// tick as usual. Asked once, when the node is added.
+    fn forwarder(&self) -> Option<Arc<dyn Forward>> {
+        None
+    }
+
     /// One tick. An actor with no inports gets exactly one tick, at start.
     fn run(&mut self, ctx: &mut ActorContext<'_>) -> Result<(), ActorError>;
+}
+
+/// Passes a message on without blocking; see [`Actor::forwarder`].
+pub trait Forward: Send + Sync {
+    /// Forwards `message` that arrived on `port`, or gives it back when it
+    /// cannot be passed on right now (the message is then queued for a tick).
+    /// Must not block: it runs on the sender's thread, possibly a pool worker.
+    fn try_forward(&self, port: &str, message: Message) -> Result<(), Message>;
 }
 
 /// What an actor sees during one tick.

@@ -13,7 +13,7 @@ mod state;
 pub mod stream;
 mod wake;
 
-pub use actor::{Actor, ActorContext, ActorError, AwaitRule, FnActor, Threading};
+pub use actor::{Actor, ActorContext, ActorError, AwaitRule, FnActor, Forward, Threading};
 pub use catalog::{Passthrough, Record, Recorder, RecorderLog};
 pub use config::NetworkConfig;
 pub use error::{RuntimeError, SendError, SendErrorKind};

@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use crossbeam_channel::Sender;
 use serde_json::Value;
 
-use super::actor::{Actor, AwaitRule};
+use super::actor::{Actor, AwaitRule, Forward};
 use super::state::ActorState;
 use crate::message::Message;
 
@@ -89,6 +89,7 @@ pub(crate) struct Node {
     pub(crate) runner: Runner,
     pub(crate) metadata: Value,
     pub(crate) handle: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) forwarder: Option<Arc<dyn Forward>>,
 }
 
 /// Locks a mutex; a poisoned one is still used, since no lock in the runtime is
@@ -138,6 +139,7 @@ impl Node {
             .collect();
         let routes = RwLock::new(Arc::new(vec![Vec::new(); outports.len()]));
         let handle = actor.handle();
+        let forwarder = actor.forwarder();
         let accepts_any_inport = actor.accepts_any_inport();
         Ok(Node {
             id,
@@ -163,6 +165,7 @@ impl Node {
             runner,
             metadata,
             handle,
+            forwarder,
         })
     }
 

@@ -288,6 +288,23 @@ fn flush_outbox(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox) {
     }
 }
 
+/// Hands `message` to `target.port`, under the target's lock: straight to the
+/// node's forwarder when it has one and nothing is queued or running before
+/// it (so order holds), else into the inbox, queueing the node if it wants a turn.
+fn accept_locked(shared: &Shared, target: &Arc<Node>, inner: &mut NodeInner, port: usize, message: Message) {
+    let message = match &target.forwarder {
+        Some(forwarder) if inner.phase == Phase::Idle && inner.ports.iter().all(|p| p.queue.is_empty()) => {
+            match forwarder.try_forward(&inner.ports[port].name, message) {
+                Ok(()) => return,
+                Err(message) => message,
+            }
+        }
+        _ => message,
+    };
+    inner.ports[port].queue.push_back(message);
+    schedule_locked(shared, target, inner);
+}
+
 /// Puts a message in the target's inbox if there is room, else blocks the
 /// sender on the target (or, to break a cycle of waits, overfills the target).
 fn offer(shared: &Shared, from: &Arc<Node>, pending: Pending) -> Result<(), Pending> {
@@ -295,23 +312,20 @@ fn offer(shared: &Shared, from: &Arc<Node>, pending: Pending) -> Result<(), Pend
     {
         let mut inner = lock(&target.inner);
         if inner.has_room(pending.port) {
-            inner.ports[pending.port].queue.push_back(pending.message);
-            schedule_locked(shared, target, &mut inner);
+            accept_locked(shared, target, &mut inner, pending.port, pending.message);
             return Ok(());
         }
     }
     let mut waits = shared.wait_for.lock();
     if waits.leads_to(target.id(), from.id()) {
         let mut inner = lock(&target.inner);
-        inner.ports[pending.port].queue.push_back(pending.message);
-        schedule_locked(shared, target, &mut inner);
+        accept_locked(shared, target, &mut inner, pending.port, pending.message);
         return Ok(());
     }
     lock(&from.inner).blocked = true;
     let mut inner = lock(&target.inner);
     if inner.has_room(pending.port) {
-        inner.ports[pending.port].queue.push_back(pending.message);
-        schedule_locked(shared, target, &mut inner);
+        accept_locked(shared, target, &mut inner, pending.port, pending.message);
         drop(inner);
         lock(&from.inner).blocked = false;
         return Ok(());
@@ -359,8 +373,7 @@ pub(crate) fn wait_for_room(
             return Err(WaitError::Stopping(pending.message));
         }
         if inner.has_room(pending.port) {
-            inner.ports[pending.port].queue.push_back(pending.message);
-            schedule_locked(shared, target, &mut inner);
+            accept_locked(shared, target, &mut inner, pending.port, pending.message);
             return Ok(());
         }
         let remaining = match deadline {
