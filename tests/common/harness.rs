@@ -351,3 +351,177 @@ pub fn bridge_address(peer: &Proc, timeout: Duration) -> String {
         .unwrap_or_else(|e| panic!("{e}"));
     address_in(&line, "bridge listening on ")
 }
+
+/// Numbered traffic from a thread of its own: `send(seq)` is called for
+/// seq = 0, 1, 2… every `period` (no catching up after a slow send), and
+/// each outcome is kept. Dropping it stops the thread.
+pub struct Traffic {
+    next: Arc<std::sync::atomic::AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    outcomes: Arc<Mutex<Outcomes>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What happened to each numbered send.
+#[derive(Default, Clone, Debug)]
+pub struct Outcomes {
+    /// Sequence numbers whose send returned `Ok` (queued, not yet delivered).
+    pub accepted: Vec<u64>,
+    /// Sequence numbers whose send returned an error.
+    pub refused: Vec<u64>,
+    /// The first error text of each kind, for reports.
+    pub errors: Vec<String>,
+}
+
+impl Traffic {
+    pub fn start(
+        period: Duration,
+        mut send: impl FnMut(u64) -> Result<(), String> + Send + 'static,
+    ) -> Traffic {
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+        let (n, s, o) = (next.clone(), stop.clone(), outcomes.clone());
+        let thread = std::thread::Builder::new()
+            .name("test-traffic".into())
+            .spawn(move || {
+                let mut due = Instant::now();
+                while !s.load(Ordering::Acquire) {
+                    let seq = n.load(Ordering::Acquire);
+                    let result = send(seq);
+                    {
+                        let mut o = o.lock().unwrap_or_else(|e| e.into_inner());
+                        match result {
+                            Ok(()) => o.accepted.push(seq),
+                            Err(e) => {
+                                o.refused.push(seq);
+                                let kind = e.split(':').next().unwrap_or("").to_string();
+                                if !o.errors.iter().any(|k| k.starts_with(&kind)) {
+                                    o.errors.push(e);
+                                }
+                            }
+                        }
+                    }
+                    // Published after the outcome: every seq below `next` has one.
+                    n.store(seq + 1, Ordering::Release);
+                    due = (due + period).max(Instant::now());
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            })
+            .expect("spawn the traffic thread");
+        Traffic {
+            next,
+            stop,
+            outcomes,
+            thread: Some(thread),
+        }
+    }
+
+    /// The next sequence number to be sent: every one below it has an outcome.
+    pub fn next_seq(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+
+    pub fn outcomes(&self) -> Outcomes {
+        self.outcomes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops sending and returns every outcome.
+    pub fn stop(mut self) -> Outcomes {
+        self.halt();
+        self.outcomes()
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The accounting of numbered traffic over one span of sequence numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Sends that returned `Ok`.
+    pub sent: usize,
+    /// Sends that returned an error (nothing was queued).
+    pub refused: usize,
+    /// Distinct sequence numbers that arrived.
+    pub delivered: usize,
+    /// Sent but never arrived, in increasing order.
+    pub lost: Vec<u64>,
+    /// Arrivals of a sequence number already seen.
+    pub duplicates: usize,
+    /// Arrivals not greater than the arrival before them.
+    pub out_of_order: usize,
+}
+
+impl Tally {
+    /// Counts the sequence numbers in `span` given what was sent and what
+    /// arrived (in arrival order).
+    pub fn of(outcomes: &Outcomes, arrived: &[u64], span: std::ops::Range<u64>) -> Tally {
+        use std::collections::HashSet;
+        let arrived: Vec<u64> = arrived.iter().copied().filter(|s| span.contains(s)).collect();
+        let mut seen = HashSet::new();
+        let duplicates = arrived.iter().filter(|s| !seen.insert(**s)).count();
+        let out_of_order = arrived.windows(2).filter(|w| w[1] <= w[0]).count();
+        let sent: Vec<u64> = outcomes
+            .accepted
+            .iter()
+            .copied()
+            .filter(|s| span.contains(s))
+            .collect();
+        let lost = sent.iter().copied().filter(|s| !seen.contains(s)).collect();
+        Tally {
+            sent: sent.len(),
+            refused: outcomes.refused.iter().filter(|s| span.contains(s)).count(),
+            delivered: seen.len(),
+            lost,
+            duplicates,
+            out_of_order,
+        }
+    }
+
+    /// `sent 1200, refused 0, delivered 1200, lost 0, duplicates 0, in order`.
+    pub fn summary(&self) -> String {
+        let lost = match (self.lost.first(), self.lost.last()) {
+            (Some(first), Some(last)) => format!("{} (#{first}..=#{last})", self.lost.len()),
+            _ => "0".to_string(),
+        };
+        let order = if self.out_of_order == 0 {
+            "in order".to_string()
+        } else {
+            format!("{} out of order", self.out_of_order)
+        };
+        format!(
+            "sent {}, refused {}, delivered {}, lost {lost}, duplicates {}, {order}",
+            self.sent, self.refused, self.delivered, self.duplicates
+        )
+    }
+}
+
+/// Resident memory of process `pid` (`self` for this one) in KiB, from
+/// `/proc/<pid>/status` (`VmRSS`).
+pub fn vm_rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Threads of process `pid` (`self` for this one), from `/proc/<pid>/task`.
+pub fn task_count(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
