@@ -88,6 +88,7 @@ impl Conn<'_> {
         let head_only = head.method == "HEAD";
         let (reply, keep_open) = self.answer(&head);
         self.registry.metrics().count_response(reply.status);
+        self.log_refusal(&reply);
         let keep_alive = keep_open && head.keep_alive;
         if http::write_reply(&mut &*self.stream, &reply, keep_alive, head_only).is_err() {
             return false;
@@ -231,9 +232,27 @@ impl Conn<'_> {
 
     fn send_and_close(&mut self, reply: &Reply) {
         self.registry.metrics().count_response(reply.status);
+        self.log_refusal(reply);
         if http::write_reply(&mut &*self.stream, reply, false, false).is_ok() {
             self.linger_close();
         }
+    }
+
+    /// One info line per refused request, naming the client and the reason
+    /// (the `error` text of the JSON answer).
+    fn log_refusal(&self, reply: &Reply) {
+        if reply.status < 400 {
+            return;
+        }
+        let peer = self
+            .stream
+            .peer_addr()
+            .map_or_else(|_| "a client".to_string(), |a| a.to_string());
+        let why = serde_json::from_str::<serde_json::Value>(&reply.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        log::info!("Refused request from {peer}: {} {why}", reply.status);
     }
 
     /// Closes after an answer while the client may still be sending: stop

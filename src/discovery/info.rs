@@ -134,6 +134,10 @@ pub fn validate_registration(info: &RegistrationInfo) -> Result<(), DiscoveryErr
 pub fn validate_endpoint(endpoint: &str) -> Result<(), String> {
     let shape = || format!("endpoint {endpoint:?} is not host:port");
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(shape)?;
+    // Digits only: `u16::from_str` also takes a leading `+`, which no dialer does.
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(shape());
+    }
     let port: u16 = port.parse().map_err(|_| shape())?;
     if port == 0 {
         return Err(format!("endpoint {endpoint:?} has port 0"));

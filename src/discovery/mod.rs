@@ -23,3 +23,10 @@ pub use config::DiscoveryClientConfig;
 pub use error::DiscoveryError;
 pub use info::{NetworkInfo, RegistrationInfo, parse_registration, validate_endpoint, validate_registration};
 pub use roster::DiscoveryEvent;
+
+/// The server's request-head parser, for fuzz targets and regression tests.
+/// Not part of the supported API.
+#[doc(hidden)]
+pub mod inspect {
+    pub use super::http::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
+}

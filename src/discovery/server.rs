@@ -396,6 +396,10 @@ impl Acceptor {
 
 /// Turns a connection away at the connection limit with a short 503.
 fn refuse(mut stream: TcpStream, registry: &SharedRegistry) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "a client".to_string(), |a| a.to_string());
+    log::warn!("Refused connection from {peer}: too many open connections");
     let reply = Reply::error(503, "too many open connections; retry later");
     registry.metrics().count_response(503);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));

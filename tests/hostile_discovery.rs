@@ -1,0 +1,408 @@
+//! Hostile input on a real `reflow-discovery` process, in HTTP terms: random
+//! bytes, huge heads, absurd declared lengths, pathological JSON bodies,
+//! floods past `--max-connections` and bodies dripped a byte at a time.
+//!
+//! Every case ends with a 4xx/5xx answer or a closed connection, a log line,
+//! the server still answering a good client, and its resident memory (VmRSS)
+//! within a generous bound of what it was before. Loops are bounded in count
+//! and time; everything stays on 127.0.0.1.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::harness::{Echo, Proc, address_in};
+
+const WAIT: Duration = Duration::from_secs(20);
+const IO: Duration = Duration::from_secs(5);
+const RSS_SLACK_KIB: u64 = 64 * 1024;
+
+struct Server {
+    proc: Proc,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut all = vec!["--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let bin = Path::new(env!("CARGO_BIN_EXE_reflow-discovery"));
+        let proc = Proc::spawn("discovery", bin, &all, &[], Echo::Quiet);
+        let line = proc.wait_for("listening on", WAIT).unwrap();
+        let addr = address_in(&line, "listening on ").parse().expect("address");
+        Server { proc, addr }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
+    }
+
+    fn wait_count(&self, needle: &str, n: usize) {
+        let deadline = Instant::now() + WAIT;
+        while self.proc.count(needle) < n {
+            assert!(
+                Instant::now() < deadline,
+                "wanted {n} lines with {needle:?}, saw {}",
+                self.proc.count(needle)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A good client registers and finds itself in the roster.
+    fn serves_a_good_client(&self, network: &str) {
+        let body = format!(
+            r#"{{"network_id":"{network}","instance_id":"{network}-1","endpoint":"127.0.0.1:9100"}}"#
+        );
+        let (status, answer) = request(self.addr, &post("/register", body.as_bytes())).expect("register");
+        assert_eq!(status, 200, "{answer}");
+        let (status, roster) = request(
+            self.addr,
+            b"GET /networks HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .expect("roster");
+        assert_eq!(status, 200);
+        assert!(
+            roster.contains(&format!("\"network_id\":\"{network}\"")),
+            "{roster}"
+        );
+    }
+
+    fn assert_rss_bounded(&self, before: u64, what: &str) {
+        let after = self.rss_kib();
+        eprintln!("{what}: VmRSS {before} KiB before, {after} KiB after");
+        assert!(
+            after <= before + RSS_SLACK_KIB,
+            "{what}: VmRSS grew from {before} KiB to {after} KiB"
+        );
+    }
+}
+
+fn post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Sends `bytes` and reads until the server closes: the status (0 when the
+/// server closed without answering) and the body.
+fn request(addr: SocketAddr, bytes: &[u8]) -> std::io::Result<(u16, String)> {
+    let mut tcp = TcpStream::connect_timeout(&addr, IO)?;
+    tcp.set_read_timeout(Some(IO))?;
+    tcp.set_write_timeout(Some(IO))?;
+    // The server may answer and close before reading everything.
+    let _ = tcp.write_all(bytes);
+    read_answer(&mut tcp)
+}
+
+fn read_answer(tcp: &mut TcpStream) -> std::io::Result<(u16, String)> {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tcp.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Err(e),
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// xorshift64*: deterministic bytes, so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn random_bytes_get_an_error_answer_or_a_close() {
+    let server = Server::start(&["--request-timeout-secs", "2"]);
+    server.serves_a_good_client("warmup");
+    let before = server.rss_kib();
+    let total = 600;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let addr = server.addr;
+            let answered = Arc::clone(&answered);
+            std::thread::spawn(move || {
+                let mut rng = Rng(0xd15c_0000 + t);
+                for i in 0..total / 4 {
+                    let mut bytes = match i % 3 {
+                        0 => b"POST /register HTTP/1.1\r\n".to_vec(),
+                        1 => b"GET /".to_vec(),
+                        _ => Vec::new(),
+                    };
+                    let n = 1 + (rng.next() % 12_000) as usize;
+                    bytes.extend(rng.bytes(n));
+                    bytes.extend_from_slice(b"\r\n\r\n");
+                    let (status, body) = request(addr, &bytes).expect("an answer or a close in time");
+                    assert!(status == 0 || status >= 400, "{status} {body}");
+                    if status != 0 {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let answered = answered.load(Ordering::Relaxed);
+    eprintln!("{answered} of {total} garbage requests answered with an error");
+    assert!(answered >= total / 2);
+    server.wait_count("Refused request from", answered);
+    server.serves_a_good_client("good");
+    server.assert_rss_bounded(before, "random bytes");
+}
+
+#[test]
+fn huge_heads_and_absurd_lengths_are_refused_without_buffering() {
+    let server = Server::start(&["--max-body-bytes", "4096"]);
+    server.serves_a_good_client("warmup");
+    let before = server.rss_kib();
+    let big_header = format!(
+        "GET /networks HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "h".repeat(200 * 1024)
+    );
+    let many_headers = format!(
+        "GET /networks HTTP/1.1\r\n{}\r\n",
+        (0..100).map(|i| format!("X-{i}: v\r\n")).collect::<String>()
+    );
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (big_header.into_bytes(), 431),
+        (many_headers.into_bytes(), 431),
+        (b"GET /networks HTTP/1.1\r\nX-Bad: \xff\xfe\r\n\r\n".to_vec(), 400),
+        (
+            format!("POST /register HTTP/1.1\r\nContent-Length: {}\r\n\r\n", u64::MAX).into_bytes(),
+            413,
+        ),
+        (
+            format!(
+                "POST /register HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+                1u64 << 63
+            )
+            .into_bytes(),
+            413,
+        ),
+        (
+            b"POST /register HTTP/1.1\r\nContent-Length: 18446744073709551616\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"POST /register HTTP/1.1\r\nContent-Length: 1e9\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"POST /register HTTP/1.1\r\nContent-Length: +5\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\n".to_vec(),
+            200,
+        ),
+    ];
+    let rounds = 40;
+    for _ in 0..rounds {
+        for (bytes, expected) in &cases {
+            let (status, body) = request(server.addr, bytes).expect("answered in time");
+            assert_eq!(status, *expected, "{body}");
+        }
+    }
+    server.wait_count("Refused request from", rounds * (cases.len() - 1));
+    server.wait_count("431 request head larger than", rounds);
+    server.wait_count("413 request body is larger than", 2 * rounds);
+    server.serves_a_good_client("good");
+    server.assert_rss_bounded(before, "huge heads and lengths");
+}
+
+#[test]
+fn pathological_json_bodies_get_400() {
+    let server = Server::start(&[]);
+    server.serves_a_good_client("warmup");
+    let before = server.rss_kib();
+    let limit = 16 * 1024;
+    let fill = |unit: &str| unit.repeat((limit - 16) / unit.len());
+    let mut wide = String::from("{");
+    while wide.len() < limit - 64 {
+        wide.push_str(&format!("\"k{}\":1,", wide.len()));
+    }
+    wide.push_str("\"network_id\":5}");
+    let caps = format!(
+        r#"{{"network_id":"a","instance_id":"a-1","endpoint":"h:1","capabilities":[{}"x"]}}"#,
+        "\"c\",".repeat(1000)
+    );
+    let bodies: Vec<Vec<u8>> = vec![
+        fill("[").into_bytes(),
+        fill("{\"a\":").into_bytes(),
+        format!(r#"{{"network_id":{}}}"#, fill("[")).into_bytes(),
+        wide.into_bytes(),
+        caps.into_bytes(),
+        b"[]".to_vec(),
+        b"null".to_vec(),
+        b"1e999999".to_vec(),
+        br#"{"network_id":"a\u0000","instance_id":"a-1","endpoint":"h:1"}"#.to_vec(),
+        br#"{"network_id":"a","instance_id":"a-1","endpoint":"[::1"}"#.to_vec(),
+        b"{\"network_id\":\"\xff\xfe\",\"instance_id\":\"a\",\"endpoint\":\"h:1\"}".to_vec(),
+        br#"{"network_id":"a","instance_id":"a-1","endpoint":"h:1","capabilities":"all"}"#.to_vec(),
+    ];
+    let rounds = 20;
+    for _ in 0..rounds {
+        for body in &bodies {
+            assert!(body.len() <= limit);
+            let (status, answer) = request(server.addr, &post("/register", body)).expect("answered");
+            assert_eq!(status, 400, "{answer}");
+            assert!(answer.contains("\"error\""), "{answer}");
+        }
+    }
+    server.wait_count("Refused request from", rounds * bodies.len());
+    // Nothing of it was registered.
+    let (_, roster) = request(
+        server.addr,
+        b"GET /networks HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(!roster.contains("\"a\""), "{roster}");
+    server.serves_a_good_client("good");
+    server.assert_rss_bounded(before, "pathological JSON");
+}
+
+#[test]
+fn thousands_of_connections_past_the_limit_get_503() {
+    let server = Server::start(&["--max-connections", "4", "--idle-timeout-secs", "30"]);
+    server.serves_a_good_client("warmup");
+    let before = server.rss_kib();
+    // Hold every slot, each proven by a finished request.
+    let mut held = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while held.len() < 4 {
+        assert!(Instant::now() < deadline, "could not fill the slots");
+        let mut tcp = TcpStream::connect(server.addr).unwrap();
+        tcp.set_read_timeout(Some(IO)).unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = tcp.read(&mut buf).unwrap_or(0);
+        if buf[..n].starts_with(b"HTTP/1.1 200") {
+            held.push(tcp);
+        }
+    }
+    let attempts = 2000;
+    let refused = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = server.addr;
+            let refused = Arc::clone(&refused);
+            std::thread::spawn(move || {
+                for _ in 0..attempts / 4 {
+                    if started.elapsed() > Duration::from_secs(40) {
+                        break;
+                    }
+                    let (status, body) = request(addr, b"GET /networks HTTP/1.1\r\nHost: t\r\n\r\n")
+                        .expect("answered or closed in time");
+                    assert!(status == 503 || status == 0, "{status} {body}");
+                    if status == 503 {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let refused = refused.load(Ordering::Relaxed);
+    eprintln!("{refused} of {attempts} got 503 in {:?}", started.elapsed());
+    assert!(refused >= attempts * 9 / 10, "only {refused} got 503");
+    server.wait_count("too many open connections", refused);
+    drop(held);
+    let deadline = Instant::now() + WAIT;
+    while request(server.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").map_or(0, |a| a.0)
+        != 200
+    {
+        assert!(Instant::now() < deadline, "no slot came free");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.serves_a_good_client("good");
+    server.assert_rss_bounded(before, "connections past the limit");
+}
+
+#[test]
+fn bodies_dripped_a_byte_at_a_time_are_cut_at_the_request_deadline() {
+    let server = Server::start(&["--request-timeout-secs", "1"]);
+    server.serves_a_good_client("warmup");
+    let before = server.rss_kib();
+    let addr = server.addr;
+    let drippers: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut tcp = TcpStream::connect(addr).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                let started = Instant::now();
+                tcp.write_all(b"POST /register HTTP/1.1\r\nContent-Length: 1000\r\n\r\n")
+                    .unwrap();
+                let mut answer = Vec::new();
+                let mut buf = [0u8; 512];
+                while started.elapsed() < Duration::from_secs(15) {
+                    if tcp.write_all(b" ").is_err() {
+                        break;
+                    }
+                    match tcp.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => break,
+                    }
+                }
+                (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+            })
+        })
+        .collect();
+    // Meanwhile a good client is served.
+    server.serves_a_good_client("meanwhile");
+    for d in drippers {
+        let (answer, took) = d.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+    server.wait_count("408 request body not received in time", 16);
+    server.serves_a_good_client("good");
+    server.assert_rss_bounded(before, "dripped bodies");
+}
