@@ -5,7 +5,7 @@
 //!
 //!     cargo build --release --bins --examples
 //!     target/release/examples/bench_footprint [--only sizes|idle|hub|discovery|failure]
-//!         [--window SECS] [--peers N] [--networks N] [--requests N]
+//!         [--window SECS] [--peers N] [--hub-queue N] [--networks N] [--requests N]
 //!
 //! Every process is measured from outside through `/proc/PID/status` (VmRSS,
 //! VmHWM, Threads) and `/proc/PID/stat` (utime + stime). The binaries under
@@ -37,12 +37,14 @@ struct Options {
     peers: usize,
     networks: usize,
     requests: usize,
+    hub_queue: Option<usize>,
 }
 
 fn main() -> Result<(), BoxError> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child-hub") {
-        return hub_child(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(100));
+        let arg = |i: usize| args.get(i).and_then(|n| n.parse().ok());
+        return hub_child(arg(2).unwrap_or(100), arg(3));
     }
     let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
     let number = |flag: &str, default: usize| -> Result<usize, BoxError> {
@@ -57,6 +59,9 @@ fn main() -> Result<(), BoxError> {
         peers: number("--peers", 100)?,
         networks: number("--networks", 10_000)?,
         requests: number("--requests", 200)?,
+        hub_queue: value("--hub-queue")
+            .map(|_| number("--hub-queue", 0))
+            .transpose()?,
     };
     let bins = Bins::locate()?;
     let dir = TempDir::new()?;
@@ -126,9 +131,10 @@ fn idle(bins: &Bins, dir: &TempDir, options: &Options) -> Result<(), BoxError> {
         .map(|p| Sample::of(p.pid()))
         .collect::<Result<_, _>>()?;
     println!(
-        "  {:<34} {:>9} {:>9} {:>8} {:>14}",
+        "  {:<34} {:>9} {:>9} {:>9} {:>8} {:>14}",
         "process",
         "VmRSS",
+        "RssAnon",
         "VmHWM",
         "threads",
         format!("CPU in {} s", options.window.as_secs())
@@ -140,8 +146,9 @@ fn idle(bins: &Bins, dir: &TempDir, options: &Options) -> Result<(), BoxError> {
             other => other,
         };
         println!(
-            "  {label:<34} {:>5} KiB {:>5} KiB {:>8} {:>11} ms",
+            "  {label:<34} {:>5} KiB {:>5} KiB {:>5} KiB {:>8} {:>11} ms",
             a.rss_kib,
+            a.anon_kib,
             a.hwm_kib,
             a.threads,
             ticks_ms(a.cpu_ticks - b.cpu_ticks)
@@ -154,10 +161,13 @@ fn idle(bins: &Bins, dir: &TempDir, options: &Options) -> Result<(), BoxError> {
 
 /// The hub: a `DistributedNetwork` with room for `peers` connections, default
 /// heartbeat. Announces its bridge port, then lives until stdin closes.
-fn hub_child(peers: usize) -> Result<(), BoxError> {
+fn hub_child(peers: usize, queue: Option<usize>) -> Result<(), BoxError> {
     let mut config = DistributedConfig::new("hub");
     config.bridge.bind_address = "127.0.0.1".into();
     config.bridge.max_connections = peers + 16;
+    if let Some(queue) = queue {
+        config.bridge.outbound_queue_capacity = queue;
+    }
     let hub = DistributedNetwork::new(config)?;
     hub.start()?;
     let port = hub.local_addr().ok_or("the hub has no bridge address")?.port();
@@ -172,11 +182,12 @@ fn hub_child(peers: usize) -> Result<(), BoxError> {
 
 fn hub(options: &Options) -> Result<(), BoxError> {
     let peers = options.peers;
+    let queue = options.hub_queue.map_or("default".to_string(), |q| q.to_string());
     println!(
-        "\n## hub   (this program --child-hub: one DistributedNetwork, default 1 s heartbeat; {peers} peers dialing it from this process)"
+        "\n## hub   (this program --child-hub: one DistributedNetwork, default 1 s heartbeat, outbound_queue_capacity {queue}; {peers} peers dialing it from this process)"
     );
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["--child-hub", &peers.to_string()])
+        .args(["--child-hub", &peers.to_string(), &queue])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -618,6 +629,8 @@ impl Drop for TempDir {
 
 struct Sample {
     rss_kib: u64,
+    /// Heap and stacks: VmRSS without the mapped files (code, libc).
+    anon_kib: u64,
     hwm_kib: u64,
     threads: usize,
     cpu_ticks: u64,
@@ -642,6 +655,7 @@ impl Sample {
         let tick = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         Ok(Sample {
             rss_kib: field("VmRSS:"),
+            anon_kib: field("RssAnon:"),
             hwm_kib: field("VmHWM:"),
             threads: field("Threads:") as usize,
             cpu_ticks: tick(14) + tick(15),
