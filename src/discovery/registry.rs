@@ -127,6 +127,15 @@ impl Registry {
         list
     }
 
+    /// When the first live entry expires (after `now`), if any is live.
+    pub fn earliest_expiry(&self, now: Instant) -> Option<Instant> {
+        self.entries
+            .values()
+            .filter(|e| self.is_live(e, now))
+            .map(|e| e.seen_at + self.ttl)
+            .min()
+    }
+
     /// Number of live entries at `now`.
     pub fn live_count(&self, now: Instant) -> usize {
         self.entries.values().filter(|e| self.is_live(e, now)).count()
@@ -173,8 +182,20 @@ impl Default for RegistryConfig {
     }
 }
 
+/// How stale `last_seen` may be in a cached roster. Membership changes
+/// (a network added, replaced or expired) are never served stale.
+const ROSTER_CACHE_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The encoded `GET /networks` body, shared by every request until it may
+/// differ from the registry: encoding 10,000 entries takes milliseconds.
+struct CachedRoster {
+    json: Arc<str>,
+    valid_until: Instant,
+}
+
 struct Shared {
     registry: Mutex<Registry>,
+    roster: Mutex<Option<CachedRoster>>,
     metrics: Metrics,
     max_body_bytes: usize,
 }
@@ -191,6 +212,7 @@ impl SharedRegistry {
         SharedRegistry {
             shared: Arc::new(Shared {
                 registry: Mutex::new(Registry::new(config.entry_ttl, config.max_entries)),
+                roster: Mutex::new(None),
                 metrics: Metrics::default(),
                 max_body_bytes: config.max_body_bytes,
             }),
@@ -209,10 +231,44 @@ impl SharedRegistry {
     /// Registers `info` now (server clocks) and counts it.
     pub fn register(&self, info: RegistrationInfo) -> Result<Registered, RegisterError> {
         let outcome = self.lock().register(info, Instant::now(), SystemTime::now());
-        if outcome.is_ok() {
+        if let Ok(registered) = outcome {
             self.shared.metrics.count_registration();
+            // A refresh only moves `last_seen`, which the cache may lag by
+            // at most ROSTER_CACHE_MAX_AGE.
+            if registered != Registered::Refreshed {
+                *self.roster_cache() = None;
+            }
         }
         outcome
+    }
+
+    /// The live roster as the JSON array `GET /networks` returns. Encoded at
+    /// most once per change: the cached text is reused until a network is
+    /// added or replaced, the first entry expires, or it is a second old.
+    pub fn roster_json(&self) -> Result<Arc<str>, serde_json::Error> {
+        let now = Instant::now();
+        let mut cache = self.roster_cache();
+        if let Some(cached) = cache.as_ref().filter(|c| now < c.valid_until) {
+            return Ok(cached.json.clone());
+        }
+        let (live, expiry) = {
+            let registry = self.lock();
+            (registry.live(now), registry.earliest_expiry(now))
+        };
+        let json: Arc<str> = serde_json::to_string(&live)?.into();
+        let max_age = now + ROSTER_CACHE_MAX_AGE;
+        *cache = Some(CachedRoster {
+            json: json.clone(),
+            valid_until: expiry.map_or(max_age, |e| e.min(max_age)),
+        });
+        Ok(json)
+    }
+
+    fn roster_cache(&self) -> MutexGuard<'_, Option<CachedRoster>> {
+        self.shared
+            .roster
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Live entries now, sorted by `network_id`.
@@ -352,5 +408,44 @@ mod tests {
         }
         let ids: Vec<String> = r.live(t0).into_iter().map(|n| n.network_id).collect();
         assert_eq!(ids, ["alpha", "beta", "gamma"]);
+    }
+
+    fn shared(ttl: Duration) -> SharedRegistry {
+        SharedRegistry::new(RegistryConfig {
+            entry_ttl: ttl,
+            ..RegistryConfig::default()
+        })
+    }
+
+    fn listed(registry: &SharedRegistry) -> Vec<String> {
+        let json = registry.roster_json().expect("encodes");
+        let list: Vec<NetworkInfo> = serde_json::from_str(&json).expect("a roster");
+        list.into_iter().map(|n| n.network_id).collect()
+    }
+
+    #[test]
+    fn cached_roster_shows_new_and_replaced_networks_at_once() {
+        let registry = shared(Duration::from_secs(60));
+        registry.register(reg("alpha", "alpha-1", "h:1")).expect("room");
+        assert_eq!(listed(&registry), ["alpha"]);
+        registry.register(reg("beta", "beta-1", "h:2")).expect("room");
+        assert_eq!(listed(&registry), ["alpha", "beta"]);
+        registry.register(reg("beta", "beta-2", "h:3")).expect("room");
+        assert!(registry.roster_json().expect("encodes").contains("beta-2"));
+    }
+
+    #[test]
+    fn cached_roster_never_serves_an_expired_entry() {
+        let ttl = Duration::from_millis(50);
+        let registry = shared(ttl);
+        registry.register(reg("alpha", "alpha-1", "h:1")).expect("room");
+        let registered = Instant::now();
+        assert_eq!(listed(&registry), ["alpha"]);
+        // Once past the TTL (measured from before the registration is known
+        // to be done), the cached text must not be served.
+        while registered.elapsed() <= ttl {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(listed(&registry).is_empty());
     }
 }

@@ -129,8 +129,8 @@ pub fn finish_register(registry: &SharedRegistry, body: &[u8]) -> Reply {
 
 /// The roster answer: a JSON array of live entries.
 pub fn networks(registry: &SharedRegistry) -> Reply {
-    match serde_json::to_string(&registry.live()) {
-        Ok(body) => Reply::json(200, body),
+    match registry.roster_json() {
+        Ok(body) => Reply::json(200, body.to_string()),
         Err(e) => Reply::error(500, format!("cannot encode the roster: {e}")),
     }
 }
