@@ -112,6 +112,18 @@ fn one_shot_send(dir: &TempDir, name: &str, alpha: &Proc, endpoint: &str, payloa
     assert!(status.success(), "{}", sender.output());
 }
 
+/// Alpha, and beta dialing it, both with heartbeat `interval`, once both
+/// sides report the connection.
+fn linked_pair(dir: &TempDir, interval: Duration) -> (Proc, Proc, String) {
+    let alpha = start_peer(dir, "alpha", &config("alpha", 0, interval, None, ""), &[]);
+    let endpoint = bridge_address(&alpha);
+    let beta_toml = config("beta", 0, interval, None, &connect_to(&endpoint));
+    let beta = start_peer(dir, "beta", &beta_toml, &[]);
+    established(&beta, 0, "alpha");
+    established(&alpha, 0, "beta");
+    (alpha, beta, endpoint)
+}
+
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
@@ -119,12 +131,7 @@ fn ms(d: Duration) -> u128 {
 #[test]
 fn frozen_peer_is_evicted_after_three_intervals_and_redialed_once_it_resumes() {
     let dir = TempDir::new("sigstop");
-    let alpha = start_peer(&dir, "alpha", &config("alpha", 0, INTERVAL, None, ""), &[]);
-    let endpoint = bridge_address(&alpha);
-    let beta_toml = config("beta", 0, INTERVAL, None, &connect_to(&endpoint));
-    let beta = start_peer(&dir, "beta", &beta_toml, &[]);
-    established(&beta, 0, "alpha");
-    established(&alpha, 0, "beta");
+    let (alpha, beta, endpoint) = linked_pair(&dir, INTERVAL);
 
     let beta_mark = beta.mark();
     let stopped_at = Instant::now();
@@ -182,12 +189,7 @@ fn freeze_shorter_than_the_eviction_window_evicts_nobody() {
     // machine must not pass for the freeze.
     let interval = Duration::from_millis(500);
     let dir = TempDir::new("short-stop");
-    let alpha = start_peer(&dir, "alpha", &config("alpha", 0, interval, None, ""), &[]);
-    let endpoint = bridge_address(&alpha);
-    let beta_toml = config("beta", 0, interval, None, &connect_to(&endpoint));
-    let beta = start_peer(&dir, "beta", &beta_toml, &[]);
-    established(&beta, 0, "alpha");
-    established(&alpha, 0, "beta");
+    let (alpha, beta, _) = linked_pair(&dir, interval);
     let (alpha_mark, beta_mark) = (alpha.mark(), beta.mark());
 
     let stopped_at = Instant::now();

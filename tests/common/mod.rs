@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
 pub mod harness;
+pub mod rng;
 pub mod threads;
 pub mod walkthrough;
