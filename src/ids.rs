@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 thread_local! {
@@ -19,21 +19,8 @@ fn seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     hasher.write_u64(nanos);
-    hasher.write_usize(std::thread::current().id().as_u64_hint());
+    std::thread::current().id().hash(&mut hasher);
     hasher.finish() | 1
-}
-
-trait ThreadIdHint {
-    fn as_u64_hint(&self) -> usize;
-}
-
-impl ThreadIdHint for std::thread::ThreadId {
-    fn as_u64_hint(&self) -> usize {
-        // ThreadId has no stable integer accessor; its Debug text is unique per thread.
-        let text = format!("{self:?}");
-        text.bytes()
-            .fold(0usize, |acc, b| acc.wrapping_mul(31).wrapping_add(b as usize))
-    }
 }
 
 /// A random 64-bit number (xorshift64*, per-thread state).

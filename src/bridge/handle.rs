@@ -54,6 +54,8 @@ impl Bridge {
         let tcp_listener = TcpListener::bind(address.as_str()).map_err(bind_error)?;
         let local_addr = tcp_listener.local_addr().map_err(bind_error)?;
 
+        // At most one request per dropped dialed connection, themselves
+        // bounded by max_connections; the dispatcher drains it continuously.
         let (reconnect_tx, reconnect_rx) = unbounded();
         let shared = Arc::new(Shared::new(identity, config, sink, reconnect_tx));
         let (stop_tx, stop_rx) = bounded::<()>(1);

@@ -39,6 +39,8 @@ impl Drop for DoneGuard {
 
 impl ThreadSet {
     pub(crate) fn new() -> Self {
+        // Holds at most one id per thread that ended since the last `reap`,
+        // which the heartbeat thread runs every interval.
         let (done_tx, done_rx) = unbounded();
         ThreadSet {
             handles: Mutex::new(Handles::default()),
