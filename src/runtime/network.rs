@@ -339,16 +339,7 @@ impl Network {
     /// thread blocked feeding the network (a bridge reader) go at once.
     pub fn close_external_input(&self) {
         self.inner.shared.close_external();
-        self.notify_all_waiters();
-    }
-
-    fn notify_all_waiters(&self) {
-        let nodes: Vec<Arc<Node>> = self.read_registry().nodes.values().cloned().collect();
-        for node in &nodes {
-            // Take the lock so a waiter between its check and its wait cannot miss this.
-            drop(lock(&node.inner));
-            node.space.notify_all();
-        }
+        self.inner.notify_all_waiters();
     }
 
     /// Stops every thread the network started and returns once they are joined.
@@ -356,32 +347,7 @@ impl Network {
     /// any handle; called from one of the network's own threads it does not
     /// wait for that thread.
     pub fn shutdown(&self) {
-        let shared = &self.inner.shared;
-        if !shared.begin_stopping() {
-            return;
-        }
-        shared.events.publish(NetworkEvent::ShuttingDown);
-        let handles = {
-            let mut threads = lock(&self.inner.threads);
-            threads.stop_tx = None;
-            std::mem::take(&mut threads.handles)
-        };
-        for _ in 0..handles.len() {
-            let _ = shared.ready_tx.send(Job::Stop);
-        }
-        self.notify_all_waiters();
-        let me = std::thread::current().id();
-        for handle in handles {
-            if handle.thread().id() != me {
-                let _ = handle.join();
-            }
-        }
-        for node in self.read_registry().nodes.values() {
-            node.clear_routes();
-        }
-        shared.events.publish(NetworkEvent::Shutdown);
-        shared.events.close();
-        log::debug!("network shut down");
+        self.inner.shutdown();
     }
 
     fn spawn(
@@ -428,23 +394,57 @@ impl Network {
     }
 }
 
-impl Drop for NetworkInner {
-    /// The last handle gone: stop threads that were never shut down explicitly.
-    fn drop(&mut self) {
-        if self.shared.begin_stopping() {
-            let mut threads = lock(&self.threads);
-            threads.stop_tx = None;
-            for _ in 0..threads.handles.len() {
-                let _ = self.shared.ready_tx.send(Job::Stop);
-            }
-        }
+impl NetworkInner {
+    fn nodes(&self) -> Vec<Arc<Node>> {
         let registry = self
             .registry
-            .get_mut()
+            .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for node in registry.nodes.values() {
+        registry.nodes.values().cloned().collect()
+    }
+
+    fn notify_all_waiters(&self) {
+        for node in self.nodes() {
+            // Take the lock so a waiter between its check and its wait cannot miss this.
+            drop(lock(&node.inner));
             node.space.notify_all();
+        }
+    }
+
+    fn shutdown(&self) {
+        let shared = &self.shared;
+        if !shared.begin_stopping() {
+            return;
+        }
+        shared.events.publish(NetworkEvent::ShuttingDown);
+        let handles = {
+            let mut threads = lock(&self.threads);
+            threads.stop_tx = None;
+            std::mem::take(&mut threads.handles)
+        };
+        for _ in 0..handles.len() {
+            let _ = shared.ready_tx.send(Job::Stop);
+        }
+        self.notify_all_waiters();
+        let me = std::thread::current().id();
+        for handle in handles {
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        }
+        for node in self.nodes() {
             node.clear_routes();
         }
+        shared.events.publish(NetworkEvent::Shutdown);
+        shared.events.close();
+        log::debug!("network shut down");
+    }
+}
+
+impl Drop for NetworkInner {
+    /// The last handle gone: the network shuts down as `shutdown` does, so its
+    /// threads are joined even when nobody called it.
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
