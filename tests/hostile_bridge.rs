@@ -58,21 +58,14 @@ impl Alpha {
     }
 
     fn rss_kib(&self) -> u64 {
-        rss_kib(self.proc.pid())
+        harness::vm_rss_kib(&self.proc.pid().to_string()).expect("VmRSS of the peer")
     }
 
     /// Waits for `n` log lines containing `needle` in all.
     fn wait_count(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + WAIT;
-        while self.proc.count(needle) < n {
-            assert!(
-                Instant::now() < deadline,
-                "wanted {n} lines with {needle:?}, saw {}:\n{}",
-                self.proc.count(needle),
-                tail(&self.proc.output())
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.proc
+            .wait_for_count(needle, n, WAIT)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// A well-behaved peer connects, its message reaches the recorder, and it
@@ -106,21 +99,6 @@ impl Alpha {
             "{what}: VmRSS grew from {before} KiB to {after} KiB"
         );
     }
-}
-
-/// The resident set of process `pid` in KiB, from `/proc/PID/status`.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line")
-}
-
-fn tail(output: &str) -> String {
-    let lines: Vec<&str> = output.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::harness::{Echo, Proc, address_in};
+use common::harness::{self, Echo, Proc, address_in};
 use common::rng::Rng;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -40,25 +40,14 @@ impl Server {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.proc.pid())).expect("read /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS line")
+        harness::vm_rss_kib(&self.proc.pid().to_string()).expect("VmRSS of the server")
     }
 
+    /// Waits for `n` log lines containing `needle` in all.
     fn wait_count(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + WAIT;
-        while self.proc.count(needle) < n {
-            assert!(
-                Instant::now() < deadline,
-                "wanted {n} lines with {needle:?}, saw {}",
-                self.proc.count(needle)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.proc
+            .wait_for_count(needle, n, WAIT)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// A good client registers and finds itself in the roster.

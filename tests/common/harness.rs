@@ -119,6 +119,35 @@ impl Proc {
         }
     }
 
+    /// Waits until at least `n` lines containing `needle` have arrived.
+    pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.lines.lines.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let seen = lines.iter().filter(|l| l.contains(needle)).count();
+            if seen >= n {
+                return Ok(());
+            }
+            let Some(left) = deadline
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero())
+            else {
+                let start = lines.len().saturating_sub(40);
+                return Err(format!(
+                    "{}: wanted {n} lines with {needle:?}, saw {seen}; last lines:\n{}",
+                    self.name,
+                    lines[start..].join("\n")
+                ));
+            };
+            lines = self
+                .lines
+                .arrived
+                .wait_timeout(lines, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Lines containing `needle` so far.
     pub fn count(&self, needle: &str) -> usize {
         let lines = self.lines.lines.lock().unwrap_or_else(|e| e.into_inner());
