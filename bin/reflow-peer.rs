@@ -25,12 +25,18 @@ fn main() -> ExitCode {
     ExitCode::from(peer_runner::run(&args))
 }
 
-/// UTC timestamps and levels on stderr; `RUST_LOG` sets the level (default info).
+/// UTC timestamps and levels on stderr; `RUST_LOG` sets the level (default
+/// info). tungstenite is held at debug at most: its trace lines print whole
+/// frames, and a protocol 1.0 handshake frame carries the token in clear.
 fn init_logging() {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|text| text.parse::<log::LevelFilter>().ok())
+        .unwrap_or(log::LevelFilter::Info);
     let logger = simple_logger::SimpleLogger::new()
-        .with_level(log::LevelFilter::Info)
-        .with_utc_timestamps()
-        .env();
+        .with_level(level)
+        .with_module_level("tungstenite", level.min(log::LevelFilter::Debug))
+        .with_utc_timestamps();
     if let Err(e) = logger.init() {
         eprintln!("reflow-peer: cannot set up logging: {e}");
     }

@@ -41,9 +41,11 @@ const WAIT: Duration = Duration::from_secs(10);
 fn main() -> ExitCode {
     // Log lines (connections, the greeter's work) go to stderr. RUST_LOG=debug
     // shows every message crossing the bridge.
+    // tungstenite's trace lines print whole frames: keep it at debug at most.
     let _ = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)
         .env()
+        .with_module_level("tungstenite", log::LevelFilter::Debug)
         .init();
 
     let mut args = std::env::args().skip(1);

@@ -19,9 +19,13 @@ pub struct DistributedConfig {
     pub advertise_address: Option<String>,
     /// Shared secret checked in the bridge handshake; never logged.
     pub auth_token: Option<String>,
-    /// Dial networks that discovery reports and this peer is not connected to.
+    /// Hold a link to every network that discovery lists, while it is listed.
     /// Default true.
     pub auto_connect: bool,
+    /// Send the token in clear to discovery-listed peers that speak only
+    /// protocol 1.0 (async Reflow) and so cannot do the 1.1 proof. Default
+    /// false; `[[connect]]` entries have their own `legacy_auth`.
+    pub legacy_auth: bool,
     /// Bridge bounds, including bind address and port.
     pub bridge: BridgeConfig,
     /// Discovery endpoints and refresh interval.
@@ -40,6 +44,7 @@ impl DistributedConfig {
             advertise_address: None,
             auth_token: None,
             auto_connect: true,
+            legacy_auth: false,
             bridge: BridgeConfig::default(),
             discovery: DiscoveryClientConfig::default(),
             network: NetworkConfig::default(),
@@ -56,6 +61,7 @@ impl std::fmt::Debug for DistributedConfig {
             .field("advertise_address", &self.advertise_address)
             .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
             .field("auto_connect", &self.auto_connect)
+            .field("legacy_auth", &self.legacy_auth)
             .field("bridge", &self.bridge)
             .field("discovery", &self.discovery)
             .field("network", &self.network)

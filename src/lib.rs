@@ -13,6 +13,7 @@ pub mod distributed_config;
 pub mod distributed_network;
 pub mod ids;
 pub mod message;
+pub mod names;
 pub mod peer_cli;
 pub mod peer_config;
 pub mod peer_runner;

@@ -9,7 +9,7 @@ use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::bridge::BridgeEvent;
+use crate::bridge::{BridgeEvent, HoldOptions};
 use crate::distributed_network::DistributedNetwork;
 use crate::peer_cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PeerArgs, SendSpec};
 use crate::peer_config::PeerConfig;
@@ -32,7 +32,7 @@ pub fn run(args: &PeerArgs) -> u8 {
         }
     };
     // Install the handlers first, so a signal during start-up is not lost.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+    let signals = match SignalWatch::start() {
         Ok(signals) => signals,
         Err(e) => {
             log::error!("cannot install signal handlers: {e}");
@@ -50,21 +50,68 @@ pub fn run(args: &PeerArgs) -> u8 {
         Ok(peer) => peer,
         Err(e) => {
             log::error!("{e}");
+            signals.stop();
             return EXIT_FAILURE;
         }
     };
     let mut code = EXIT_OK;
-    if let Err(e) = dial_and_send(&peer, &config, &args.sends) {
-        log::error!("{e}");
-        code = EXIT_FAILURE;
+    match hold_and_send(&peer, &config, &args.sends, &signals.received) {
+        Ok(Outcome::Done) => {}
+        Ok(Outcome::Stopped) => {
+            log::info!("stopped by a signal before every message was sent");
+            code = EXIT_FAILURE;
+        }
+        Err(e) => {
+            log::error!("{e}");
+            code = EXIT_FAILURE;
+        }
     }
     if code == EXIT_OK && !args.once {
         log::info!("peer ready, awaiting messages (Ctrl-C to stop)");
-        let _ = signals.forever().next();
+        let _ = signals.received.recv();
     }
     log::info!("shutting down");
     peer.shutdown();
+    signals.stop();
     code
+}
+
+/// SIGINT and SIGTERM as a channel, so every wait can also wait for them.
+struct SignalWatch {
+    received: Receiver<i32>,
+    handle: signal_hook::iterator::Handle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl SignalWatch {
+    fn start() -> std::io::Result<SignalWatch> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let handle = signals.handle();
+        let (tx, received) = crossbeam_channel::bounded(4);
+        let thread = std::thread::Builder::new()
+            .name("peer-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    let _ = tx.try_send(signal);
+                }
+            })?;
+        Ok(SignalWatch {
+            received,
+            handle,
+            thread,
+        })
+    }
+
+    fn stop(self) {
+        self.handle.close();
+        let _ = self.thread.join();
+    }
+}
+
+/// How the sends ended when nothing failed.
+enum Outcome {
+    Done,
+    Stopped,
 }
 
 fn start_peer(config: &PeerConfig) -> Result<DistributedNetwork, String> {
@@ -83,72 +130,149 @@ fn start_peer(config: &PeerConfig) -> Result<DistributedNetwork, String> {
     Ok(peer)
 }
 
-fn dial_and_send(peer: &DistributedNetwork, config: &PeerConfig, sends: &[SendSpec]) -> Result<(), String> {
+/// Holds every `[[connect]]` link (dialed in the background, redialed for
+/// the life of the peer), then sends each `--send` once its network is linked.
+fn hold_and_send(
+    peer: &DistributedNetwork,
+    config: &PeerConfig,
+    sends: &[SendSpec],
+    signals: &Receiver<i32>,
+) -> Result<Outcome, String> {
     let events = peer.bridge_events().map_err(|e| e.to_string())?;
     for target in &config.connect {
-        match peer.connect_to_network(&target.endpoint) {
-            Ok(network) => log::info!("connected to peer at {} (network {network})", target.endpoint),
-            Err(e) if sends.is_empty() => {
-                log::error!("could not connect to peer at {}: {e}", target.endpoint)
-            }
-            Err(e) => return Err(format!("could not connect to peer at {}: {e}", target.endpoint)),
-        }
+        let mut options = match &target.network_id {
+            Some(network) => HoldOptions::expecting(network.clone()),
+            None => HoldOptions::default(),
+        };
+        options = options.with_legacy_auth(target.legacy_auth);
+        peer.hold_connection(&target.endpoint, options)
+            .map_err(|e| format!("cannot hold a link to {}: {e}", target.endpoint))?;
     }
-    // The connection may still be on its way: dialed by the other side, or
-    // made once discovery lists the network.
+    // The link may still be on its way: being dialed, dialed by the other
+    // side, or made once discovery lists the network.
     let mut wait = SEND_CONNECT_WAIT;
     if !config.discovery_endpoints.is_empty() {
         wait += config.discovery_refresh;
     }
+    let mut last_errors = LastErrors::default();
     for send in sends {
-        send_one(peer, send, &events, wait)?;
+        if let Outcome::Stopped = send_one(peer, config, send, &events, signals, wait, &mut last_errors)? {
+            return Ok(Outcome::Stopped);
+        }
     }
-    Ok(())
+    Ok(Outcome::Done)
+}
+
+/// The latest dial error per target name (network id, or endpoint while
+/// the network there is unknown).
+#[derive(Default)]
+struct LastErrors(std::collections::HashMap<String, String>);
+
+impl LastErrors {
+    fn note(&mut self, event: &BridgeEvent) {
+        if let BridgeEvent::ReconnectFailed {
+            network_id, reason, ..
+        } = event
+        {
+            self.0.insert(network_id.clone(), reason.clone());
+        }
+    }
+
+    /// Why `network` is not linked, as far as this peer can tell.
+    fn explain(&self, network: &str, config: &PeerConfig) -> String {
+        if let Some(reason) = self.0.get(network) {
+            return format!("last dial error: {reason}");
+        }
+        let unnamed: Vec<&str> = config
+            .connect
+            .iter()
+            .filter(|t| t.network_id.is_none())
+            .map(|t| t.endpoint.as_str())
+            .collect();
+        if let Some(reason) = unnamed.iter().find_map(|e| self.0.get(*e)) {
+            return format!("last dial error: {reason}");
+        }
+        let named = config
+            .connect
+            .iter()
+            .any(|t| t.network_id.as_deref() == Some(network));
+        if !named && unnamed.is_empty() && config.discovery_endpoints.is_empty() {
+            return format!(
+                "no [[connect]] entry and no discovery_endpoints for network {network}, and it did not dial this peer"
+            );
+        }
+        "no dial has reached it yet".to_string()
+    }
 }
 
 fn send_one(
     peer: &DistributedNetwork,
+    config: &PeerConfig,
     send: &SendSpec,
     events: &Receiver<BridgeEvent>,
+    signals: &Receiver<i32>,
     wait: Duration,
-) -> Result<(), String> {
+    last_errors: &mut LastErrors,
+) -> Result<Outcome, String> {
     let target = format!("{}/{}.{}", send.network_id, send.actor_id, send.port);
     let payload = send.payload.as_str();
     let result = if send.network_id == peer.network_id() {
         peer.send_to_actor(&send.actor_id, &send.port, payload)
     } else {
-        if !wait_for_connection(peer, &send.network_id, events, wait) {
-            return Err(format!(
-                "could not send to {target}: no connection to network {} after {} s",
-                send.network_id,
-                wait.as_secs()
-            ));
+        match wait_for_connection(peer, &send.network_id, events, signals, wait, last_errors) {
+            Waited::Linked => {}
+            Waited::Stopped => return Ok(Outcome::Stopped),
+            Waited::TimedOut => {
+                return Err(format!(
+                    "could not send to {target}: no connection to network {} after {} s ({})",
+                    send.network_id,
+                    wait.as_secs(),
+                    last_errors.explain(&send.network_id, config)
+                ));
+            }
         }
         peer.send_to_remote_actor(&send.network_id, &send.actor_id, &send.port, payload)
     };
     match result {
         Ok(()) => {
             log::info!("sent test message to {target}: {payload:?}");
-            Ok(())
+            Ok(Outcome::Done)
         }
         Err(e) => Err(format!("could not send to {target}: {e}")),
     }
 }
 
-/// Waits for a connection to `network`, woken by bridge events rather than polling.
+enum Waited {
+    Linked,
+    Stopped,
+    TimedOut,
+}
+
+/// Waits for a link to `network`, woken by bridge events and signals rather
+/// than polling.
 fn wait_for_connection(
     peer: &DistributedNetwork,
     network: &str,
     events: &Receiver<BridgeEvent>,
+    signals: &Receiver<i32>,
     wait: Duration,
-) -> bool {
+    last_errors: &mut LastErrors,
+) -> Waited {
     let deadline = Instant::now() + wait;
-    while !peer.is_connected_to(network) {
+    loop {
+        if peer.is_connected_to(network) {
+            return Waited::Linked;
+        }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return false;
+            return Waited::TimedOut;
         };
-        // Any event (or a quiet second) is a reason to look again.
-        let _ = events.recv_timeout(left.min(Duration::from_secs(1)));
+        crossbeam_channel::select! {
+            recv(signals) -> _ => return Waited::Stopped,
+            recv(events) -> event => match event {
+                Ok(event) => last_errors.note(&event),
+                Err(_) => return Waited::TimedOut,
+            },
+            default(left) => {}
+        }
     }
-    true
 }

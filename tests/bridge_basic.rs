@@ -97,10 +97,13 @@ fn sending_to_an_unconnected_network_names_it() {
         .send(text_message("alpha", "nowhere", "x"), Duration::from_millis(10))
         .unwrap_err();
     assert_eq!(err.to_string(), "No connection to network: nowhere");
-    assert!(matches!(
-        alpha.bridge.try_send(text_message("alpha", "nowhere", "x")),
-        Err(BridgeError::NoConnection(_))
-    ));
+    let err = alpha
+        .bridge
+        .try_send(text_message("alpha", "nowhere", "x"))
+        .unwrap_err();
+    assert!(matches!(err.error(), BridgeError::NoConnection(_)));
+    // The message comes back whole.
+    assert_eq!(err.into_message().payload, Message::string("x"));
 }
 
 #[test]
@@ -115,24 +118,36 @@ fn mismatched_token_is_refused_with_the_protocol_text() {
     let alpha = start_peer("alpha", Some("shared-secret"), quick_config());
     let beta = start_peer("beta", Some("wrong-secret"), quick_config());
     let err = beta.bridge.connect(&alpha.endpoint()).unwrap_err();
-    assert_eq!(err.to_string(), "handshake refused: auth_token mismatch");
-    assert!(matches!(err, BridgeError::Handshake(HandshakeError::Refused(_))));
+    // The dialer checks the acceptor's proof first: a different token reads
+    // as a mismatch on this side, and the acceptor is told so and counts it.
+    assert!(
+        err.to_string()
+            .starts_with("handshake refused: auth_token mismatch"),
+        "{err}"
+    );
+    assert!(matches!(err, BridgeError::Handshake(HandshakeError::Unproven(_))));
     assert!(!beta.bridge.is_connected_to("alpha"));
     assert_eq!(alpha.bridge.connection_count(), 0);
     assert!(eventually(PATIENCE, || alpha.bridge.stats().refused_handshakes == 1));
 }
 
 #[test]
-fn missing_token_is_refused_and_acceptor_without_token_accepts_anyone() {
+fn missing_token_is_refused_and_a_token_is_never_offered_to_an_acceptor_without_one() {
     let guarded = start_peer("alpha", Some("shared-secret"), quick_config());
     let open = start_peer("gamma", None, quick_config());
     let tokenless = start_peer("beta", None, quick_config());
     let err = tokenless.bridge.connect(&guarded.endpoint()).unwrap_err();
     assert_eq!(err.to_string(), "handshake refused: auth_token mismatch");
-
-    let with_token = start_peer("delta", Some("anything"), quick_config());
-    assert_eq!(with_token.bridge.connect(&open.endpoint()).unwrap(), "gamma");
     assert_eq!(tokenless.bridge.connect(&open.endpoint()).unwrap(), "gamma");
+
+    // An acceptor that cannot prove the token may be a stranger: refused.
+    let with_token = start_peer("delta", Some("anything"), quick_config());
+    let err = with_token.bridge.connect(&open.endpoint()).unwrap_err();
+    assert!(
+        matches!(err, BridgeError::Handshake(HandshakeError::Unproven(_))),
+        "{err}"
+    );
+    assert!(!open.bridge.is_connected_to("delta"));
 }
 
 #[test]

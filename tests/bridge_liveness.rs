@@ -117,7 +117,11 @@ fn a_blocked_receiver_is_not_evicted_and_the_sender_queue_stays_bounded() {
             "in",
             Message::string(payload.as_str()),
         );
-        match beta.bridge.send(message, Duration::from_millis(200)) {
+        match beta
+            .bridge
+            .send(message, Duration::from_millis(200))
+            .map_err(|e| e.into_parts().0)
+        {
             Ok(()) => accepted += 1,
             Err(BridgeError::QueueFull { capacity, .. }) => break capacity,
             Err(other) => panic!("unexpected {other}"),

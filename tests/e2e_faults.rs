@@ -279,9 +279,9 @@ fn peer_restarted_during_backoff_is_redialed_on_a_later_attempt() {
 }
 
 #[test]
-fn gave_up_redial_resumes_once_discovery_lists_the_peer_again() {
+fn a_discovered_peer_is_redialed_past_the_loud_attempts_until_it_returns() {
     let (_discovery, url) = start_discovery("127.0.0.1:0");
-    let dir = TempDir::new("give-up");
+    let dir = TempDir::new("never-give-up");
     let port = free_port();
     // Alpha never dials: whatever connects the two is beta's doing.
     let alpha_toml = config("alpha", port, STEADY, Some(&url), "auto_connect = false\n");
@@ -294,50 +294,21 @@ fn gave_up_redial_resumes_once_discovery_lists_the_peer_again() {
     established(&beta, 0, "alpha");
 
     let beta_mark = beta.mark();
-    let killed_at = Instant::now();
     alpha.kill();
     beta.wait_for_after(beta_mark, "Lost connection to network: alpha", WAIT)
         .unwrap();
-    let to_lost = killed_at.elapsed();
-    beta.wait_for_after(
-        beta_mark,
-        &format!("Gave up reconnecting to alpha (endpoint {endpoint}) after 3 attempts"),
-        WAIT,
-    )
-    .unwrap();
-    let to_give_up = killed_at.elapsed();
+    // The first three attempts are numbered; then redialing goes on, quieter.
+    let still = format!("alpha (endpoint {endpoint}) still unreachable after 4 attempts");
+    beta.wait_for_after(beta_mark, &still, WAIT).unwrap();
     for attempt in 1..=3 {
         let failed = format!("Reconnect attempt {attempt}/3 for alpha failed");
         assert_eq!(beta.lines_after(beta_mark, &failed).len(), 1, "{}", beta.output());
     }
-    // The waits before the three attempts: 50 + 100 + 200 ms, counted from
-    // the loss. The loss itself is reported once the connection's writer
-    // notices, which may take up to one heartbeat interval (its tick).
-    let backoff = Duration::from_millis(350);
     assert!(
-        to_give_up - to_lost >= backoff,
-        "gave up {} ms after the loss, before the {} ms of backoff",
-        ms(to_give_up - to_lost),
-        ms(backoff)
+        beta.lines_after(beta_mark, "Gave up").is_empty(),
+        "{}",
+        beta.output()
     );
-    assert!(
-        to_give_up <= STEADY + backoff + MARGIN,
-        "gave up {} ms after the kill; expected at most {} ms",
-        ms(to_give_up),
-        ms(STEADY + backoff + MARGIN)
-    );
-    println!(
-        "SIGKILL -> loss reported: {} ms; loss -> gave up: {} ms (backoff 50 + 100 + 200 ms)",
-        ms(to_lost),
-        ms(to_give_up - to_lost)
-    );
-    // Discovery still lists alpha, so beta keeps trying its endpoint.
-    beta.wait_for_after(
-        beta_mark,
-        &format!("could not connect to alpha at {endpoint} (found through discovery)"),
-        WAIT,
-    )
-    .unwrap();
 
     let beta_mark = beta.mark();
     let restarted_at = Instant::now();
@@ -345,13 +316,18 @@ fn gave_up_redial_resumes_once_discovery_lists_the_peer_again() {
         &dir,
         "alpha",
         &alpha_toml,
-        &["--send", "beta:recorder:in:after-give-up"],
+        &["--send", "beta:recorder:in:after-the-outage"],
     );
-    beta.wait_for_after(beta_mark, &found, WAIT).unwrap();
-    beta.wait_for("recorder.in: String(\"after-give-up\")", WAIT)
+    beta.wait_for_after(
+        beta_mark,
+        &format!("Reconnected to alpha (endpoint {endpoint}) on attempt"),
+        WAIT,
+    )
+    .unwrap();
+    beta.wait_for("recorder.in: String(\"after-the-outage\")", WAIT)
         .unwrap();
     println!(
-        "restart after give-up -> first message delivered: {} ms (discovery refresh 200 ms)",
+        "restart after a long outage -> first message delivered: {} ms (cap 3.2 s)",
         ms(restarted_at.elapsed())
     );
     established(&alpha, 0, "beta");

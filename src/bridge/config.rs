@@ -36,17 +36,20 @@ impl std::fmt::Debug for BridgeIdentity {
     }
 }
 
-/// How connections this side dialed are redialed after they drop.
+/// How held links are redialed: a capped exponential ceiling with full
+/// jitter (each delay drawn from zero to its ceiling, so a fleet does not
+/// redial in lockstep). A held link is redialed for as long as it is held.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReconnectPolicy {
     /// Delay before the first attempt. Default 200 ms.
     pub initial_delay: Duration,
     /// Each delay is the previous one times this. Default 2.
     pub multiplier: u32,
-    /// No delay is longer than this. Default 3.2 s.
+    /// No delay is longer than this (the cap). Default 3.2 s.
     pub max_delay: Duration,
-    /// Attempts before giving up; 0 disables redialing. Default 5
-    /// (200 ms, 400 ms, 800 ms, 1.6 s, 3.2 s: about 6.2 s in all).
+    /// Attempts logged one by one as `Reconnect attempt N/max_attempts`;
+    /// after them redialing goes on at the cap and is reported at most every
+    /// 30 s. Default 5 (ceilings 200 ms, 400 ms, 800 ms, 1.6 s, 3.2 s).
     pub max_attempts: u32,
 }
 
@@ -101,7 +104,14 @@ pub struct BridgeConfig {
     /// Events queued per subscriber; a subscriber that falls further behind
     /// loses events. Default 256.
     pub event_queue_capacity: usize,
+    /// Redial schedule of held links.
     pub reconnect: ReconnectPolicy,
+    /// Accept a protocol 1.0 handshake that carries the token in clear (from
+    /// a dialer that does not offer 1.1, such as async Reflow). Default true:
+    /// 1.0 peers stay first-class. Only matters when this side has a token.
+    pub accept_legacy_auth: bool,
+    /// A held link down longer than this is reported once at warn. Default 30 s.
+    pub link_down_warning: Duration,
 }
 
 impl Default for BridgeConfig {
@@ -121,6 +131,36 @@ impl Default for BridgeConfig {
             close_timeout: Duration::from_secs(1),
             event_queue_capacity: 256,
             reconnect: ReconnectPolicy::default(),
+            accept_legacy_auth: true,
+            link_down_warning: Duration::from_secs(30),
         }
+    }
+}
+
+/// How a held link is dialed (a `[[connect]]` entry).
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct HoldOptions {
+    /// The network expected at the endpoint; an acceptor that answers as
+    /// another network is refused. Default: none (learned at the first dial).
+    pub network_id: Option<String>,
+    /// Send the token in clear to a protocol 1.0 acceptor that cannot do the
+    /// 1.1 proof (async Reflow). Default false; a warn line says when it happens.
+    pub legacy_auth: bool,
+}
+
+impl HoldOptions {
+    /// Options that expect `network_id` at the endpoint.
+    pub fn expecting(network_id: impl Into<String>) -> Self {
+        HoldOptions {
+            network_id: Some(network_id.into()),
+            legacy_auth: false,
+        }
+    }
+
+    /// The same options with `legacy_auth` set.
+    pub fn with_legacy_auth(mut self, legacy_auth: bool) -> Self {
+        self.legacy_auth = legacy_auth;
+        self
     }
 }

@@ -21,6 +21,11 @@ pub enum HandshakeError {
     Upgrade(String),
     /// The socket failed during the handshake.
     Io(io::Error),
+    /// This dialer has a token and the acceptor could not prove it knows
+    /// it (no 1.1 proof, or a wrong one): nothing was sent to it.
+    Unproven(String),
+    /// The acceptor answered as another network than the one dialed for.
+    WrongNetwork { expected: String, found: String },
 }
 
 impl fmt::Display for HandshakeError {
@@ -41,6 +46,21 @@ impl fmt::Display for HandshakeError {
                 )
             }
             HandshakeError::Io(err) => write!(f, "handshake failed: {err}"),
+            HandshakeError::Unproven(why) if why.contains("protocol 1.0") => write!(
+                f,
+                "handshake refused: auth_token mismatch: the acceptor did not prove it knows this peer's auth_token \
+                 ({why}); set legacy_auth = true for this endpoint only if it is an async Reflow 1.0 peer you trust"
+            ),
+            HandshakeError::Unproven(why) => write!(
+                f,
+                "handshake refused: auth_token mismatch: the acceptor did not prove it knows this peer's auth_token \
+                 ({why}): a different token on one side, or not the peer this one meant to reach"
+            ),
+            HandshakeError::WrongNetwork { expected, found } => write!(
+                f,
+                "handshake refused by this dialer: expected network {expected}, the endpoint answered as {}",
+                crate::names::escaped(found)
+            ),
         }
     }
 }
@@ -74,8 +94,18 @@ pub enum BridgeError {
     QueueFull { network_id: String, capacity: usize },
     /// The connection closed while the message was being queued.
     ConnectionClosed(String),
-    /// The message could not be encoded as JSON.
+    /// The message could not be encoded.
     Encode(String),
+    /// The message holds a kind the peer's protocol cannot carry.
+    Unrepresentable { network_id: String, reason: String },
+    /// The encoded message is larger than the peer said it accepts.
+    TooLarge {
+        network_id: String,
+        size: usize,
+        limit: usize,
+    },
+    /// Another instance of the network is connected and alive.
+    LiveInstance { network_id: String, instance_id: String },
     /// This bridge already has `max_connections` live connections.
     MaxConnections(usize),
     /// The bridge is shutting down or has shut down.
@@ -113,7 +143,27 @@ impl fmt::Display for BridgeError {
             BridgeError::ConnectionClosed(network) => {
                 write!(f, "connection to network {network} closed while sending")
             }
-            BridgeError::Encode(why) => write!(f, "cannot encode message as JSON: {why}"),
+            BridgeError::Encode(why) => write!(f, "cannot encode message: {why}"),
+            BridgeError::Unrepresentable { network_id, reason } => write!(
+                f,
+                "network {network_id} speaks protocol 1.0, which cannot carry this message: {reason}"
+            ),
+            BridgeError::TooLarge {
+                network_id,
+                size,
+                limit,
+            } => write!(
+                f,
+                "message of {size} bytes is larger than network {network_id} accepts ({limit} bytes, its max_frame_bytes)"
+            ),
+            BridgeError::LiveInstance {
+                network_id,
+                instance_id,
+            } => write!(
+                f,
+                "network {network_id} is already connected as live instance {}",
+                crate::names::escaped(instance_id)
+            ),
             BridgeError::MaxConnections(max) => write!(
                 f,
                 "this bridge already has {max} connections (raise max_connections to allow more)"
@@ -138,6 +188,64 @@ impl std::error::Error for BridgeError {
 impl From<HandshakeError> for BridgeError {
     fn from(err: HandshakeError) -> Self {
         BridgeError::Handshake(err)
+    }
+}
+
+/// A send that failed, with the message handed back. `Debug` and `Display`
+/// never print the payload.
+pub struct SendError {
+    error: BridgeError,
+    message: Box<super::protocol::RemoteMessage>,
+}
+
+impl SendError {
+    pub(crate) fn new(error: BridgeError, message: super::protocol::RemoteMessage) -> Self {
+        SendError {
+            error,
+            message: Box::new(message),
+        }
+    }
+
+    /// Why the message was not queued.
+    pub fn error(&self) -> &BridgeError {
+        &self.error
+    }
+
+    /// The message, unsent.
+    pub fn into_message(self) -> super::protocol::RemoteMessage {
+        *self.message
+    }
+
+    /// The reason and the message, apart.
+    pub fn into_parts(self) -> (BridgeError, super::protocol::RemoteMessage) {
+        (self.error, *self.message)
+    }
+}
+
+impl fmt::Debug for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendError")
+            .field("error", &self.error)
+            .field("message_id", &self.message.message_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl From<SendError> for BridgeError {
+    fn from(err: SendError) -> Self {
+        err.error
     }
 }
 

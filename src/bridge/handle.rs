@@ -1,32 +1,39 @@
-//! [`Bridge`]: the public handle. It owns the listener, heartbeat and
-//! reconnect threads (and, through the shared thread set, every handshake and
-//! connection thread) and joins them all on shutdown.
+//! [`Bridge`]: the public handle. It owns the listener, the heartbeat
+//! thread and one supervisor per held dial target, and (through the hub's
+//! thread set) every handshake and session thread; it joins them all on
+//! shutdown.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::config::{BridgeConfig, BridgeIdentity};
-use super::connection::{CloseReason, Outgoing};
-use super::core::Shared;
-use super::error::BridgeError;
+use super::config::{BridgeConfig, BridgeIdentity, HoldOptions};
+use super::dial::{DialTarget, dial};
+use super::error::{BridgeError, SendError};
 use super::events::{BridgeEvent, lock};
+use super::hub::Hub;
 use super::protocol::RemoteMessage;
+use super::session::CloseReason;
 use super::sink::InboundSink;
 use super::stats::BridgeStats;
+use super::supervisor::Supervisor;
 use super::threads::join_quietly;
-use super::{dialer, heartbeat, listener, reconnect};
+use super::{heartbeat, listener};
 
 /// One side of the WebSocket bridge: a listener for peers that dial in, and
-/// the connections to peers, dialed or accepted, keyed by network id.
+/// the sessions with peers, dialed or accepted, keyed by network id.
 pub struct Bridge {
-    shared: Arc<Shared>,
+    hub: Arc<Hub>,
     local_addr: SocketAddr,
     /// Taken by the first `shutdown`, which may come through a shared reference.
-    owned: std::sync::Mutex<OwnedThreads>,
+    owned: Mutex<OwnedThreads>,
+    /// One supervisor per held target, keyed by `endpoint:<host:port>` or
+    /// `network:<id>` (discovery).
+    supervisors: Mutex<HashMap<String, Supervisor>>,
 }
 
 /// The threads the handle itself starts and joins.
@@ -35,12 +42,15 @@ struct OwnedThreads {
     listener: Option<JoinHandle<()>>,
     heartbeat: Option<JoinHandle<()>>,
     heartbeat_stop: Option<Sender<()>>,
-    reconnect: Option<JoinHandle<()>>,
 }
 
 impl Bridge {
-    /// Binds `config.bind_address:config.bind_port` and starts the listener,
-    /// heartbeat and reconnect threads.
+    /// Binds `config.bind_address:config.bind_port` and starts the listener
+    /// and heartbeat threads.
+    ///
+    /// # Errors
+    /// [`BridgeError::Bind`] when the address cannot be bound;
+    /// [`BridgeError::Spawn`] when a thread cannot be started.
     pub fn start(
         identity: BridgeIdentity,
         config: BridgeConfig,
@@ -53,36 +63,29 @@ impl Bridge {
         };
         let tcp_listener = TcpListener::bind(address.as_str()).map_err(bind_error)?;
         let local_addr = tcp_listener.local_addr().map_err(bind_error)?;
-
-        // At most one request per dropped dialed connection, themselves
-        // bounded by max_connections; the dispatcher drains it continuously.
-        let (reconnect_tx, reconnect_rx) = unbounded();
-        let shared = Arc::new(Shared::new(identity, config, sink, reconnect_tx));
+        let hub = Arc::new(Hub::new(identity, config, sink));
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let bridge = Bridge {
-            shared: Arc::clone(&shared),
+            hub: Arc::clone(&hub),
             local_addr,
-            owned: std::sync::Mutex::new(OwnedThreads {
+            owned: Mutex::new(OwnedThreads {
                 heartbeat_stop: Some(stop_tx),
                 ..OwnedThreads::default()
             }),
+            supervisors: Mutex::new(HashMap::new()),
         };
         // A failure part way leaves `bridge` to shut down what did start.
         lock(&bridge.owned).listener = Some(spawn("bridge-listener", {
-            let shared = Arc::clone(&shared);
-            move || listener::run(shared, tcp_listener)
+            let hub = Arc::clone(&hub);
+            move || listener::run(hub, tcp_listener)
         })?);
         lock(&bridge.owned).heartbeat = Some(spawn("bridge-heartbeat", {
-            let shared = Arc::clone(&shared);
-            move || heartbeat::run(&shared, &stop_rx)
-        })?);
-        lock(&bridge.owned).reconnect = Some(spawn("bridge-reconnect", {
-            let shared = Arc::clone(&shared);
-            move || reconnect::run_dispatcher(&shared, reconnect_rx)
+            let hub = Arc::clone(&hub);
+            move || heartbeat::run(&hub, &stop_rx)
         })?);
         log::info!(
             "Bridge of network {} listening on {local_addr}",
-            shared.identity.network_id
+            hub.identity.network_id
         );
         Ok(bridge)
     }
@@ -92,113 +95,225 @@ impl Bridge {
         self.local_addr
     }
 
-    /// Dials `endpoint` (`host:port`) and returns the network found there. If
-    /// that endpoint's network is already connected, returns at once. A dialed
-    /// connection that drops is redialed per `config.reconnect`.
+    /// Dials `endpoint` (`host:port`) on the calling thread and returns the
+    /// network found there; from then on the endpoint is held: redialed with
+    /// backoff whenever its session ends, until shutdown.
+    ///
+    /// # Errors
+    /// The dial's error ([`BridgeError::Resolve`], [`BridgeError::Connect`],
+    /// [`BridgeError::ConnectTimedOut`], [`BridgeError::Handshake`] …); the
+    /// endpoint is then not held (use [`Bridge::hold`] for that).
     pub fn connect(&self, endpoint: &str) -> Result<String, BridgeError> {
-        if self.shared.is_stopping() {
+        self.connect_with(endpoint, HoldOptions::default())
+    }
+
+    /// [`Bridge::connect`] with the options of a configured link.
+    ///
+    /// # Errors
+    /// As [`Bridge::connect`]; [`BridgeError::Handshake`] with
+    /// `WrongNetwork` when the endpoint answers as another network than
+    /// `options.network_id`.
+    pub fn connect_with(&self, endpoint: &str, options: HoldOptions) -> Result<String, BridgeError> {
+        if self.hub.is_stopping() {
             return Err(BridgeError::ShuttingDown);
         }
-        let known = lock(&self.shared.dialed_endpoints).get(endpoint).cloned();
-        if let Some(network_id) = known.filter(|n| self.shared.registry.contains(n)) {
-            return Ok(network_id);
+        let key = format!("endpoint:{endpoint}");
+        let target = DialTarget {
+            endpoint: endpoint.to_string(),
+            expected: options.network_id,
+            legacy_auth: options.legacy_auth,
+            discovered: false,
+        };
+        if let Some(network) = self.held_network(&key) {
+            return Ok(network);
         }
-        dialer::dial(&self.shared, endpoint)
+        let mut warned = false;
+        let network = dial(&self.hub, &target, &mut warned)?;
+        self.supervise(key, target, Some(network.clone()))?;
+        Ok(network)
+    }
+
+    /// Holds a link to `endpoint` for the life of the bridge without waiting:
+    /// a supervisor dials it now and redials it with backoff whenever it is
+    /// down. Watch [`Bridge::subscribe`] or [`Bridge::is_connected_to`].
+    ///
+    /// # Errors
+    /// [`BridgeError::ShuttingDown`]; [`BridgeError::Spawn`].
+    pub fn hold(&self, endpoint: &str, options: HoldOptions) -> Result<(), BridgeError> {
+        if self.hub.is_stopping() {
+            return Err(BridgeError::ShuttingDown);
+        }
+        let target = DialTarget {
+            endpoint: endpoint.to_string(),
+            expected: options.network_id,
+            legacy_auth: options.legacy_auth,
+            discovered: false,
+        };
+        self.supervise(format!("endpoint:{endpoint}"), target, None)
+    }
+
+    /// Holds a link to `network_id` at `endpoint` while discovery lists it
+    /// (a new endpoint replaces the old target).
+    ///
+    /// # Errors
+    /// [`BridgeError::ShuttingDown`]; [`BridgeError::Spawn`].
+    pub fn hold_network(
+        &self,
+        network_id: &str,
+        endpoint: &str,
+        legacy_auth: bool,
+    ) -> Result<(), BridgeError> {
+        let key = format!("network:{network_id}");
+        let same = lock(&self.supervisors)
+            .get(&key)
+            .is_some_and(|s| s.target.endpoint == endpoint);
+        if same {
+            return Ok(());
+        }
+        self.release(&key);
+        let target = DialTarget {
+            endpoint: endpoint.to_string(),
+            expected: Some(network_id.to_string()),
+            legacy_auth,
+            discovered: true,
+        };
+        self.supervise(key, target, None)
+    }
+
+    /// Stops holding a discovery-listed network (its session, if any, stays).
+    pub fn release_network(&self, network_id: &str) {
+        self.release(&format!("network:{network_id}"));
+    }
+
+    fn release(&self, key: &str) {
+        let supervisor = lock(&self.supervisors).remove(key);
+        if let Some(supervisor) = supervisor {
+            supervisor.stop();
+        }
+    }
+
+    fn held_network(&self, key: &str) -> Option<String> {
+        let supervisors = lock(&self.supervisors);
+        let expected = supervisors.get(key)?.target.expected.clone();
+        expected.filter(|n| self.hub.sessions.contains(n))
+    }
+
+    fn supervise(
+        &self,
+        key: String,
+        target: DialTarget,
+        connected: Option<String>,
+    ) -> Result<(), BridgeError> {
+        let mut supervisors = lock(&self.supervisors);
+        if self.hub.is_stopping() {
+            return Err(BridgeError::ShuttingDown);
+        }
+        if supervisors.contains_key(&key) {
+            return Ok(());
+        }
+        let target = DialTarget {
+            expected: connected.clone().or(target.expected),
+            ..target
+        };
+        let supervisor = Supervisor::spawn(&self.hub, target, connected).map_err(BridgeError::Spawn)?;
+        supervisors.insert(key, supervisor);
+        Ok(())
     }
 
     /// Queues `message` for `message.target_network`, waiting up to `timeout`
-    /// for room in that connection's outbound queue.
-    pub fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), BridgeError> {
-        let (connection, item) = self.prepare(&message)?;
-        connection.enqueue(item, timeout)
+    /// for room in that session's data lane.
+    ///
+    /// # Errors
+    /// A [`SendError`] that hands the message back, with the reason:
+    /// no session to that network, the peer's size limit, a kind the peer's
+    /// protocol cannot carry, the lane still full after `timeout`, the
+    /// session closing, or the bridge shutting down.
+    pub fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), SendError> {
+        if self.hub.is_stopping() {
+            return Err(SendError::new(BridgeError::ShuttingDown, message));
+        }
+        match self.hub.sessions.get(&message.target_network) {
+            Some(session) => session.send(message, timeout),
+            None => {
+                let network = message.target_network.clone();
+                Err(SendError::new(BridgeError::NoConnection(network), message))
+            }
+        }
     }
 
     /// Queues `message` if there is room now.
-    pub fn try_send(&self, message: RemoteMessage) -> Result<(), BridgeError> {
-        let (connection, item) = self.prepare(&message)?;
-        connection.try_enqueue(item)
+    ///
+    /// # Errors
+    /// As [`Bridge::send`], with a full lane reported at once.
+    pub fn try_send(&self, message: RemoteMessage) -> Result<(), SendError> {
+        self.send(message, Duration::ZERO)
     }
 
-    fn prepare(
-        &self,
-        message: &RemoteMessage,
-    ) -> Result<(Arc<super::connection::Connection>, Outgoing), BridgeError> {
-        if self.shared.is_stopping() {
-            return Err(BridgeError::ShuttingDown);
-        }
-        let connection = self
-            .shared
-            .registry
-            .get(&message.target_network)
-            .ok_or_else(|| BridgeError::NoConnection(message.target_network.clone()))?;
-        let text = serde_json::to_string(message).map_err(|err| BridgeError::Encode(err.to_string()))?;
-        log::debug!(
-            "Sending message {} to {}.{}@{}",
-            message.message_id,
-            message.target_actor,
-            message.target_port,
-            message.target_network
-        );
-        Ok((
-            connection,
-            Outgoing {
-                text,
-                is_message: true,
-            },
-        ))
-    }
-
+    /// Whether a session with `network_id` is up.
     pub fn is_connected_to(&self, network_id: &str) -> bool {
-        self.shared.registry.contains(network_id)
+        self.hub.sessions.contains(network_id)
     }
 
+    /// Live sessions, dialed and accepted.
     pub fn connection_count(&self) -> usize {
-        self.shared.registry.len()
+        self.hub.sessions.len()
     }
 
     /// Connected network ids, sorted.
     pub fn connected_networks(&self) -> Vec<String> {
-        self.shared.registry.networks()
+        self.hub.sessions.networks()
+    }
+
+    /// Messages that were queued for `network_id` and lost with a session
+    /// that ended before writing them.
+    pub fn lost_messages(&self, network_id: &str) -> u64 {
+        self.hub.lost_to(network_id)
     }
 
     /// A bounded stream of lifecycle events; a subscriber that falls behind
     /// loses events (the bridge never waits for it).
     pub fn subscribe(&self) -> Receiver<BridgeEvent> {
-        self.shared.events.subscribe()
+        self.hub.events.subscribe()
     }
 
+    /// The bridge's counters since it started.
     pub fn stats(&self) -> BridgeStats {
-        self.shared.stats.snapshot()
+        self.hub.stats.snapshot()
     }
 
     /// Sends a Close frame to every peer, stops every thread and joins them.
-    /// Connections get `close_timeout` to finish their close; a reader inside
-    /// a blocking delivery is waited for. Calling it again does nothing.
+    /// Dials in flight are interrupted; sessions get `close_timeout` to
+    /// finish their close; a reader inside a blocking delivery is waited
+    /// for. Calling it again does nothing.
     pub fn shutdown(&self) {
         let owned = std::mem::take(&mut *lock(&self.owned));
         let Some(listener) = owned.listener else {
             return;
         };
-        let shared = &self.shared;
-        shared.begin_stopping();
-        wake_listener(self.local_addr, shared.config.connect_timeout);
+        let hub = &self.hub;
+        hub.begin_stopping();
+        hub.abort_pending();
+        wake_listener(self.local_addr, hub.config.connect_timeout);
         join_quietly(listener);
         drop(owned.heartbeat_stop);
         owned.heartbeat.into_iter().for_each(join_quietly);
-        owned.reconnect.into_iter().for_each(join_quietly);
+        let supervisors: Vec<Supervisor> = lock(&self.supervisors).drain().map(|(_, s)| s).collect();
+        hub.abort_pending();
+        supervisors.into_iter().for_each(Supervisor::stop);
 
-        let connections = shared.registry.close();
-        for connection in &connections {
-            connection.close_gracefully(CloseReason::Shutdown);
+        let sessions = hub.sessions.close();
+        for session in &sessions {
+            session.close(CloseReason::Shutdown);
         }
-        shared.abort_pending();
-        if !shared.threads.wait_all(Instant::now() + shared.close_grace()) {
-            let running = shared.threads.running();
+        hub.abort_pending();
+        if !hub.threads.wait_all(Instant::now() + hub.config.close_timeout) {
+            let running = hub.threads.running();
             log::debug!("Peers did not finish closing within close_timeout; cutting {running:?}");
-            connections.iter().for_each(|c| c.abort(CloseReason::Shutdown));
+            sessions.iter().for_each(|s| s.abort(CloseReason::Shutdown));
+            hub.abort_pending();
         }
-        shared.threads.join_all();
-        log::info!("Bridge of network {} shut down", shared.identity.network_id);
+        hub.threads.join_all();
+        log::info!("Bridge of network {} shut down", hub.identity.network_id);
     }
 }
 

@@ -1,27 +1,46 @@
-//! The bridge handshake, without I/O: the dialer's first frame, the
-//! acceptor's decision and reply, and how the dialer reads that reply.
+//! The bridge handshake, without I/O: what each side writes, and what it
+//! makes of what it reads. The dialer offers protocol 1.1 inside a valid 1.0
+//! first frame; an acceptor that speaks 1.1 answers with a challenge that a
+//! 1.0 dialer never sees, and both prove they know the token without sending
+//! it (`auth.rs`). A peer that answers as 1.0 is spoken to in 1.0.
 //!
 //! ```text
-//! dialer                                   acceptor
-//!   | -- {"network_id", "instance_id",        |
-//!   |     "protocol_version", "auth_token",   |  check_request()
-//!   |     "capabilities"} ------------------> |  (token, version, ids)
-//!   | <-- {"success", "network_id",           |
-//!   |      "instance_id", "error"} ---------- |  reply_text()
-//!   | parse_reply(): Ok(peer) or              |
-//!   |   "handshake refused: <error>"          |
+//! dialer                                        acceptor
+//!   | -- request {ids, protocol_version,           |
+//!   |    auth_token: null, capabilities +          |
+//!   |    "bridge-1.1", nonce, max_message_bytes} -> | on_request()
+//!   |                                              |   1.0 dialer: token check, reply (done)
+//!   | <- challenge {protocol_version: "1.1", ids,  |   1.1 dialer: challenge with the
+//!   |    nonce, proof, max_message_bytes} -------- |   acceptor's proof
+//!   | on_reply(): identity, acceptor's proof       |
+//!   | -- {proof} ---------------------------------> | Challenged::check(): dialer's proof
+//!   | <- reply {success, ids, error} ------------- |
+//!   | on_result()                                  |
+//!   |  ...binary typed frames from here on (1.1)   |
 //! ```
+//!
+//! Against a 1.0 acceptor the challenge never comes: its 1.0 reply ends the
+//! handshake. A dialer with a token refuses a 1.0 acceptor (it cannot prove
+//! it knows the token) unless the endpoint is configured for legacy auth, in
+//! which case it dials again and sends the token in clear.
 
 use serde::{Deserialize, Serialize};
 
+use super::auth::{self, Direction, Nonce, Transcript};
 use super::config::BridgeIdentity;
 use super::error::HandshakeError;
+use super::session::Wire;
+use crate::names::{check_id, escaped};
 
-/// The protocol this bridge speaks.
+/// The protocol version written in the 1.0-shaped frames.
 pub(crate) const PROTOCOL_VERSION: &str = "1.0";
+/// The version an acceptor's challenge names.
+pub(crate) const PROTOCOL_V11: &str = "1.1";
+/// The capability a dialer lists to offer protocol 1.1.
+pub(crate) const CAPABILITY_V11: &str = "bridge-1.1";
 
-/// The dialer's first frame.
-#[derive(Debug, Serialize, Deserialize)]
+/// The dialer's first frame (1.0 fields, plus the 1.1 offer).
+#[derive(Serialize, Deserialize)]
 pub(crate) struct HandshakeRequest {
     pub(crate) network_id: String,
     pub(crate) instance_id: String,
@@ -30,9 +49,30 @@ pub(crate) struct HandshakeRequest {
     pub(crate) auth_token: Option<String>,
     #[serde(default)]
     pub(crate) capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_message_bytes: Option<u64>,
 }
 
-/// The acceptor's answer.
+/// Never prints the token.
+impl std::fmt::Debug for HandshakeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandshakeRequest")
+            .field("network_id", &escaped(&self.network_id).to_string())
+            .field("instance_id", &escaped(&self.instance_id).to_string())
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl HandshakeRequest {
+    fn offers_v11(&self) -> bool {
+        self.capabilities.iter().any(|c| c == CAPABILITY_V11) && self.nonce.is_some()
+    }
+}
+
+/// The acceptor's 1.0 answer, and the last frame of a 1.1 handshake.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct HandshakeReply {
     pub(crate) success: bool,
@@ -42,76 +82,403 @@ pub(crate) struct HandshakeReply {
     pub(crate) error: Option<String>,
 }
 
+/// The acceptor's 1.1 challenge, sent only to a dialer that offered 1.1.
+#[derive(Debug, Serialize, Deserialize)]
+struct Challenge {
+    protocol_version: String,
+    network_id: String,
+    instance_id: String,
+    nonce: String,
+    /// HMAC proof that the acceptor knows the token; null when it has none.
+    proof: Option<String>,
+    max_message_bytes: u64,
+}
+
+/// The dialer's proof frame.
+#[derive(Debug, Serialize, Deserialize)]
+struct DialerProof {
+    proof: Option<String>,
+}
+
+/// The proof frame of a dialer that will not go on because the acceptor's
+/// proof did not check out: it tells the acceptor, whose operator then sees
+/// the refusal in its own log. It carries nothing secret.
+pub(crate) fn decline_frame() -> String {
+    serde_json::to_string(&DialerProof { proof: None }).unwrap_or_default()
+}
+
 /// Who is on the other side, once the handshake succeeded.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PeerInfo {
     pub(crate) network_id: String,
     pub(crate) instance_id: String,
+    pub(crate) wire: Wire,
 }
 
 /// Why an acceptor turns a dialer away. `text()` is the reply's `error`.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Refusal {
     TokenMismatch,
+    ProofMissing,
+    ProofMismatch,
+    LegacyAuthRefused,
     MaxConnections,
     UnsupportedVersion(String),
-    EmptyNetworkId,
+    BadId { field: &'static str, rule: String },
     SameNetworkId,
+    LiveInstance { instance_id: String },
+    BadNonce,
+    Internal(String),
 }
 
 impl Refusal {
     pub(crate) fn text(&self) -> String {
         match self {
-            Refusal::TokenMismatch => "auth_token mismatch".into(),
-            Refusal::MaxConnections => "max_connections reached".into(),
-            Refusal::UnsupportedVersion(v) => {
-                format!("unsupported protocol_version {v:?} (this peer speaks {PROTOCOL_VERSION})")
+            // One text for every way of not knowing the token: the dialer
+            // learns nothing more than a 1.0 dialer would.
+            Refusal::TokenMismatch | Refusal::ProofMissing | Refusal::ProofMismatch => {
+                "auth_token mismatch".into()
             }
-            Refusal::EmptyNetworkId => "network_id must not be empty".into(),
+            Refusal::LegacyAuthRefused => {
+                "plaintext auth_token refused (accept_legacy_auth is off): offer protocol 1.1".into()
+            }
+            Refusal::MaxConnections => "max_connections reached".into(),
+            Refusal::UnsupportedVersion(v) => format!(
+                "unsupported protocol_version {} (this peer speaks 1.0 and 1.1)",
+                escaped(v)
+            ),
+            Refusal::BadId { field, rule } => format!("{field} is not valid: {rule}"),
             Refusal::SameNetworkId => "network_id is the acceptor's own".into(),
+            Refusal::LiveInstance { instance_id } => format!(
+                "network already connected as live instance {}",
+                escaped(instance_id)
+            ),
+            Refusal::BadNonce => "nonce must be 64 hex digits".into(),
+            Refusal::Internal(why) => why.clone(),
         }
     }
 }
 
-/// The dialer's first frame for `identity`, as JSON text.
-pub(crate) fn request_text(identity: &BridgeIdentity) -> String {
-    let request = HandshakeRequest {
-        network_id: identity.network_id.clone(),
-        instance_id: identity.instance_id.clone(),
-        protocol_version: PROTOCOL_VERSION.to_string(),
-        auth_token: identity.auth_token.clone(),
-        capabilities: identity.capabilities.clone(),
-    };
-    serde_json::to_string(&request).unwrap_or_default()
+fn token_bytes(identity: &BridgeIdentity) -> Option<&[u8]> {
+    identity.auth_token.as_deref().map(str::as_bytes)
+}
+
+// ---------------------------------------------------------------- dialer
+
+/// How a dialer introduces itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DialMode {
+    /// Offer 1.1; `auth_token` is null on the wire.
+    Offer,
+    /// Protocol 1.0 with the token in clear (an endpoint configured for legacy auth).
+    LegacyPlaintext,
+}
+
+/// The dialer's side of one handshake.
+pub(crate) struct Dialer<'a> {
+    identity: &'a BridgeIdentity,
+    expected: Option<&'a str>,
+    mode: DialMode,
+    nonce: Nonce,
+    max_message_bytes: usize,
+}
+
+/// What the dialer does after the acceptor's first answer.
+#[derive(Debug)]
+pub(crate) enum DialerNext {
+    /// A 1.0 acceptor accepted: the session speaks 1.0.
+    Done(PeerInfo),
+    /// A 1.1 acceptor proved itself: send `frame`, then read its result.
+    Prove { frame: String, peer: PeerInfo },
+}
+
+impl<'a> Dialer<'a> {
+    /// `expected` is the network the dialer means to reach, when it knows.
+    pub(crate) fn new(
+        identity: &'a BridgeIdentity,
+        expected: Option<&'a str>,
+        mode: DialMode,
+        max_message_bytes: usize,
+    ) -> Result<Self, HandshakeError> {
+        let nonce =
+            Nonce::random().map_err(|err| HandshakeError::Malformed(format!("no random nonce: {err}")))?;
+        Ok(Dialer {
+            identity,
+            expected,
+            mode,
+            nonce,
+            max_message_bytes,
+        })
+    }
+
+    /// The first frame, as JSON text.
+    pub(crate) fn first_frame(&self) -> String {
+        let mut capabilities = self.identity.capabilities.clone();
+        let request = match self.mode {
+            DialMode::Offer => {
+                capabilities.push(CAPABILITY_V11.to_string());
+                HandshakeRequest {
+                    network_id: self.identity.network_id.clone(),
+                    instance_id: self.identity.instance_id.clone(),
+                    protocol_version: PROTOCOL_VERSION.to_string(),
+                    auth_token: None,
+                    capabilities,
+                    nonce: Some(self.nonce.to_hex()),
+                    max_message_bytes: Some(self.max_message_bytes as u64),
+                }
+            }
+            DialMode::LegacyPlaintext => HandshakeRequest {
+                network_id: self.identity.network_id.clone(),
+                instance_id: self.identity.instance_id.clone(),
+                protocol_version: PROTOCOL_VERSION.to_string(),
+                auth_token: self.identity.auth_token.clone(),
+                capabilities,
+                nonce: None,
+                max_message_bytes: None,
+            },
+        };
+        serde_json::to_string(&request).unwrap_or_default()
+    }
+
+    /// Reads the acceptor's first answer.
+    pub(crate) fn on_reply(&self, text: &str) -> Result<DialerNext, HandshakeError> {
+        if let (DialMode::Offer, Ok(challenge)) = (self.mode, serde_json::from_str::<Challenge>(text)) {
+            return self.on_challenge(challenge);
+        }
+        let reply: HandshakeReply = serde_json::from_str(text)
+            .map_err(|err| HandshakeError::Malformed(format!("reply is not a handshake reply: {err}")))?;
+        if !reply.success {
+            let why = reply.error.unwrap_or_else(|| "no reason given".to_string());
+            return Err(HandshakeError::Refused(escaped(&why).to_string()));
+        }
+        self.check_identity(&reply.network_id, &reply.instance_id)?;
+        if self.mode == DialMode::Offer && self.identity.auth_token.is_some() {
+            return Err(HandshakeError::Unproven(
+                "it speaks protocol 1.0 and cannot prove that it knows the auth_token".into(),
+            ));
+        }
+        Ok(DialerNext::Done(PeerInfo {
+            network_id: reply.network_id,
+            instance_id: reply.instance_id,
+            wire: Wire::V10,
+        }))
+    }
+
+    fn on_challenge(&self, challenge: Challenge) -> Result<DialerNext, HandshakeError> {
+        if challenge.protocol_version != PROTOCOL_V11 {
+            return Err(HandshakeError::Malformed(format!(
+                "challenge names protocol {}",
+                escaped(&challenge.protocol_version)
+            )));
+        }
+        self.check_identity(&challenge.network_id, &challenge.instance_id)?;
+        let acceptor_nonce = Nonce::from_hex(&challenge.nonce)
+            .map_err(|_| HandshakeError::Malformed("challenge nonce is not 64 hex digits".into()))?;
+        let transcript = Transcript {
+            dialer_network: &self.identity.network_id,
+            dialer_instance: &self.identity.instance_id,
+            acceptor_network: &challenge.network_id,
+            acceptor_instance: &challenge.instance_id,
+            dialer_nonce: &self.nonce,
+            acceptor_nonce: &acceptor_nonce,
+        };
+        let proof = match token_bytes(self.identity) {
+            Some(token) => {
+                let Some(theirs) = challenge.proof.as_deref() else {
+                    return Err(HandshakeError::Unproven("it has no auth_token to prove".into()));
+                };
+                if auth::verify(token, Direction::AcceptorToDialer, &transcript, theirs).is_err() {
+                    return Err(HandshakeError::Unproven(
+                        "its proof does not match our auth_token".into(),
+                    ));
+                }
+                Some(auth::prove_hex(token, Direction::DialerToAcceptor, &transcript))
+            }
+            None => None,
+        };
+        let frame = serde_json::to_string(&DialerProof { proof }).unwrap_or_default();
+        let peer_max_message = usize::try_from(challenge.max_message_bytes).unwrap_or(usize::MAX);
+        Ok(DialerNext::Prove {
+            frame,
+            peer: PeerInfo {
+                network_id: challenge.network_id,
+                instance_id: challenge.instance_id,
+                wire: Wire::V11 { peer_max_message },
+            },
+        })
+    }
+
+    /// Reads the acceptor's last frame of a 1.1 handshake.
+    pub(crate) fn on_result(&self, text: &str) -> Result<(), HandshakeError> {
+        let reply: HandshakeReply = serde_json::from_str(text)
+            .map_err(|err| HandshakeError::Malformed(format!("result is not a handshake reply: {err}")))?;
+        if reply.success {
+            Ok(())
+        } else {
+            let why = reply.error.unwrap_or_else(|| "no reason given".to_string());
+            Err(HandshakeError::Refused(escaped(&why).to_string()))
+        }
+    }
+
+    fn check_identity(&self, network_id: &str, instance_id: &str) -> Result<(), HandshakeError> {
+        for (field, id) in [("network_id", network_id), ("instance_id", instance_id)] {
+            if let Err(rule) = check_id(id) {
+                return Err(HandshakeError::Malformed(format!(
+                    "acceptor's {field} is not valid: {rule}"
+                )));
+            }
+        }
+        match self.expected {
+            Some(expected) if expected != network_id => Err(HandshakeError::WrongNetwork {
+                expected: expected.to_string(),
+                found: network_id.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- acceptor
+
+/// The acceptor's settings for a handshake.
+pub(crate) struct AcceptorPolicy<'a> {
+    pub(crate) identity: &'a BridgeIdentity,
+    pub(crate) accept_legacy_auth: bool,
+    pub(crate) max_message_bytes: usize,
+}
+
+/// What the acceptor does with a first frame.
+#[derive(Debug)]
+pub(crate) enum AcceptorNext {
+    /// A 1.0 dialer that passed: reply success (once it has a place).
+    Accept10,
+    /// A 1.1 dialer: send `frame`, read its proof, check it with `state`.
+    Challenge { frame: String, state: Challenged },
+}
+
+/// A 1.1 handshake waiting for the dialer's proof.
+#[derive(Debug)]
+pub(crate) struct Challenged {
+    dialer_network: String,
+    dialer_instance: String,
+    dialer_nonce: Nonce,
+    acceptor_nonce: Nonce,
+    pub(crate) peer_max_message: usize,
 }
 
 /// Reads the dialer's first frame. Anything else is `Malformed`.
 pub(crate) fn parse_request(text: &str) -> Result<HandshakeRequest, HandshakeError> {
-    serde_json::from_str(text)
-        .map_err(|err| HandshakeError::Malformed(format!("first frame is not a handshake request: {err}")))
+    serde_json::from_str(text).map_err(|err| {
+        HandshakeError::Malformed(format!(
+            "first frame is not a handshake request: {}",
+            escaped(&err.to_string())
+        ))
+    })
 }
 
-/// The acceptor's decision on a request (before any capacity check).
-pub(crate) fn check_request(request: &HandshakeRequest, acceptor: &BridgeIdentity) -> Result<(), Refusal> {
+/// The acceptor's decision on a first frame (before any capacity check).
+pub(crate) fn on_request(
+    request: &HandshakeRequest,
+    policy: &AcceptorPolicy<'_>,
+) -> Result<AcceptorNext, Refusal> {
+    let acceptor = policy.identity;
+    for (field, id) in [
+        ("network_id", &request.network_id),
+        ("instance_id", &request.instance_id),
+    ] {
+        if let Err(rule) = check_id(id) {
+            return Err(Refusal::BadId {
+                field,
+                rule: rule.to_string(),
+            });
+        }
+    }
     if !request.protocol_version.starts_with("1.") && request.protocol_version != "1" {
         return Err(Refusal::UnsupportedVersion(request.protocol_version.clone()));
-    }
-    if request.network_id.is_empty() {
-        return Err(Refusal::EmptyNetworkId);
     }
     if request.network_id == acceptor.network_id {
         return Err(Refusal::SameNetworkId);
     }
+    if request.offers_v11() {
+        return challenge(request, policy);
+    }
     if let Some(expected) = &acceptor.auth_token {
+        if !policy.accept_legacy_auth {
+            return Err(Refusal::LegacyAuthRefused);
+        }
         let given = request.auth_token.as_deref().unwrap_or("");
-        if !tokens_match(expected.as_bytes(), given.as_bytes()) {
+        if !auth::tokens_equal(expected.as_bytes(), given.as_bytes()) {
             return Err(Refusal::TokenMismatch);
         }
     }
-    Ok(())
+    Ok(AcceptorNext::Accept10)
 }
 
-/// The acceptor's reply frame as JSON text.
+fn challenge(request: &HandshakeRequest, policy: &AcceptorPolicy<'_>) -> Result<AcceptorNext, Refusal> {
+    let acceptor = policy.identity;
+    let dialer_nonce =
+        Nonce::from_hex(request.nonce.as_deref().unwrap_or("")).map_err(|_| Refusal::BadNonce)?;
+    let acceptor_nonce =
+        Nonce::random().map_err(|err| Refusal::Internal(format!("no random nonce: {err}")))?;
+    let state = Challenged {
+        dialer_network: request.network_id.clone(),
+        dialer_instance: request.instance_id.clone(),
+        dialer_nonce,
+        acceptor_nonce,
+        peer_max_message: request
+            .max_message_bytes
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    let proof = token_bytes(acceptor)
+        .map(|token| auth::prove_hex(token, Direction::AcceptorToDialer, &state.transcript(acceptor)));
+    let frame = Challenge {
+        protocol_version: PROTOCOL_V11.to_string(),
+        network_id: acceptor.network_id.clone(),
+        instance_id: acceptor.instance_id.clone(),
+        nonce: state.acceptor_nonce.to_hex(),
+        proof,
+        max_message_bytes: policy.max_message_bytes as u64,
+    };
+    Ok(AcceptorNext::Challenge {
+        frame: serde_json::to_string(&frame).unwrap_or_default(),
+        state,
+    })
+}
+
+impl Challenged {
+    fn transcript<'a>(&'a self, acceptor: &'a BridgeIdentity) -> Transcript<'a> {
+        Transcript {
+            dialer_network: &self.dialer_network,
+            dialer_instance: &self.dialer_instance,
+            acceptor_network: &acceptor.network_id,
+            acceptor_instance: &acceptor.instance_id,
+            dialer_nonce: &self.dialer_nonce,
+            acceptor_nonce: &self.acceptor_nonce,
+        }
+    }
+
+    /// Checks the dialer's proof frame.
+    pub(crate) fn check(&self, text: &str, acceptor: &BridgeIdentity) -> Result<(), Refusal> {
+        let Ok(frame) = serde_json::from_str::<DialerProof>(text) else {
+            return Err(Refusal::ProofMissing);
+        };
+        let Some(token) = token_bytes(acceptor) else {
+            return Ok(());
+        };
+        let Some(proof) = frame.proof else {
+            return Err(Refusal::ProofMissing);
+        };
+        auth::verify(
+            token,
+            Direction::DialerToAcceptor,
+            &self.transcript(acceptor),
+            &proof,
+        )
+        .map_err(|_| Refusal::ProofMismatch)
+    }
+}
+
+/// The acceptor's reply frame (1.0 shape) as JSON text.
 pub(crate) fn reply_text(acceptor: &BridgeIdentity, outcome: Result<(), &Refusal>) -> String {
     let reply = HandshakeReply {
         success: outcome.is_ok(),
@@ -122,158 +489,17 @@ pub(crate) fn reply_text(acceptor: &BridgeIdentity, outcome: Result<(), &Refusal
     serde_json::to_string(&reply).unwrap_or_default()
 }
 
-/// Reads the acceptor's reply on the dialer's side.
-pub(crate) fn parse_reply(text: &str) -> Result<PeerInfo, HandshakeError> {
+/// Reads a 1.0 reply on the dialer's side (for tools and fuzzing).
+pub(crate) fn parse_reply(text: &str) -> Result<HandshakeReply, HandshakeError> {
     let reply: HandshakeReply = serde_json::from_str(text)
         .map_err(|err| HandshakeError::Malformed(format!("reply is not a handshake reply: {err}")))?;
     if !reply.success {
         let why = reply.error.unwrap_or_else(|| "no reason given".to_string());
-        return Err(HandshakeError::Refused(why));
+        return Err(HandshakeError::Refused(escaped(&why).to_string()));
     }
-    if reply.network_id.is_empty() {
-        return Err(HandshakeError::Malformed("reply has an empty network_id".into()));
-    }
-    Ok(PeerInfo {
-        network_id: reply.network_id,
-        instance_id: reply.instance_id,
-    })
-}
-
-/// Compares a secret in time that depends only on the expected length, so a
-/// caller cannot find the token byte by byte by timing refusals.
-fn tokens_match(expected: &[u8], given: &[u8]) -> bool {
-    let mut diff = u8::from(expected.len() != given.len());
-    for (i, &byte) in expected.iter().enumerate() {
-        let other = given.get(i).copied().unwrap_or(!byte);
-        diff |= std::hint::black_box(byte ^ other);
-    }
-    diff == 0
+    Ok(reply)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn identity(network: &str, token: Option<&str>) -> BridgeIdentity {
-        let mut id = BridgeIdentity::new(network, format!("{network}-1"));
-        id.auth_token = token.map(str::to_string);
-        id
-    }
-
-    fn request_from(network: &str, token: Option<&str>) -> HandshakeRequest {
-        parse_request(&request_text(&identity(network, token))).unwrap()
-    }
-
-    #[test]
-    fn request_has_the_protocol_fields() {
-        let value: serde_json::Value = serde_json::from_str(&request_text(&identity("beta", None))).unwrap();
-        assert_eq!(value["network_id"], "beta");
-        assert_eq!(value["instance_id"], "beta-1");
-        assert_eq!(value["protocol_version"], "1.0");
-        assert!(value["auth_token"].is_null());
-        assert_eq!(value["capabilities"], serde_json::json!(["actor_messaging"]));
-    }
-
-    #[test]
-    fn matching_token_is_accepted_and_mismatch_refused() {
-        let alpha = identity("alpha", Some("shared-secret"));
-        assert_eq!(
-            check_request(&request_from("beta", Some("shared-secret")), &alpha),
-            Ok(())
-        );
-        assert_eq!(
-            check_request(&request_from("beta", Some("shared-secreT")), &alpha),
-            Err(Refusal::TokenMismatch)
-        );
-        assert_eq!(
-            check_request(&request_from("beta", Some("shared")), &alpha),
-            Err(Refusal::TokenMismatch)
-        );
-    }
-
-    #[test]
-    fn null_token_counts_as_empty() {
-        assert_eq!(
-            check_request(&request_from("beta", None), &identity("alpha", Some("s"))),
-            Err(Refusal::TokenMismatch)
-        );
-        assert_eq!(
-            check_request(&request_from("beta", None), &identity("alpha", Some(""))),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn acceptor_without_token_accepts_anyone() {
-        assert_eq!(
-            check_request(&request_from("beta", Some("x")), &identity("alpha", None)),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn refusal_reads_as_the_protocol_says_on_the_dialer() {
-        let alpha = identity("alpha", Some("s"));
-        let text = reply_text(&alpha, Err(&Refusal::TokenMismatch));
-        let err = parse_reply(&text).unwrap_err();
-        assert_eq!(err.to_string(), "handshake refused: auth_token mismatch");
-        let full = parse_reply(&reply_text(&alpha, Err(&Refusal::MaxConnections))).unwrap_err();
-        assert_eq!(full.to_string(), "handshake refused: max_connections reached");
-    }
-
-    #[test]
-    fn success_reply_names_the_acceptor() {
-        let peer = parse_reply(&reply_text(&identity("alpha", None), Ok(()))).unwrap();
-        assert_eq!(
-            peer,
-            PeerInfo {
-                network_id: "alpha".into(),
-                instance_id: "alpha-1".into()
-            }
-        );
-        let value: serde_json::Value =
-            serde_json::from_str(&reply_text(&identity("alpha", None), Ok(()))).unwrap();
-        assert!(value["error"].is_null());
-        assert_eq!(value["success"], true);
-    }
-
-    #[test]
-    fn other_versions_and_bad_ids_are_refused() {
-        let alpha = identity("alpha", None);
-        let mut request = request_from("beta", None);
-        request.protocol_version = "2.0".into();
-        assert!(matches!(
-            check_request(&request, &alpha),
-            Err(Refusal::UnsupportedVersion(_))
-        ));
-        assert_eq!(
-            check_request(&request_from("alpha", None), &alpha),
-            Err(Refusal::SameNetworkId)
-        );
-        assert_eq!(
-            check_request(&request_from("", None), &alpha),
-            Err(Refusal::EmptyNetworkId)
-        );
-    }
-
-    #[test]
-    fn a_first_frame_of_another_shape_is_malformed() {
-        assert!(matches!(
-            parse_request(r#"{"hello": 1}"#),
-            Err(HandshakeError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_reply("garbage"),
-            Err(HandshakeError::Malformed(_))
-        ));
-    }
-
-    #[test]
-    fn token_comparison_is_exact() {
-        assert!(tokens_match(b"abc", b"abc"));
-        assert!(!tokens_match(b"abc", b"abd"));
-        assert!(!tokens_match(b"abc", b"abcd"));
-        assert!(!tokens_match(b"abc", b""));
-        assert!(tokens_match(b"", b""));
-    }
-}
+#[path = "handshake_tests.rs"]
+mod tests;

@@ -1,35 +1,51 @@
-//! The WebSocket bridge between peers (protocol 1.0, see `docs/bridge.md`).
+//! The WebSocket bridge between peers (protocols 1.0 and 1.1, see
+//! `docs/bridge.md` and `docs/protocol.md`).
 //!
-//! A [`Bridge`] listens for peers and dials them; each live connection has a
-//! blocking reader thread and a writer thread fed by a bounded queue, and only
-//! the writer writes to the socket. Inbound remote messages go to an
-//! [`InboundSink`]; outbound ones come in through [`Bridge::send`]. The bridge
-//! knows nothing about actors.
+//! ```text
+//! Bridge (handle.rs) ── owns ──┬── listener thread ── handshake threads (listener.rs)
+//!                              ├── heartbeat thread (heartbeat.rs)
+//!                              ├── supervisors, one per held target (supervisor.rs)
+//!                              │     └── its one dial in flight (dial.rs)
+//!                              └── hub (hub.rs): the map of sessions (registry.rs)
+//!                                    └── Session (session.rs), one per connection
+//!                                          ├── reader thread (reader.rs)
+//!                                          └── writer thread (writer.rs)
+//! ```
+//!
+//! A session owns its socket, its two threads, its control and data lanes,
+//! its liveness and its teardown; reader and writer know only their half of
+//! the socket and their session. Inbound remote messages go to an
+//! [`InboundSink`]; outbound ones come in through [`Bridge::send`], the one
+//! route to the wire, which hands the message back on every failure it can
+//! know of. The bridge knows nothing about actors.
 
 pub mod config;
 
-mod connection;
-mod core;
-mod dialer;
+mod auth;
+mod backoff;
+mod dial;
 mod error;
 mod events;
+mod frame;
 mod handle;
 mod handshake;
 mod heartbeat;
+mod hub;
 mod listener;
 mod liveness;
 mod protocol;
 mod reader;
-mod reconnect;
 mod registry;
+mod session;
 mod sink;
 mod stats;
 mod stream;
+mod supervisor;
 mod threads;
 mod writer;
 
-pub use config::{BridgeConfig, BridgeIdentity, ReconnectPolicy};
-pub use error::{BridgeError, DeliveryError, HandshakeError};
+pub use config::{BridgeConfig, BridgeIdentity, HoldOptions, ReconnectPolicy};
+pub use error::{BridgeError, DeliveryError, HandshakeError, SendError};
 pub use events::BridgeEvent;
 pub use handle::Bridge;
 pub use protocol::{ActorInfo, DiscoveryRequest, DiscoveryResponse, Heartbeat, RemoteMessage};
@@ -65,5 +81,20 @@ pub mod inspect {
     /// dialer reads it.
     pub fn accepts_handshake_reply(text: &str) -> bool {
         super::handshake::parse_reply(text).is_ok()
+    }
+
+    /// What a 1.1 reader makes of one binary frame: `"data"`, `"fragment"`,
+    /// `"heartbeat"`, `"ack"`, `"credit"`, `"close"` or `"bad-frame"`.
+    pub fn classify_binary_frame(bytes: &[u8]) -> &'static str {
+        use super::frame::{Control, Frame, decode};
+        match decode(bytes) {
+            Ok(Frame::Data(_)) => "data",
+            Ok(Frame::Fragment { .. }) => "fragment",
+            Ok(Frame::Control(Control::Heartbeat { .. })) => "heartbeat",
+            Ok(Frame::Control(Control::Ack { .. })) => "ack",
+            Ok(Frame::Control(Control::Credit { .. })) => "credit",
+            Ok(Frame::Control(Control::Close { .. })) => "close",
+            Err(_) => "bad-frame",
+        }
     }
 }

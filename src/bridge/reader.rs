@@ -1,89 +1,43 @@
-//! The reader thread of a connection (`bridge-reader-<network>`): reads frames,
-//! hands remote messages to the sink, and when the connection ends cleans up
-//! after it: stops and joins the writer, leaves the connection map, reports,
-//! and asks for a redial of connections this side dialed.
+//! The reader thread of a session (`bridge-reader-<network>`): reads frames
+//! and hands remote messages to the session's sink, in arrival order. It
+//! returns why the socket ended; the session's teardown does the rest.
 //!
 //! The reader never writes: its `WebSocket` runs over a read-only stream, and
-//! Ping/Close answers go through the writer.
-
-use std::io;
-use std::sync::Arc;
-use std::thread::JoinHandle;
+//! Ping answers go through the session's control lane to the writer.
 
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::{Message as WsMessage, WebSocket};
 
-use super::connection::{CloseReason, Connection, DUPLICATE_CLOSE};
-use super::core::Shared;
-use super::events::BridgeEvent;
+use super::frame::{self, Control, Frame, FrameError, Reassembly};
 use super::protocol::{FrameProblem, Inbound, RemoteMessage, parse_frame};
+use super::session::{CloseReason, DUPLICATE_CLOSE, Session, Wire};
 use super::stats::bump;
 use super::stream::WsStream;
-use super::threads::join_quietly;
+use super::writer::is_timeout;
+use crate::names::escaped;
 
-/// The reader's main loop and, after it, the connection's teardown.
-pub(crate) fn run(
-    shared: &Arc<Shared>,
-    connection: &Arc<Connection>,
-    mut ws: WebSocket<WsStream>,
-    writer: JoinHandle<()>,
-) {
-    let ended = read_until_closed(shared, connection, &mut ws);
-    connection.set_reason(ended);
-    let reason = connection.reason().unwrap_or(CloseReason::Shutdown);
-    let graceful = matches!(
-        reason,
-        CloseReason::PeerClosed(_) | CloseReason::Duplicate | CloseReason::Shutdown
-    );
-    if graceful && !connection.close_overdue(shared.close_grace()) {
-        connection.close_gracefully(reason.clone());
-    } else {
-        connection.abort(reason.clone());
-    }
-    join_quietly(writer);
-    connection.abort(reason.clone());
-    drop(ws);
-    let was_current = shared.registry.remove_if_same(connection);
-    report(shared, connection, &reason, was_current);
-}
-
-fn report(shared: &Arc<Shared>, connection: &Connection, reason: &CloseReason, was_current: bool) {
-    let network_id = &connection.network_id;
-    match reason {
-        CloseReason::Duplicate => log::debug!("Closed duplicate connection to network: {network_id}"),
-        CloseReason::Shutdown | CloseReason::Evicted => {}
-        other if was_current => {
-            log::info!("Lost connection to network: {network_id} ({})", other.text());
-            shared.events.emit(BridgeEvent::Disconnected {
-                network_id: network_id.clone(),
-                reason: other.text(),
-            });
-        }
-        _ => {}
-    }
-    if connection.dialed && reason.redial() && !shared.is_stopping() {
-        shared.request_reconnect(network_id, &connection.endpoint);
-    }
-}
-
-fn read_until_closed(shared: &Shared, connection: &Connection, ws: &mut WebSocket<WsStream>) -> CloseReason {
-    let network_id = &connection.network_id;
+/// Reads until the socket ends; returns why.
+pub(crate) fn run(session: &Session, mut ws: WebSocket<WsStream>) -> CloseReason {
+    let mut reassembly = Reassembly::new(session.context.max_message_bytes);
+    // A 1.1 CLOSE frame carries a reason longer than the WebSocket Close frame can.
+    let mut long_reason: Option<String> = None;
+    let network_id = session.network_id();
     loop {
-        // Frames already buffered are not delivered once the connection is cut.
-        if connection.is_aborted() {
+        // Frames already buffered are not delivered once the session is cut.
+        if session.is_aborted() {
             return CloseReason::Shutdown;
         }
         let frame = match ws.read() {
             Ok(frame) => frame,
             Err(WsError::Io(err)) if is_timeout(&err) => {
-                if connection.is_aborted() || connection.close_overdue(shared.close_grace()) {
+                if session.is_aborted() || session.close_overdue() {
                     return CloseReason::Shutdown;
                 }
                 continue;
             }
             Err(WsError::Capacity(err)) => {
-                bump(&shared.stats.oversized_frames, 1);
-                let limit = shared.config.max_frame_bytes;
+                bump(&session.context.stats.oversized_frames, 1);
+                let limit = session.context.max_message_bytes;
                 log::warn!("Closing connection to network {network_id}: {err} (max_frame_bytes = {limit})");
                 return CloseReason::Oversized(format!("oversized frame: {err}"));
             }
@@ -95,100 +49,151 @@ fn read_until_closed(shared: &Shared, connection: &Connection, ws: &mut WebSocke
             }
             Err(err) => return CloseReason::Failed(err.to_string()),
         };
-        connection.liveness().heard(shared.now());
+        session.heard();
         match frame {
-            WsMessage::Text(text) => handle_text(shared, connection, text.as_str()),
-            WsMessage::Binary(_) => {
-                bump(&shared.stats.malformed_frames, 1);
-                log::warn!("Ignored binary frame from network {network_id} (protocol 1.0 uses text frames)");
+            WsMessage::Text(text) if session.peer.wire == Wire::V10 => handle_text(session, text.as_str()),
+            WsMessage::Binary(bytes) if session.peer.wire != Wire::V10 => {
+                if let Err(reason) = handle_binary(session, &bytes, &mut reassembly, &mut long_reason) {
+                    return reason;
+                }
             }
-            WsMessage::Ping(data) => connection.send_pong(data),
+            WsMessage::Text(_) | WsMessage::Binary(_) => {
+                bump(&session.context.stats.malformed_frames, 1);
+                log::warn!("Ignored a frame of the wrong kind (text or binary) from network {network_id}");
+            }
+            WsMessage::Ping(data) => session.control(|c| c.pong = Some(data)),
             WsMessage::Pong(_) | WsMessage::Frame(_) => {}
             WsMessage::Close(frame) => {
                 let why = frame.map(|f| f.reason.as_str().to_string()).unwrap_or_default();
-                if why == DUPLICATE_CLOSE {
-                    return CloseReason::Duplicate;
-                }
-                let why = if why.is_empty() {
-                    "peer closed the connection".to_string()
-                } else {
-                    why
-                };
-                return CloseReason::PeerClosed(format!("peer closed the connection: {why}"));
+                return peer_closed(long_reason.unwrap_or(why));
             }
         }
     }
 }
 
-/// Errors after which the same call is simply made again. `Interrupted` comes
-/// from a socket call with a timeout when the process was stopped and resumed
-/// (SIGSTOP/SIGCONT), even without a signal handler; tungstenite keeps its
-/// buffers intact across it.
-fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
+fn peer_closed(why: String) -> CloseReason {
+    if why == DUPLICATE_CLOSE {
+        return CloseReason::Duplicate;
+    }
+    if let Some(instance) = why.strip_prefix("replaced by instance ") {
+        return CloseReason::Replaced(instance.to_string());
+    }
+    if why.is_empty() {
+        return CloseReason::PeerClosed("peer closed the connection".into());
+    }
+    CloseReason::PeerClosed(format!("peer closed the connection: {}", escaped(&why)))
 }
 
-fn handle_text(shared: &Shared, connection: &Connection, text: &str) {
-    let network_id = &connection.network_id;
+fn handle_text(session: &Session, text: &str) {
+    let network_id = session.network_id();
+    let stats = &session.context.stats;
     match parse_frame(text) {
-        Ok(Inbound::Message(message)) => deliver(shared, connection, *message),
-        Ok(Inbound::Heartbeat(beat)) => {
-            log::trace!(
-                "Heartbeat from network {network_id} ({}, {})",
-                beat.network_id,
-                beat.timestamp
-            )
-        }
+        Ok(Inbound::Message(message)) => deliver(session, *message),
+        Ok(Inbound::Heartbeat(beat)) => log::trace!(
+            "Heartbeat from network {network_id} ({})",
+            escaped(&beat.timestamp)
+        ),
         Ok(Inbound::DiscoveryRequest(request)) => log::debug!(
             "Ignored actor discovery request {} from network {network_id} (not offered)",
-            request.request_id
+            escaped(&request.request_id)
         ),
         Ok(Inbound::DiscoveryResponse(response)) => log::debug!(
-            "Ignored actor discovery response {} from network {network_id} ({} actors)",
-            response.request_id,
-            response.actors.len()
+            "Ignored actor discovery response {} from network {network_id}",
+            escaped(&response.request_id)
         ),
         Err(FrameProblem::BadMessage { target_actor, reason }) => {
-            bump(&shared.stats.malformed_frames, 1);
+            bump(&stats.malformed_frames, 1);
             let actor = target_actor.unwrap_or_else(|| "?".into());
-            log::warn!("Dropped malformed message for actor {actor} from network {network_id}: {reason}");
+            log::warn!(
+                "Dropped malformed message for actor {} from network {network_id}: {}",
+                escaped(&actor),
+                escaped(&reason)
+            );
         }
         Err(FrameProblem::Unrecognised(reason)) => {
-            bump(&shared.stats.malformed_frames, 1);
-            log::warn!("Ignored unrecognised frame from network {network_id}: {reason}");
+            bump(&stats.malformed_frames, 1);
+            log::warn!(
+                "Ignored unrecognised frame from network {network_id}: {}",
+                escaped(&reason)
+            );
         }
     }
 }
 
+/// One 1.1 binary frame. An error ends the session (the peer broke the
+/// protocol in a way that loses messages: a bad fragment stream).
+fn handle_binary(
+    session: &Session,
+    bytes: &[u8],
+    reassembly: &mut Reassembly,
+    long_reason: &mut Option<String>,
+) -> Result<(), CloseReason> {
+    let network_id = session.network_id();
+    let stats = &session.context.stats;
+    match frame::decode(bytes) {
+        Ok(Frame::Data(message)) => deliver(session, *message),
+        Ok(Frame::Fragment { more, chunk }) => match reassembly.push(more, &chunk) {
+            Ok(None) => {}
+            Ok(Some(message)) => deliver(session, *message),
+            Err(err @ FrameError::OverLimit { .. }) => {
+                bump(&stats.oversized_frames, 1);
+                return Err(protocol_error(session, err.to_string()));
+            }
+            Err(err) => return Err(protocol_error(session, err.to_string())),
+        },
+        Ok(Frame::Control(Control::Heartbeat { .. })) => log::trace!("Heartbeat from network {network_id}"),
+        Ok(Frame::Control(Control::Ack { .. } | Control::Credit { .. })) => {
+            log::debug!("Ignored a delivery frame from network {network_id} (not negotiated)")
+        }
+        Ok(Frame::Control(Control::Close { reason })) => *long_reason = Some(reason),
+        Err(err) => {
+            bump(&stats.malformed_frames, 1);
+            log::warn!(
+                "Ignored a bad frame from network {network_id}: {}",
+                escaped(&err.to_string())
+            );
+        }
+    }
+    Ok(())
+}
+
+fn protocol_error(session: &Session, why: String) -> CloseReason {
+    log::warn!(
+        "Closing connection to network {}: {}",
+        session.network_id(),
+        escaped(&why)
+    );
+    CloseReason::Failed(format!("protocol error: {why}"))
+}
+
 /// Hands one message to the sink. The sink may block (local inbox full); the
-/// connection counts as alive meanwhile and the peer feels TCP backpressure.
-fn deliver(shared: &Shared, connection: &Connection, message: RemoteMessage) {
-    bump(&shared.stats.messages_received, 1);
+/// session counts as alive meanwhile and the peer feels TCP backpressure.
+fn deliver(session: &Session, message: RemoteMessage) {
+    let stats = &session.context.stats;
+    bump(&stats.messages_received, 1);
     log::debug!(
         "Message {} from {}@{} for {}.{}",
-        message.message_id,
-        message.source_actor,
-        message.source_network,
-        message.target_actor,
-        message.target_port
+        escaped(&message.message_id),
+        escaped(&message.source_actor),
+        escaped(&message.source_network),
+        escaped(&message.target_actor),
+        escaped(&message.target_port)
     );
+    session.delivery_started();
     let target = format!("{}.{}", message.target_actor, message.target_port);
-    connection.liveness().delivery_started(shared.now());
-    let result = shared.sink.deliver(message);
-    connection.liveness().delivery_finished(shared.now());
+    let result = session.context.sink.deliver(message);
+    session.delivery_finished();
     if let Err(err) = result {
         let counter = if err.is_unknown_target() {
-            &shared.stats.dropped_unknown_target
+            &stats.dropped_unknown_target
         } else {
-            &shared.stats.dropped_delivery_timeout
+            &stats.dropped_delivery_timeout
         };
         bump(counter, 1);
         log::warn!(
-            "Dropped message from network {} for actor {target}: {err}",
-            connection.network_id
+            "Dropped message from network {} for actor {}: {err}",
+            session.network_id(),
+            escaped(&target)
         );
     }
 }

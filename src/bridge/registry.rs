@@ -1,24 +1,29 @@
-//! The connection map, keyed by remote `network_id`, with the capacity bound
-//! and the rule that leaves one connection per pair of networks.
+//! The map of sessions, keyed by remote `network_id`, with the capacity
+//! bound and the rules that leave one session per pair of networks.
 //!
-//! Duplicate rule (both sides apply it, so both keep the same connection):
-//! when two connections link the same two networks, keep the one dialed by the
-//! network whose id sorts first; if both were dialed by the same side (a peer
-//! that restarted and redialed), keep the newer one. The loser is closed with
-//! the reason `duplicate connection`, which the other side recognises and
-//! does not redial.
+//! Same instance (a simultaneous dial, or a redial after a cut): keep the
+//! session dialed by the network whose id sorts first; if both were dialed
+//! by the same side, keep the newer one. Both sides apply the rule, so both
+//! keep the same session; the loser is closed with the reason `duplicate
+//! connection`, which the other side recognises and does not redial.
+//!
+//! Another instance of a connected network (a restarted peer): the caller
+//! asks the old session for a sign of life; if none comes within one
+//! heartbeat interval, the new instance takes the old one's place.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::connection::Connection;
+use super::session::Session;
 
-/// What became of a connection offered to the map.
+/// What became of a session offered to the map.
 pub(crate) enum Insert {
     /// In the map; `replaced` (if any) lost to it and must be closed.
-    Added { replaced: Option<Arc<Connection>> },
-    /// An existing connection to the same network wins; close the new one.
+    Added { replaced: Option<Arc<Session>> },
+    /// An existing session of the same instance wins; close the new one.
     Duplicate,
+    /// A session of another instance of the same network is in the map.
+    OtherInstance(Arc<Session>),
     /// `max_connections` reached.
     Full,
     /// The bridge is shutting down.
@@ -27,7 +32,7 @@ pub(crate) enum Insert {
 
 #[derive(Default)]
 struct Map {
-    connections: HashMap<String, Arc<Connection>>,
+    sessions: HashMap<String, Arc<Session>>,
     closed: bool,
 }
 
@@ -37,8 +42,8 @@ pub(crate) struct Registry {
     map: RwLock<Map>,
 }
 
-/// True when a new connection should replace an existing one to the same
-/// network. `*_dialed` tells whether this side dialed each.
+/// True when a new session should replace an existing one of the same
+/// instance. `*_dialed` tells whether this side dialed each.
 pub(crate) fn keep_new(local: &str, remote: &str, new_dialed: bool, existing_dialed: bool) -> bool {
     if new_dialed == existing_dialed {
         return true;
@@ -64,74 +69,90 @@ impl Registry {
         self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(crate) fn insert(&self, connection: &Arc<Connection>) -> Insert {
+    pub(crate) fn insert(&self, session: &Arc<Session>) -> Insert {
         let mut map = self.write();
         if map.closed {
             return Insert::Closed;
         }
-        let network = &connection.network_id;
-        if let Some(existing) = map.connections.get(network) {
-            let keep = keep_new(&self.local_network, network, connection.dialed, existing.dialed);
+        let network = &session.peer.network_id;
+        if let Some(existing) = map.sessions.get(network) {
+            if existing.peer.instance_id != session.peer.instance_id {
+                return Insert::OtherInstance(Arc::clone(existing));
+            }
+            let keep = keep_new(
+                &self.local_network,
+                network,
+                session.peer.dialed,
+                existing.peer.dialed,
+            );
             log::debug!(
-                "{}: second connection to {network} (new dialed here: {}, existing dialed here: {}); keeping the {}",
-                self.local_network,
-                connection.dialed,
-                existing.dialed,
+                "Second connection to network {network} (new dialed here: {}, existing dialed here: {}); keeping the {}",
+                session.peer.dialed,
+                existing.peer.dialed,
                 if keep { "new one" } else { "existing one" }
             );
             if !keep {
                 return Insert::Duplicate;
             }
-            let replaced = map.connections.insert(network.clone(), Arc::clone(connection));
+            let replaced = map.sessions.insert(network.clone(), Arc::clone(session));
             return Insert::Added { replaced };
         }
-        if map.connections.len() >= self.max_connections {
+        if map.sessions.len() >= self.max_connections {
             return Insert::Full;
         }
-        map.connections.insert(network.clone(), Arc::clone(connection));
+        map.sessions.insert(network.clone(), Arc::clone(session));
         Insert::Added { replaced: None }
     }
 
-    /// Removes `connection` if it is still the one mapped for its network.
-    pub(crate) fn remove_if_same(&self, connection: &Connection) -> bool {
+    /// Puts `new` in `old`'s place if `old` is still the one mapped.
+    pub(crate) fn replace(&self, old: &Session, new: &Arc<Session>) -> bool {
         let mut map = self.write();
-        let same = map
-            .connections
-            .get(&connection.network_id)
-            .is_some_and(|c| c.id == connection.id);
+        let network = &new.peer.network_id;
+        let same = !map.closed && map.sessions.get(network).is_some_and(|s| s.id == old.id);
         if same {
-            map.connections.remove(&connection.network_id);
+            map.sessions.insert(network.clone(), Arc::clone(new));
         }
         same
     }
 
-    pub(crate) fn get(&self, network_id: &str) -> Option<Arc<Connection>> {
-        self.read().connections.get(network_id).cloned()
+    /// Removes `session` if it is still the one mapped for its network.
+    pub(crate) fn remove_if_same(&self, session: &Session) -> bool {
+        let mut map = self.write();
+        let network = &session.peer.network_id;
+        let same = map.sessions.get(network).is_some_and(|s| s.id == session.id);
+        if same {
+            map.sessions.remove(network);
+        }
+        same
+    }
+
+    pub(crate) fn get(&self, network_id: &str) -> Option<Arc<Session>> {
+        self.read().sessions.get(network_id).cloned()
     }
 
     pub(crate) fn contains(&self, network_id: &str) -> bool {
-        self.read().connections.contains_key(network_id)
+        self.read().sessions.contains_key(network_id)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.read().connections.len()
+        self.read().sessions.len()
     }
 
     pub(crate) fn networks(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.read().connections.keys().cloned().collect();
+        let mut names: Vec<String> = self.read().sessions.keys().cloned().collect();
         names.sort();
         names
     }
 
-    pub(crate) fn all(&self) -> Vec<Arc<Connection>> {
-        self.read().connections.values().cloned().collect()
+    pub(crate) fn all(&self) -> Vec<Arc<Session>> {
+        self.read().sessions.values().cloned().collect()
     }
 
     /// Empties the map and refuses further inserts.
-    pub(crate) fn close(&self) -> Vec<Arc<Connection>> {
+    pub(crate) fn close(&self) -> Vec<Arc<Session>> {
         let mut map = self.write();
         map.closed = true;
-        map.connections.drain().map(|(_, c)| c).collect()
+        map.sessions.drain().map(|(_, s)| s).collect()
     }
 }
 
@@ -140,18 +161,15 @@ mod tests {
     use super::keep_new;
 
     #[test]
-    fn both_sides_keep_the_connection_dialed_by_the_smaller_id() {
-        // alpha < beta: keep the connection alpha dialed.
-        // On alpha, its own dial is `dialed = true`.
+    fn both_sides_keep_the_session_dialed_by_the_smaller_id() {
         assert!(keep_new("alpha", "beta", true, false));
         assert!(!keep_new("alpha", "beta", false, true));
-        // On beta, alpha's dial is an accepted connection (`dialed = false`).
         assert!(keep_new("beta", "alpha", false, true));
         assert!(!keep_new("beta", "alpha", true, false));
     }
 
     #[test]
-    fn same_dialer_keeps_the_newer_connection() {
+    fn same_dialer_keeps_the_newer_session() {
         assert!(keep_new("alpha", "beta", true, true));
         assert!(keep_new("alpha", "beta", false, false));
     }

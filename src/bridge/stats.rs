@@ -24,6 +24,9 @@ pub struct BridgeStats {
     pub oversized_frames: u64,
     /// Connections evicted for silence.
     pub evictions: u64,
+    /// Messages accepted by a send and lost with their connection before
+    /// they were written (also counted per network: `Bridge::lost_messages`).
+    pub lost_with_connection: u64,
 }
 
 #[derive(Default)]
@@ -36,6 +39,7 @@ pub(crate) struct Counters {
     pub(crate) refused_handshakes: AtomicU64,
     pub(crate) oversized_frames: AtomicU64,
     pub(crate) evictions: AtomicU64,
+    pub(crate) lost_with_connection: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -55,6 +59,7 @@ impl Counters {
             refused_handshakes: get(&self.refused_handshakes),
             oversized_frames: get(&self.oversized_frames),
             evictions: get(&self.evictions),
+            lost_with_connection: get(&self.lost_with_connection),
         }
     }
 }

@@ -10,18 +10,50 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tungstenite::protocol::WebSocketConfig;
 
 use super::config::BridgeConfig;
-use super::error::BridgeError;
+use super::error::{BridgeError, HandshakeError};
+
+/// When the last byte arrived on a socket, as time since the bridge's epoch.
+/// Liveness counts bytes, not frames, so a large frame that trickles in over
+/// a slow link keeps its connection alive.
+pub(crate) struct LastByte {
+    epoch: Instant,
+    micros: AtomicU64,
+}
+
+impl LastByte {
+    /// Starts at `epoch.elapsed()` (the handshake just heard from the peer).
+    pub(crate) fn new(epoch: Instant) -> Arc<LastByte> {
+        let last = LastByte {
+            epoch,
+            micros: AtomicU64::new(0),
+        };
+        last.touch();
+        Arc::new(last)
+    }
+
+    pub(crate) fn touch(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.micros.fetch_max(now, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> Duration {
+        Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    }
+}
 
 enum Mode {
     /// Reads and writes pass through, each bounded by what is left of `deadline`.
     Handshake { deadline: Instant },
-    /// Reads pass through; writes are discarded (the writer thread writes).
-    ReadOnly,
+    /// Reads pass through and stamp `LastByte`; writes are discarded (the
+    /// writer thread writes).
+    ReadOnly(Arc<LastByte>),
 }
 
 /// The stream under a reader's `WebSocket`.
@@ -45,9 +77,13 @@ impl WsStream {
 
     /// Ends the handshake phase: from now on reads wait at most `read_timeout`
     /// (so the reader can look at its stop conditions) and writes go nowhere.
-    pub(crate) fn make_read_only(&mut self, read_timeout: Duration) -> io::Result<()> {
+    pub(crate) fn make_read_only(
+        &mut self,
+        read_timeout: Duration,
+        last_byte: Arc<LastByte>,
+    ) -> io::Result<()> {
         self.tcp.set_read_timeout(Some(read_timeout))?;
-        self.mode = Mode::ReadOnly;
+        self.mode = Mode::ReadOnly(last_byte);
         Ok(())
     }
 
@@ -87,7 +123,13 @@ impl Read for WsStream {
                     other => return other.map_err(timed_out),
                 }
             },
-            Mode::ReadOnly => self.tcp.read(buf),
+            Mode::ReadOnly(ref last_byte) => {
+                let n = self.tcp.read(buf)?;
+                if n > 0 {
+                    last_byte.touch();
+                }
+                Ok(n)
+            }
         }
     }
 }
@@ -102,14 +144,14 @@ impl Write for WsStream {
                     other => return other.map_err(timed_out),
                 }
             },
-            Mode::ReadOnly => Ok(buf.len()),
+            Mode::ReadOnly(_) => Ok(buf.len()),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self.mode {
             Mode::Handshake { .. } => self.tcp.flush(),
-            Mode::ReadOnly => Ok(()),
+            Mode::ReadOnly(_) => Ok(()),
         }
     }
 }
@@ -160,4 +202,47 @@ pub(crate) fn connect_tcp(endpoint: &str, timeout: Duration) -> Result<TcpStream
         },
         _ => BridgeError::ConnectTimedOut { endpoint, timeout },
     })
+}
+
+/// Reads frames until a text frame arrives (the handshake frames).
+pub(crate) fn read_text(
+    ws: &mut tungstenite::WebSocket<WsStream>,
+    limit: Duration,
+) -> Result<String, HandshakeError> {
+    use tungstenite::Message as WsMessage;
+    loop {
+        match ws.read() {
+            Ok(WsMessage::Text(text)) => return Ok(text.as_str().to_string()),
+            Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => {}
+            Ok(WsMessage::Close(_)) => return Err(HandshakeError::Closed),
+            Ok(_) => return Err(HandshakeError::Malformed("expected a text frame".into())),
+            Err(err) => return Err(handshake_error(err, limit)),
+        }
+    }
+}
+
+/// Maps a WebSocket error during the handshake to a `HandshakeError`.
+pub(crate) fn handshake_error(err: tungstenite::Error, limit: Duration) -> HandshakeError {
+    use tungstenite::Error as WsError;
+    match err {
+        WsError::Io(io) if io.kind() == io::ErrorKind::TimedOut => HandshakeError::TimedOut(limit),
+        WsError::Io(io) => HandshakeError::Io(io),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => HandshakeError::Closed,
+        WsError::Protocol(tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+            HandshakeError::Closed
+        }
+        WsError::Http(response) => HandshakeError::Upgrade(format!("HTTP status {}", response.status())),
+        other => HandshakeError::Upgrade(other.to_string()),
+    }
+}
+
+/// Maps the failure of tungstenite's upgrade (client or server side).
+pub(crate) fn upgrade_error<R: tungstenite::handshake::HandshakeRole>(
+    err: tungstenite::HandshakeError<R>,
+    limit: Duration,
+) -> HandshakeError {
+    match err {
+        tungstenite::HandshakeError::Failure(err) => handshake_error(err, limit),
+        tungstenite::HandshakeError::Interrupted(_) => HandshakeError::TimedOut(limit),
+    }
 }

@@ -1,100 +1,167 @@
-//! The writer thread of a connection (`bridge-writer-<network>`), the only
-//! code that writes to the socket. It writes everything queued and flushes
-//! when the queue runs empty: a flush per frame would cost the receiver a
-//! wake-up per message.
+//! The writer thread of a session (`bridge-writer-<network>`), the only code
+//! that writes to the socket. It serves the control lane before the data
+//! lane, and looks at the control lane again between data frames and between
+//! the fragments of a large message, so a heartbeat, a Pong or a Close never
+//! waits behind data. It writes everything queued and flushes when the data
+//! lane runs empty: a flush per frame would cost the receiver a wake-up per
+//! message.
 //!
 //! A write that times out (the peer reads slowly: TCP backpressure) is
-//! retried; the timeout only lets the writer notice that the connection was
+//! retried; the timeout only lets the writer notice that the session was
 //! aborted or that its close is overdue.
 
 use std::io;
 use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, select};
+use crossbeam_channel::select;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Message as WsMessage, WebSocket};
+use tungstenite::{Bytes, Message as WsMessage, WebSocket};
 
-use super::connection::{CloseReason, Connection, Control, Outgoing, Queues, tick};
-use super::core::Shared;
+use super::frame::{self, Control};
+use super::protocol::heartbeat_text;
+use super::session::{CloseReason, Lanes, Outgoing, Session, Wire};
 use super::stats::bump;
 
 type Ws = WebSocket<TcpStream>;
 
+/// Whether the writer goes on after serving the control lane.
+enum Next {
+    Continue,
+    Closed,
+}
+
 /// The writer's main loop.
-pub(crate) fn run(shared: &Shared, connection: &Connection, mut ws: Ws, queues: Queues) {
-    let tick = tick(shared);
+pub(crate) fn run(session: &Session, mut ws: Ws, lanes: Lanes) {
+    let tick = session.tick();
     let outcome = loop {
-        if connection.is_aborted() || connection.close_overdue(shared.close_grace()) {
+        if session.is_aborted() || session.close_overdue() {
             break Ok(());
         }
+        match serve_control(session, &mut ws, &lanes, true) {
+            Ok(Next::Continue) => {}
+            Ok(Next::Closed) => break Ok(()),
+            Err(err) => break Err(err),
+        }
         select! {
-            recv(queues.outbound) -> item => match item {
+            recv(lanes.control_wake) -> woken => if woken.is_err() { break Ok(()) },
+            recv(lanes.data) -> item => match item {
                 Ok(item) => {
-                    if let Err(err) = write_batch(shared, connection, &mut ws, item, &queues.outbound) {
+                    if let Err(err) = write_batch(session, &mut ws, item, &lanes) {
                         break Err(err);
                     }
                 }
-                Err(_) => break Ok(()),
-            },
-            recv(queues.control) -> control => match control {
-                Ok(Control::Pong(data)) => {
-                    let sent = ws.write(WsMessage::Pong(data));
-                    if let Err(err) = sent.and_then(|()| flush(shared, connection, &mut ws)) {
-                        break Err(err);
-                    }
-                }
-                Ok(Control::Close(reason)) => break close(shared, connection, &mut ws, &queues.outbound, reason),
-                Ok(Control::Abort) => break Ok(()),
                 Err(_) => break Ok(()),
             },
             default(tick) => {}
         }
     };
     if let Err(err) = outcome {
-        if !connection.is_aborted() {
-            log::debug!("Write to network {} failed: {err}", connection.network_id);
+        if !session.is_aborted() {
+            log::debug!("Write to network {} failed: {err}", session.network_id());
         }
-        connection.abort(CloseReason::Failed(format!("write failed: {err}")));
+        session.abort(CloseReason::Failed(format!("write failed: {err}")));
     }
 }
 
-/// Writes `first` and everything else queued, then flushes.
-fn write_batch(
-    shared: &Shared,
-    connection: &Connection,
-    ws: &mut Ws,
-    first: Outgoing,
-    queue: &Receiver<Outgoing>,
-) -> Result<(), WsError> {
-    write_one(shared, connection, ws, first)?;
-    while let Ok(item) = queue.try_recv() {
-        write_one(shared, connection, ws, item)?;
+/// Writes every queued control frame and flushes. A Close is written only
+/// when `may_close` (between batches): after the data queued before it.
+fn serve_control(session: &Session, ws: &mut Ws, lanes: &Lanes, may_close: bool) -> Result<Next, WsError> {
+    if !session.control_pending() {
+        return Ok(Next::Continue);
     }
-    flush(shared, connection, ws)
+    let control = session.take_control();
+    let mut wrote = false;
+    if let Some(data) = control.pong {
+        write_frame(session, ws, WsMessage::Pong(data))?;
+        wrote = true;
+    }
+    if control.ping {
+        write_frame(session, ws, WsMessage::Ping(Bytes::new()))?;
+        wrote = true;
+    }
+    if control.heartbeat {
+        write_frame(session, ws, heartbeat_frame(session))?;
+        wrote = true;
+    }
+    if let Some(reason) = control.close {
+        if !may_close {
+            // Put it back for the end of this batch.
+            session.control(|c| c.close = Some(reason));
+        } else {
+            close(session, ws, lanes, reason)?;
+            return Ok(Next::Closed);
+        }
+    }
+    if wrote {
+        flush(session, ws)?;
+    }
+    Ok(Next::Continue)
 }
 
-fn write_one(shared: &Shared, connection: &Connection, ws: &mut Ws, item: Outgoing) -> Result<(), WsError> {
-    let counts = item.is_message;
-    match ws.write(WsMessage::text(item.text)) {
-        Ok(()) => {}
-        Err(WsError::Io(err)) if is_timeout(&err) => flush(shared, connection, ws)?,
-        Err(err) => return Err(err),
+fn heartbeat_frame(session: &Session) -> WsMessage {
+    let local = &session.context.local_network;
+    match session.peer.wire {
+        Wire::V10 => WsMessage::text(heartbeat_text(local)),
+        Wire::V11 { .. } => {
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            WsMessage::binary(frame::encode_control(&Control::Heartbeat {
+                network_id: local.clone(),
+                timestamp_ms: millis,
+            }))
+        }
     }
-    if counts {
-        bump(&shared.stats.messages_sent, 1);
+}
+
+/// Writes `first` and everything else queued, serving the control lane in
+/// between, then flushes.
+fn write_batch(session: &Session, ws: &mut Ws, first: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
+    write_item(session, ws, first, lanes)?;
+    while let Ok(item) = lanes.data.try_recv() {
+        write_item(session, ws, item, lanes)?;
     }
+    flush(session, ws)
+}
+
+fn write_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
+    match item {
+        Outgoing::Text(text) => write_frame(session, ws, WsMessage::text(text))?,
+        Outgoing::Binary(bytes) if bytes.len() <= frame::FRAGMENT_BYTES => {
+            write_frame(session, ws, WsMessage::binary(bytes))?
+        }
+        Outgoing::Binary(bytes) => {
+            for piece in frame::fragments(bytes, frame::FRAGMENT_BYTES) {
+                write_frame(session, ws, WsMessage::binary(piece))?;
+                serve_control(session, ws, lanes, false)?;
+            }
+        }
+    }
+    session.written.fetch_add(1, Ordering::Relaxed);
+    bump(&session.context.stats.messages_sent, 1);
+    serve_control(session, ws, lanes, false)?;
     Ok(())
 }
 
+fn write_frame(session: &Session, ws: &mut Ws, message: WsMessage) -> Result<(), WsError> {
+    match ws.write(message) {
+        Ok(()) => Ok(()),
+        Err(WsError::Io(err)) if is_timeout(&err) => flush(session, ws),
+        Err(err) => Err(err),
+    }
+}
+
 /// Flushes, retrying while the socket is merely slow.
-fn flush(shared: &Shared, connection: &Connection, ws: &mut Ws) -> Result<(), WsError> {
+fn flush(session: &Session, ws: &mut Ws) -> Result<(), WsError> {
     loop {
         match ws.flush() {
             Ok(()) => return Ok(()),
             Err(WsError::Io(err)) if is_timeout(&err) => {
-                if connection.is_aborted() || connection.close_overdue(shared.close_grace()) {
+                if session.is_aborted() || session.close_overdue() {
                     return Err(WsError::Io(err));
                 }
             }
@@ -103,35 +170,53 @@ fn flush(shared: &Shared, connection: &Connection, ws: &mut Ws) -> Result<(), Ws
     }
 }
 
-/// Writes what is queued, then the Close frame, then half-closes the socket.
-fn close(
-    shared: &Shared,
-    connection: &Connection,
-    ws: &mut Ws,
-    queue: &Receiver<Outgoing>,
-    reason: String,
-) -> Result<(), WsError> {
-    while let Ok(item) = queue.try_recv() {
-        write_one(shared, connection, ws, item)?;
+/// Writes what is queued, then the Close frame (a 1.1 CLOSE frame first when
+/// the reason is longer than a WebSocket Close frame can carry), then
+/// half-closes the socket.
+fn close(session: &Session, ws: &mut Ws, lanes: &Lanes, reason: String) -> Result<(), WsError> {
+    while let Ok(item) = lanes.data.try_recv() {
+        write_item(session, ws, item, lanes)?;
+    }
+    let short = truncate(&reason, 123);
+    if short.len() < reason.len() && matches!(session.peer.wire, Wire::V11 { .. }) {
+        write_frame(
+            session,
+            ws,
+            WsMessage::binary(frame::encode_control(&Control::Close {
+                reason: reason.clone(),
+            })),
+        )?;
     }
     let frame = CloseFrame {
         code: CloseCode::Normal,
-        reason: reason.into(),
+        reason: short.to_string().into(),
     };
     match ws.close(Some(frame)) {
         Ok(()) | Err(WsError::ConnectionClosed) => {}
-        Err(WsError::Io(err)) if is_timeout(&err) => flush(shared, connection, ws)?,
+        Err(WsError::Io(err)) if is_timeout(&err) => flush(session, ws)?,
         Err(err) => return Err(err),
     }
-    connection.shutdown_write();
+    session.shutdown_write();
     Ok(())
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a char boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Errors after which the same call is simply made again. `Interrupted` comes
 /// from a socket call with a timeout when the process was stopped and resumed
 /// (SIGSTOP/SIGCONT), even without a signal handler; tungstenite keeps its
 /// buffers intact across it.
-fn is_timeout(err: &io::Error) -> bool {
+pub(crate) fn is_timeout(err: &io::Error) -> bool {
     matches!(
         err.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted

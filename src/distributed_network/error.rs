@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::bridge::BridgeError;
+use crate::bridge::{BridgeError, SendError as BridgeSendError};
 use crate::discovery::DiscoveryError;
 use crate::runtime::{RuntimeError, SendError};
 
@@ -12,6 +12,9 @@ pub enum DistributedError {
     Runtime(RuntimeError),
     Send(SendError),
     Bridge(BridgeError),
+    /// A message for another network was not queued; the message is inside
+    /// (`into_message`).
+    NotSent(BridgeSendError),
     Discovery(DiscoveryError),
     /// An actor or network id that cannot be used (empty, or containing `@`).
     InvalidName(String),
@@ -26,6 +29,7 @@ impl fmt::Display for DistributedError {
             DistributedError::Runtime(e) => e.fmt(f),
             DistributedError::Send(e) => e.fmt(f),
             DistributedError::Bridge(e) => e.fmt(f),
+            DistributedError::NotSent(e) => e.fmt(f),
             DistributedError::Discovery(e) => e.fmt(f),
             DistributedError::InvalidName(why) => f.write_str(why),
             DistributedError::NotStarted => {
@@ -42,6 +46,7 @@ impl std::error::Error for DistributedError {
             DistributedError::Runtime(e) => Some(e),
             DistributedError::Send(e) => Some(e),
             DistributedError::Bridge(e) => Some(e),
+            DistributedError::NotSent(e) => Some(e),
             DistributedError::Discovery(e) => Some(e),
             _ => None,
         }
@@ -57,6 +62,23 @@ impl From<RuntimeError> for DistributedError {
 impl From<SendError> for DistributedError {
     fn from(e: SendError) -> Self {
         DistributedError::Send(e)
+    }
+}
+
+impl DistributedError {
+    /// The message a failed send hands back, if this error came from one.
+    pub fn into_message(self) -> Option<crate::message::Message> {
+        match self {
+            DistributedError::NotSent(e) => Some(e.into_message().payload),
+            DistributedError::Send(e) => Some(e.into_message()),
+            _ => None,
+        }
+    }
+}
+
+impl From<BridgeSendError> for DistributedError {
+    fn from(e: BridgeSendError) -> Self {
+        DistributedError::NotSent(e)
     }
 }
 

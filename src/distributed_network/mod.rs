@@ -18,7 +18,7 @@ pub use self::error::DistributedError;
 use self::inbound::LocalRouter;
 use self::proxy::{ProxyTarget, RemoteProxy};
 use self::watcher::Watcher;
-use crate::bridge::{Bridge, BridgeEvent, BridgeIdentity, BridgeStats, RemoteMessage};
+use crate::bridge::{Bridge, BridgeEvent, BridgeIdentity, BridgeStats, HoldOptions, RemoteMessage};
 use crate::discovery::{DiscoveryService, RegistrationInfo};
 use crate::distributed_config::DistributedConfig;
 use crate::message::Message;
@@ -160,13 +160,45 @@ impl DistributedNetwork {
         Ok(())
     }
 
-    /// Dials the peer at `host:port` and returns its network id. Connections
-    /// made this way are redialed with backoff when they drop.
+    /// Dials the peer at `host:port` on the calling thread and returns its
+    /// network id; from then on the link is held (redialed with backoff
+    /// whenever it drops) until shutdown.
+    ///
+    /// # Errors
+    /// [`DistributedError::NotStarted`]; [`DistributedError::Bridge`] with
+    /// the dial's error (the endpoint is then not held: see
+    /// [`DistributedNetwork::hold_connection`]).
     pub fn connect_to_network(&self, endpoint: &str) -> Result<String, DistributedError> {
         Ok(self.bridge()?.connect(endpoint)?)
     }
 
-    /// Sends `message` to `actor.port` in `network` (as source actor `unknown`).
+    /// Holds a link to `host:port` for the life of this peer without
+    /// waiting: dialed now in the background and redialed with backoff and
+    /// jitter whenever it is down. `options` may name the network expected
+    /// there (an acceptor that answers as another is refused) and allow the
+    /// token in clear toward an async Reflow 1.0 peer.
+    ///
+    /// # Errors
+    /// [`DistributedError::NotStarted`]; [`DistributedError::Bridge`] when
+    /// the supervisor thread cannot start or the bridge is shutting down.
+    pub fn hold_connection(&self, endpoint: &str, options: HoldOptions) -> Result<(), DistributedError> {
+        Ok(self.bridge()?.hold(endpoint, options)?)
+    }
+
+    /// Messages that were queued for `network` and lost with a connection
+    /// that ended before writing them.
+    pub fn lost_messages(&self, network: &str) -> u64 {
+        self.bridge.get().map_or(0, |b| b.lost_messages(network))
+    }
+
+    /// Sends `message` to `actor.port` in `network` (as source actor
+    /// `unknown`), waiting up to `send_timeout` for room.
+    ///
+    /// # Errors
+    /// [`DistributedError::NotSent`], which hands the message back
+    /// ([`DistributedError::into_message`]): no connection to `network`, a
+    /// message larger than the peer accepts, a kind its protocol cannot
+    /// carry, or the queue still full after the timeout.
     pub fn send_to_remote_actor(
         &self,
         network: &str,
@@ -189,6 +221,11 @@ impl DistributedNetwork {
     /// A message for a proxy goes straight onto the bridge from the calling
     /// thread (waiting up to `send_timeout` for room in the connection's
     /// queue), which saves the hand-off to the proxy's thread.
+    ///
+    /// # Errors
+    /// For a proxy, as [`DistributedNetwork::send_to_remote_actor`]; for a
+    /// local node, [`DistributedError::Send`] (unknown node or port, inbox
+    /// full), which hands the message back too.
     pub fn send_to_actor(
         &self,
         node: &str,

@@ -30,11 +30,14 @@ const TOP_KEYS: &[&str] = &[
     "inbox_capacity",
     "workers",
     "reconnect",
+    "legacy_auth",
+    "accept_legacy_auth",
+    "link_down_warning_ms",
     "connect",
     "remote_actor",
 ];
 const RECONNECT_KEYS: &[&str] = &["initial_delay_ms", "max_delay_ms", "multiplier", "max_attempts"];
-const CONNECT_KEYS: &[&str] = &["endpoint"];
+const CONNECT_KEYS: &[&str] = &["endpoint", "network_id", "legacy_auth"];
 const REMOTE_ACTOR_KEYS: &[&str] = &["actor_id", "network_id"];
 
 /// Longest accepted interval or delay: one day. Anything longer is a typo.
@@ -78,6 +81,14 @@ pub(crate) fn read(
         read_reconnect(&mut r, &reconnect, &mut cfg.reconnect);
     }
     cfg.connect = read_connect(&mut r, &top);
+    // An entry without its own `legacy_auth` follows the top-level key.
+    let legacy_default = cfg.legacy_auth;
+    let explicit: Vec<bool> = connect_legacy_keys(&top);
+    for (target, has_own) in cfg.connect.iter_mut().zip(explicit) {
+        if !has_own {
+            target.legacy_auth = legacy_default;
+        }
+    }
     cfg.remote_actors = read_remote_actors(&mut r, &top, &cfg.network_id);
 
     r.finish()?;
@@ -121,6 +132,15 @@ fn read_bridge_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, cfg: &mut PeerCon
     }
     if let Some(n) = size(r, top, "max_frame_bytes", MIN_FRAME_BYTES, 1 << 30) {
         cfg.max_frame_bytes = n;
+    }
+    if let Some(b) = r.boolean(top, "legacy_auth") {
+        cfg.legacy_auth = b;
+    }
+    if let Some(b) = r.boolean(top, "accept_legacy_auth") {
+        cfg.accept_legacy_auth = b;
+    }
+    if let Some(warning) = millis(r, top, "link_down_warning_ms") {
+        cfg.link_down_warning = warning;
     }
 }
 
@@ -238,9 +258,34 @@ fn read_connect(r: &mut Reader<'_>, top: &Section<'_, '_>) -> Vec<ConnectTarget>
             r.report(Some(&entry.span), kind);
             continue;
         }
-        targets.push(ConnectTarget { endpoint });
+        let network_id = name_key(r, &entry, "network_id");
+        let legacy_auth = r.boolean(&entry, "legacy_auth");
+        targets.push(ConnectTarget {
+            endpoint,
+            network_id,
+            legacy_auth: legacy_auth.unwrap_or(false),
+        });
     }
     targets
+}
+
+/// For each `[[connect]]` table, whether it sets `legacy_auth` itself.
+fn connect_legacy_keys(top: &Section<'_, '_>) -> Vec<bool> {
+    let Some(connect) = top.table.get("connect") else {
+        return Vec::new();
+    };
+    let Some(entries) = connect.get_ref().as_array() else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            entry
+                .get_ref()
+                .as_table()
+                .is_some_and(|table| table.contains_key("legacy_auth"))
+        })
+        .collect()
 }
 
 fn read_remote_actors(r: &mut Reader<'_>, top: &Section<'_, '_>, own_network: &str) -> Vec<RemoteActor> {

@@ -74,8 +74,15 @@ pub struct PeerConfig {
     pub inbox_capacity: usize,
     /// Worker threads; none means the machine's parallelism.
     pub workers: Option<usize>,
-    /// Redialing of connections this peer dialed.
+    /// Redialing of held links.
     pub reconnect: ReconnectPolicy,
+    /// Send the token in clear to discovery-listed peers that speak only
+    /// protocol 1.0 (async Reflow). Default false.
+    pub legacy_auth: bool,
+    /// Accept protocol 1.0 handshakes that carry the token in clear. Default true.
+    pub accept_legacy_auth: bool,
+    /// A held link down longer than this is reported at warn. Default 30 s.
+    pub link_down_warning: Duration,
     /// Peers to dial at start, from `[[connect]]` tables, in file order.
     pub connect: Vec<ConnectTarget>,
     /// Actors of other networks to register as proxies, from `[[remote_actor]]`.
@@ -88,6 +95,12 @@ pub struct PeerConfig {
 pub struct ConnectTarget {
     /// `host:port` of the other peer's bridge, as written in the file.
     pub endpoint: String,
+    /// The network expected there; an endpoint that answers as another
+    /// network is refused. Default none (whatever answers).
+    pub network_id: Option<String>,
+    /// Send the token in clear if the peer there speaks only protocol 1.0
+    /// (async Reflow). Default: the top-level `legacy_auth`.
+    pub legacy_auth: bool,
 }
 
 /// An actor of another network (`[[remote_actor]]`), reachable locally as
@@ -121,6 +134,9 @@ impl PeerConfig {
             inbox_capacity: network.inbox_capacity,
             workers: None,
             reconnect: bridge.reconnect,
+            legacy_auth: false,
+            accept_legacy_auth: bridge.accept_legacy_auth,
+            link_down_warning: bridge.link_down_warning,
             connect: Vec::new(),
             remote_actors: Vec::new(),
         }
@@ -168,6 +184,9 @@ impl PeerConfig {
         config.advertise_address = self.advertise_address.clone();
         config.auth_token = self.auth_token.clone();
         config.auto_connect = self.auto_connect;
+        config.legacy_auth = self.legacy_auth;
+        config.bridge.accept_legacy_auth = self.accept_legacy_auth;
+        config.bridge.link_down_warning = self.link_down_warning;
 
         config.bridge.bind_address = self.bind_address.to_string();
         config.bridge.bind_port = self.bind_port;

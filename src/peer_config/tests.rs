@@ -35,7 +35,7 @@ fn a_misspelt_key_is_preferred_to_the_missing_one_it_explains() {
     let err = error("network_id = \"a\"\n\n[[connect]]\nendpont = \"h:1\"\n");
     assert_eq!(
         err.to_string(),
-        "alpha.toml:4: unknown key `[[connect]] endpont`, did you mean `endpoint`? (expected one of: endpoint)"
+        "alpha.toml:4: unknown key `[[connect]] endpont`, did you mean `endpoint`? (expected one of: endpoint, network_id, legacy_auth)"
     );
 }
 

@@ -1,0 +1,352 @@
+//! What every part of a bridge shares: who we are, the settings, the map of
+//! sessions, the counters and events, the threads it owns, the sockets still
+//! in handshake, and the one admission step that turns a finished handshake
+//! into a running session (for dialed and accepted sockets alike).
+
+use std::collections::HashMap;
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use tungstenite::WebSocket;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+use super::config::{BridgeConfig, BridgeIdentity};
+use super::events::{BridgeEvent, EventBus, lock};
+use super::registry::{Insert, Registry};
+use super::session::{self, CloseReason, Ended, Lanes, Peer, Session, SessionContext};
+use super::sink::InboundSink;
+use super::stats::{Counters, bump};
+use super::stream::{WsStream, ws_config};
+use super::threads::ThreadSet;
+use crate::names::escaped;
+
+/// Floor of the concurrent-handshake bound, so a small `max_connections`
+/// still lets a refusal be answered while another handshake finishes.
+const MIN_HANDSHAKES: usize = 16;
+
+pub(crate) struct Hub {
+    pub(crate) identity: BridgeIdentity,
+    pub(crate) config: BridgeConfig,
+    pub(crate) sink: Arc<dyn InboundSink>,
+    pub(crate) ws_config: WebSocketConfig,
+    pub(crate) sessions: Registry,
+    pub(crate) events: EventBus,
+    pub(crate) stats: Arc<Counters>,
+    /// Handshake threads and session readers.
+    pub(crate) threads: ThreadSet,
+    /// Messages lost with their connection, per network.
+    lost: Mutex<HashMap<String, u64>>,
+    epoch: Instant,
+    stopping: AtomicBool,
+    next_id: AtomicU64,
+    /// Sockets whose handshake is in progress (and whether they were
+    /// accepted), so shutdown can wake them.
+    pending: Mutex<HashMap<u64, (TcpStream, bool)>>,
+    /// Supervisors wait on these; any session's end or start kicks them all.
+    watchers: Mutex<Vec<Sender<()>>>,
+    /// Dropped when the bridge stops: every `stopped()` receiver wakes.
+    stop_tx: Mutex<Option<Sender<()>>>,
+    stop_rx: Receiver<()>,
+}
+
+/// Removes a socket from the pending handshakes when the handshake ends.
+pub(crate) struct PendingGuard<'a> {
+    hub: &'a Hub,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.hub.pending).remove(&self.id);
+    }
+}
+
+/// An admitted session, its lanes (for the writer) and the session it
+/// replaced, if any (to be closed once the new one runs).
+pub(crate) struct Admitted {
+    pub(crate) session: Arc<Session>,
+    pub(crate) lanes: Lanes,
+    pub(crate) replaced: Option<Arc<Session>>,
+}
+
+/// Why a finished handshake did not become a session.
+#[derive(Debug)]
+pub(crate) enum NotAdmitted {
+    /// A session of the same instance wins (simultaneous dial).
+    Duplicate,
+    /// Another instance of the network is connected and proved it is alive.
+    LiveInstance(String),
+    Full,
+    Closed,
+}
+
+impl Hub {
+    pub(crate) fn new(identity: BridgeIdentity, config: BridgeConfig, sink: Arc<dyn InboundSink>) -> Self {
+        let (stop_tx, stop_rx) = bounded(0);
+        Hub {
+            stop_tx: Mutex::new(Some(stop_tx)),
+            stop_rx,
+            ws_config: ws_config(&config),
+            sessions: Registry::new(identity.network_id.clone(), config.max_connections),
+            events: EventBus::new(config.event_queue_capacity),
+            stats: Arc::new(Counters::default()),
+            threads: ThreadSet::new(),
+            lost: Mutex::new(HashMap::new()),
+            epoch: Instant::now(),
+            stopping: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            watchers: Mutex::new(Vec::new()),
+            identity,
+            config,
+            sink,
+        }
+    }
+
+    /// Time since the bridge started: the clock of liveness.
+    pub(crate) fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn begin_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        lock(&self.stop_tx).take();
+        lock(&self.watchers).clear();
+    }
+
+    /// A receiver that never yields a value and disconnects when the bridge
+    /// stops: select on it to wait for anything *or* shutdown.
+    pub(crate) fn stopped(&self) -> Receiver<()> {
+        self.stop_rx.clone()
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A channel that is kicked whenever a session starts or ends.
+    pub(crate) fn watch(&self) -> Receiver<()> {
+        let (tx, rx) = bounded(1);
+        if !self.is_stopping() {
+            lock(&self.watchers).push(tx);
+        }
+        rx
+    }
+
+    fn kick_watchers(&self) {
+        lock(&self.watchers).retain(|tx| {
+            !matches!(
+                tx.try_send(()),
+                Err(crossbeam_channel::TrySendError::Disconnected(_))
+            )
+        });
+    }
+
+    /// Messages lost with their connection to `network_id` so far.
+    pub(crate) fn lost_to(&self, network_id: &str) -> u64 {
+        lock(&self.lost).get(network_id).copied().unwrap_or(0)
+    }
+
+    fn session_context(&self) -> SessionContext {
+        SessionContext {
+            local_network: self.identity.network_id.clone(),
+            sink: Arc::clone(&self.sink),
+            stats: Arc::clone(&self.stats),
+            ws_config: self.ws_config,
+            heartbeat_interval: self.config.heartbeat_interval,
+            close_grace: self.config.close_timeout,
+            max_message_bytes: self.config.max_frame_bytes,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Tracks a socket in handshake; `None` if `limit` handshakes of the same
+    /// kind (accepted or dialed) are running.
+    pub(crate) fn track_pending(
+        &self,
+        tcp: &TcpStream,
+        accepted: bool,
+        limit: usize,
+    ) -> Option<PendingGuard<'_>> {
+        let clone = tcp.try_clone().ok()?;
+        let mut pending = lock(&self.pending);
+        if pending.values().filter(|(_, a)| *a == accepted).count() >= limit {
+            return None;
+        }
+        let id = self.next_id();
+        pending.insert(id, (clone, accepted));
+        // A shutdown that began before the socket was tracked must still wake it.
+        if self.is_stopping() {
+            let _ = tcp.shutdown(Shutdown::Both);
+        }
+        Some(PendingGuard { hub: self, id })
+    }
+
+    /// Accepted sockets whose handshake is in progress.
+    pub(crate) fn accepted_pending(&self) -> usize {
+        lock(&self.pending)
+            .values()
+            .filter(|(_, accepted)| *accepted)
+            .count()
+    }
+
+    /// At most this many accepted handshakes run at once.
+    pub(crate) fn handshake_limit(&self) -> usize {
+        self.config.max_connections.max(MIN_HANDSHAKES)
+    }
+
+    /// Wakes every handshake in progress (shutdown).
+    pub(crate) fn abort_pending(&self) {
+        for (tcp, _) in lock(&self.pending).values() {
+            let _ = tcp.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Makes a session for a finished handshake and gives it its place in
+    /// the map. Another live instance is asked for a sign of life first, so
+    /// this may wait up to one heartbeat interval.
+    pub(crate) fn admit(&self, peer: Peer, tcp: TcpStream) -> Result<Admitted, NotAdmitted> {
+        let capacity = self.config.outbound_queue_capacity;
+        let (session, lanes) = Session::new(self.next_id(), peer, self.session_context(), tcp, capacity);
+        loop {
+            match self.sessions.insert(&session) {
+                Insert::Added { replaced } => {
+                    return Ok(Admitted {
+                        session,
+                        lanes,
+                        replaced,
+                    });
+                }
+                Insert::Duplicate => return Err(NotAdmitted::Duplicate),
+                Insert::Full => return Err(NotAdmitted::Full),
+                Insert::Closed => return Err(NotAdmitted::Closed),
+                Insert::OtherInstance(old) => {
+                    let alive =
+                        !old.is_silent(self.now()) && old.proves_liveness(self.config.heartbeat_interval);
+                    if alive {
+                        return Err(NotAdmitted::LiveInstance(old.peer.instance_id.clone()));
+                    }
+                    if self.sessions.replace(&old, &session) {
+                        return Ok(Admitted {
+                            session,
+                            lanes,
+                            replaced: Some(old),
+                        });
+                    }
+                    // The old session ended meanwhile: offer the new one again.
+                }
+            }
+        }
+    }
+
+    /// Starts an admitted session's threads and reports it. `ws` is the
+    /// WebSocket its handshake ran on.
+    pub(crate) fn start_session(
+        self: &Arc<Self>,
+        session: &Arc<Session>,
+        ws: WebSocket<WsStream>,
+        lanes: Lanes,
+        role: Role,
+        replaced: Option<Arc<Session>>,
+    ) -> std::io::Result<()> {
+        let hub = Arc::clone(self);
+        let on_end: session::OnEnd = Box::new(move |session, ended| hub.session_ended(session, ended));
+        let reader = match session::start(session, ws, lanes, role, on_end) {
+            Ok(reader) => reader,
+            Err(err) => {
+                self.sessions.remove_if_same(session);
+                session.abort(CloseReason::Failed("cannot start its threads".into()));
+                return Err(err);
+            }
+        };
+        let network = &session.peer.network_id;
+        if let Err(err) = self.threads.spawn(format!("bridge-reader-{network}"), reader) {
+            // The writer wakes on the cut socket and ends; the reader never ran.
+            self.sessions.remove_if_same(session);
+            session.abort(CloseReason::Failed("cannot start its reader".into()));
+            return Err(err);
+        }
+        if let Some(old) = replaced {
+            if old.peer.instance_id != session.peer.instance_id {
+                log::info!(
+                    "Instance {} of network {network} replaces instance {} (silent for a heartbeat interval)",
+                    session.peer.instance_id,
+                    old.peer.instance_id
+                );
+                old.close(CloseReason::Replaced(session.peer.instance_id.clone()));
+            } else {
+                log::debug!("Replacing duplicate connection to network: {network}");
+                old.close(CloseReason::Duplicate);
+            }
+        }
+        let version = match session.peer.wire {
+            session::Wire::V10 => "1.0",
+            session::Wire::V11 { .. } => "1.1",
+        };
+        log::info!("Established connection with network: {network} (protocol {version})");
+        self.events.emit(BridgeEvent::Connected {
+            network_id: network.clone(),
+            endpoint: session.peer.endpoint.clone(),
+            dialed: session.peer.dialed,
+        });
+        self.kick_watchers();
+        Ok(())
+    }
+
+    /// The session's owner hears of its end: leaves the map, counts and
+    /// reports what was lost, tells subscribers and supervisors.
+    fn session_ended(&self, session: &Arc<Session>, ended: Ended) {
+        let was_current = self.sessions.remove_if_same(session);
+        let network_id = &session.peer.network_id;
+        let Ended { reason, lost } = ended;
+        if lost > 0 {
+            bump(&self.stats.lost_with_connection, lost);
+            *lock(&self.lost).entry(network_id.clone()).or_default() += lost;
+            log::warn!(
+                "{lost} message(s) queued for network {network_id} were lost with its connection ({})",
+                reason.text()
+            );
+        }
+        match &reason {
+            CloseReason::Duplicate => log::debug!("Closed duplicate connection to network: {network_id}"),
+            CloseReason::Replaced(instance) => log::info!(
+                "Connection to network {network_id} (instance {}) closed: replaced by instance {}",
+                session.peer.instance_id,
+                escaped(instance)
+            ),
+            CloseReason::Shutdown | CloseReason::Evicted => {}
+            other if was_current => {
+                log::info!("Lost connection to network: {network_id} ({})", other.text());
+                self.events.emit(BridgeEvent::Disconnected {
+                    network_id: network_id.clone(),
+                    reason: other.text(),
+                });
+            }
+            _ => {}
+        }
+        self.kick_watchers();
+    }
+}
+
+/// Sends a Close frame with `reason` on a socket that never got a session,
+/// then waits (up to the close timeout) for the peer to finish the close.
+pub(crate) fn close_unstarted(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &str) {
+    ws.get_mut()
+        .set_deadline(Instant::now() + hub.config.close_timeout);
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: reason.to_string().into(),
+    };
+    if ws.close(Some(frame)).is_err() {
+        return;
+    }
+    while ws.read().is_ok() {}
+}

@@ -1,0 +1,486 @@
+//! A session owns one live connection: its socket, its reader and writer
+//! threads, its two outbound lanes, its liveness, its protocol version and
+//! limits, and the one teardown routine that closes it and reports why.
+//!
+//! ```text
+//! Bridge ── sessions (map by network id) ── Session
+//!                                             ├── writer thread: control lane first, then data lane
+//!                                             └── reader thread: frames up to the session's sink;
+//!                                                 runs the teardown when the socket ends
+//! ```
+//!
+//! The reader and the writer know their half of the socket and this session,
+//! nothing else; neither touches the connection map. When either half fails,
+//! the session records the first reason, cuts or closes the socket, and the
+//! reader thread (the session's own thread) joins the writer, counts what
+//! was queued and is now lost, and hands the end to the owner's callback.
+
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use tungstenite::Bytes;
+use tungstenite::WebSocket;
+use tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::error::{BridgeError, SendError};
+use super::events::lock;
+use super::protocol::RemoteMessage;
+use super::sink::InboundSink;
+use super::stats::Counters;
+use super::stream::{LastByte, WsStream};
+use super::{reader, writer};
+
+/// Close reason sent to (and recognised from) a peer when one of two
+/// connections between the same pair of networks is dropped.
+pub(crate) const DUPLICATE_CLOSE: &str = "duplicate connection";
+
+/// Which wire a session speaks, fixed by its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// Protocol 1.0: JSON text frames, payloads in the forms Reflow 1.0 reads.
+    V10,
+    /// Protocol 1.1: typed binary frames; `peer_max_message` is the largest
+    /// message (in encoded bytes) the peer said it accepts.
+    V11 { peer_max_message: usize },
+}
+
+/// Who is on the other end, fixed by the handshake.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) network_id: String,
+    pub(crate) instance_id: String,
+    /// The dialed `host:port`, or the accepted socket's remote address.
+    pub(crate) endpoint: String,
+    /// True when this side dialed.
+    pub(crate) dialed: bool,
+    pub(crate) wire: Wire,
+}
+
+/// One encoded frame on the data lane.
+pub(crate) enum Outgoing {
+    Text(String),
+    /// A complete 1.1 DATA frame; the writer splits it into fragments.
+    Binary(Vec<u8>),
+}
+
+/// Why a session ended. The first reason recorded wins.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum CloseReason {
+    PeerClosed(String),
+    Failed(String),
+    Oversized(String),
+    Evicted,
+    Duplicate,
+    /// A newer instance of the same network took this session's place.
+    Replaced(String),
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The text sent in the Close frame and logged.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            CloseReason::PeerClosed(why) | CloseReason::Failed(why) | CloseReason::Oversized(why) => {
+                why.clone()
+            }
+            CloseReason::Evicted => "evicted for silence".into(),
+            CloseReason::Duplicate => DUPLICATE_CLOSE.into(),
+            CloseReason::Replaced(instance) => format!("replaced by instance {instance}"),
+            CloseReason::Shutdown => "shutdown".into(),
+        }
+    }
+}
+
+/// Control frames waiting for the writer. Bounded by construction: one
+/// heartbeat, the latest Pong and one Close at most, so nothing here is ever
+/// dropped for lack of room and nothing a peer sends can make it grow.
+#[derive(Default)]
+pub(crate) struct ControlState {
+    pub(crate) heartbeat: bool,
+    /// Only the latest Ping needs an answer (RFC 6455, 5.5.3).
+    pub(crate) pong: Option<Bytes>,
+    pub(crate) ping: bool,
+    pub(crate) close: Option<String>,
+}
+
+/// What the session's owner learns when it ends.
+pub(crate) struct Ended {
+    pub(crate) reason: CloseReason,
+    /// Messages that were queued and never written: lost with the connection.
+    pub(crate) lost: u64,
+}
+
+/// Called once, on the session's own thread, after both halves stopped.
+pub(crate) type OnEnd = Box<dyn FnOnce(&Arc<Session>, Ended) + Send>;
+
+/// What a session needs from the bridge, fixed when it starts.
+#[derive(Clone)]
+pub(crate) struct SessionContext {
+    pub(crate) local_network: String,
+    pub(crate) sink: Arc<dyn InboundSink>,
+    pub(crate) stats: Arc<Counters>,
+    pub(crate) ws_config: WebSocketConfig,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) close_grace: Duration,
+    /// Our own stated limit: a reassembled 1.1 message larger than this is refused.
+    pub(crate) max_message_bytes: usize,
+    pub(crate) epoch: Instant,
+}
+
+pub(crate) struct Session {
+    pub(crate) id: u64,
+    pub(crate) peer: Peer,
+    pub(crate) context: SessionContext,
+    data: Sender<Outgoing>,
+    /// A second receiving end of the data lane, for counting what is lost.
+    data_rx: Receiver<Outgoing>,
+    /// Senders between their check of `lane_closed` and the end of their
+    /// enqueue; the teardown drains until none is left, so every message is
+    /// either counted as lost or handed back, never both, never neither.
+    inflight: AtomicUsize,
+    lane_closed: AtomicBool,
+    control: Mutex<ControlState>,
+    /// Set with every control change, so the writer checks the lane between
+    /// data frames without taking a lock.
+    control_pending: AtomicBool,
+    /// The reader is handing a message to the local network (may block).
+    delivering: AtomicBool,
+    /// Wakes the writer when a control frame is queued (one token at most).
+    control_wake: Sender<()>,
+    tcp: TcpStream,
+    last_byte: Arc<LastByte>,
+    closing: Mutex<Option<(CloseReason, Instant)>>,
+    aborted: AtomicBool,
+    /// Messages written to the socket on this session.
+    pub(crate) written: AtomicU64,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The receiving ends the writer takes over.
+pub(crate) struct Lanes {
+    pub(crate) data: Receiver<Outgoing>,
+    pub(crate) control_wake: Receiver<()>,
+}
+
+impl Session {
+    /// A session for a socket whose handshake succeeded; not started yet.
+    pub(crate) fn new(
+        id: u64,
+        peer: Peer,
+        context: SessionContext,
+        tcp: TcpStream,
+        data_capacity: usize,
+    ) -> (Arc<Session>, Lanes) {
+        let last_byte = LastByte::new(context.epoch);
+        let (data, data_rx) = bounded(data_capacity.max(1));
+        let (control_wake, wake_rx) = bounded(1);
+        let session = Session {
+            id,
+            peer,
+            context,
+            data,
+            data_rx: data_rx.clone(),
+            inflight: AtomicUsize::new(0),
+            lane_closed: AtomicBool::new(false),
+            control: Mutex::new(ControlState::default()),
+            control_pending: AtomicBool::new(false),
+            delivering: AtomicBool::new(false),
+            control_wake,
+            tcp,
+            last_byte,
+            closing: Mutex::new(None),
+            aborted: AtomicBool::new(false),
+            written: AtomicU64::new(0),
+            writer: Mutex::new(None),
+        };
+        let lanes = Lanes {
+            data: data_rx,
+            control_wake: wake_rx,
+        };
+        (Arc::new(session), lanes)
+    }
+
+    pub(crate) fn network_id(&self) -> &str {
+        &self.peer.network_id
+    }
+
+    /// Time since the bridge started: the clock of liveness.
+    pub(crate) fn now(&self) -> Duration {
+        self.context.epoch.elapsed()
+    }
+
+    /// The one route from a send API to this session's wire: checks the
+    /// peer's limits, encodes for the session's wire, and queues, waiting up
+    /// to `timeout` (zero: not at all). Every failure hands the message back.
+    pub(crate) fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), SendError> {
+        let item = match self.encode(&message) {
+            Ok(item) => item,
+            Err(error) => return Err(SendError::new(error, message)),
+        };
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+        if self.lane_closed.load(Ordering::SeqCst) {
+            self.inflight.fetch_sub(1, Ordering::SeqCst);
+            return Err(SendError::new(self.closed_error(), message));
+        }
+        let queued = if timeout.is_zero() {
+            self.data.try_send(item).map_err(|err| match err {
+                TrySendError::Full(_) => self.full_error(),
+                TrySendError::Disconnected(_) => self.closed_error(),
+            })
+        } else {
+            self.data.send_timeout(item, timeout).map_err(|err| {
+                if err.is_timeout() {
+                    self.full_error()
+                } else {
+                    self.closed_error()
+                }
+            })
+        };
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        match queued {
+            Ok(()) => {
+                log::debug!(
+                    "Queued message {} for {}.{}@{}",
+                    message.message_id,
+                    message.target_actor,
+                    message.target_port,
+                    message.target_network
+                );
+                Ok(())
+            }
+            Err(error) => Err(SendError::new(error, message)),
+        }
+    }
+
+    fn encode(&self, message: &RemoteMessage) -> Result<Outgoing, BridgeError> {
+        match self.peer.wire {
+            Wire::V10 => {
+                let text = serde_json::to_string(message).map_err(|err| BridgeError::Unrepresentable {
+                    network_id: self.peer.network_id.clone(),
+                    reason: err.to_string(),
+                })?;
+                Ok(Outgoing::Text(text))
+            }
+            Wire::V11 { peer_max_message } => {
+                let bytes =
+                    super::frame::encode_data(message).map_err(|err| BridgeError::Encode(err.to_string()))?;
+                if bytes.len() > peer_max_message {
+                    return Err(BridgeError::TooLarge {
+                        network_id: self.peer.network_id.clone(),
+                        size: bytes.len(),
+                        limit: peer_max_message,
+                    });
+                }
+                Ok(Outgoing::Binary(bytes))
+            }
+        }
+    }
+
+    fn full_error(&self) -> BridgeError {
+        BridgeError::QueueFull {
+            network_id: self.peer.network_id.clone(),
+            capacity: self.data.capacity().unwrap_or(0),
+        }
+    }
+
+    fn closed_error(&self) -> BridgeError {
+        BridgeError::ConnectionClosed(self.peer.network_id.clone())
+    }
+
+    /// Queues a control frame; never blocks and never drops one.
+    pub(crate) fn control(&self, change: impl FnOnce(&mut ControlState)) {
+        change(&mut lock(&self.control));
+        self.control_pending.store(true, Ordering::SeqCst);
+        let _ = self.control_wake.try_send(());
+    }
+
+    /// True when a control frame may be waiting (the writer's quick check).
+    pub(crate) fn control_pending(&self) -> bool {
+        self.control_pending.load(Ordering::SeqCst)
+    }
+
+    /// Takes every queued control frame (the writer's side).
+    pub(crate) fn take_control(&self) -> ControlState {
+        self.control_pending.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *lock(&self.control))
+    }
+
+    /// The reader starts handing a message to the local network, which may
+    /// block while an inbox is full; the peer is not silent meanwhile.
+    pub(crate) fn delivery_started(&self) {
+        self.delivering.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn delivery_finished(&self) {
+        self.last_byte.touch();
+        self.delivering.store(false, Ordering::SeqCst);
+    }
+
+    /// A frame was read: counts as a byte heard now.
+    pub(crate) fn heard(&self) {
+        self.last_byte.touch();
+    }
+
+    /// Time of the last byte that arrived on the socket (any frame, or part of one).
+    pub(crate) fn last_heard(&self) -> Duration {
+        self.last_byte.get()
+    }
+
+    /// True when no byte has arrived for `SILENT_INTERVALS` heartbeat intervals.
+    pub(crate) fn is_silent(&self, now: Duration) -> bool {
+        let delivering = self.delivering.load(Ordering::SeqCst);
+        super::liveness::is_dead(
+            self.last_heard(),
+            now,
+            self.context.heartbeat_interval,
+            delivering,
+        )
+    }
+
+    /// Asks the peer for a sign of life and waits up to `wait` for a byte
+    /// that arrives after the question. True when one arrived.
+    pub(crate) fn proves_liveness(&self, wait: Duration) -> bool {
+        let asked = self.now();
+        self.control(|c| c.ping = true);
+        let deadline = Instant::now() + wait;
+        let step = (wait / 20).max(Duration::from_millis(1));
+        loop {
+            if self.last_heard() > asked {
+                return true;
+            }
+            if self.is_aborted() || Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(step);
+        }
+    }
+
+    /// Records `reason` unless one is already recorded; true if it was recorded.
+    pub(crate) fn set_reason(&self, reason: CloseReason) -> bool {
+        let mut closing = lock(&self.closing);
+        if closing.is_some() {
+            return false;
+        }
+        *closing = Some((reason, Instant::now()));
+        true
+    }
+
+    pub(crate) fn reason(&self) -> Option<CloseReason> {
+        lock(&self.closing).as_ref().map(|(reason, _)| reason.clone())
+    }
+
+    /// True once a close was asked for more than the close grace ago.
+    pub(crate) fn close_overdue(&self) -> bool {
+        lock(&self.closing)
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= self.context.close_grace)
+    }
+
+    /// Ends the session politely: the writer sends what is queued, then a
+    /// Close frame with the reason; the socket is cut if the peer does not
+    /// finish the close within the grace.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        self.set_reason(reason);
+        let text = self.reason().map(|r| r.text()).unwrap_or_default();
+        self.control(|c| c.close = Some(text));
+    }
+
+    /// Cuts the socket at once: both halves wake with errors.
+    pub(crate) fn abort(&self, reason: CloseReason) {
+        self.set_reason(reason);
+        self.aborted.store(true, Ordering::SeqCst);
+        let _ = self.tcp.shutdown(Shutdown::Both);
+        let _ = self.control_wake.try_send(());
+    }
+
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn shutdown_write(&self) {
+        let _ = self.tcp.shutdown(Shutdown::Write);
+    }
+
+    /// How often a blocked reader or writer looks at its stop conditions.
+    pub(crate) fn tick(&self) -> Duration {
+        self.context
+            .heartbeat_interval
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
+/// Starts the writer (owned by the session) and returns the reader's body,
+/// which the caller runs on a thread it owns; the reader runs the teardown.
+/// `ws` is the WebSocket the handshake ran on; it becomes the reader's.
+pub(crate) fn start(
+    session: &Arc<Session>,
+    mut ws: WebSocket<WsStream>,
+    lanes: Lanes,
+    role: Role,
+    on_end: OnEnd,
+) -> std::io::Result<impl FnOnce() + Send + 'static> {
+    let tick = session.tick();
+    ws.get_mut()
+        .make_read_only(tick, Arc::clone(&session.last_byte))?;
+    let write_tcp = ws.get_ref().tcp().try_clone()?;
+    write_tcp.set_write_timeout(Some(tick))?;
+    let write_ws = WebSocket::from_raw_socket(write_tcp, role, Some(session.context.ws_config));
+    let writer = {
+        let session = Arc::clone(session);
+        thread::Builder::new()
+            .name(format!("bridge-writer-{}", session.peer.network_id))
+            .spawn(move || writer::run(&session, write_ws, lanes))?
+    };
+    *lock(&session.writer) = Some(writer);
+    let session = Arc::clone(session);
+    Ok(move || {
+        let reason = reader::run(&session, ws);
+        teardown(&session, reason, on_end);
+    })
+}
+
+/// The one teardown routine: settles the reason, closes or cuts the socket,
+/// joins the writer, counts what was lost, and reports to the owner.
+fn teardown(session: &Arc<Session>, ended: CloseReason, on_end: OnEnd) {
+    session.set_reason(ended);
+    let reason = session.reason().unwrap_or(CloseReason::Shutdown);
+    let polite = matches!(
+        reason,
+        CloseReason::PeerClosed(_)
+            | CloseReason::Duplicate
+            | CloseReason::Shutdown
+            | CloseReason::Replaced(_)
+    );
+    if polite && !session.close_overdue() {
+        session.close(reason.clone());
+    } else {
+        session.abort(reason.clone());
+    }
+    if let Some(writer) = lock(&session.writer).take() {
+        super::threads::join_quietly(writer);
+    }
+    session.abort(reason.clone());
+    let lost = drain_lost(session);
+    on_end(session, Ended { reason, lost });
+}
+
+/// Closes the data lane and counts the messages still queued once the
+/// writer has stopped: they were accepted and will never be written.
+fn drain_lost(session: &Session) -> u64 {
+    session.lane_closed.store(true, Ordering::SeqCst);
+    let mut lost = 0;
+    loop {
+        while session.data_rx.try_recv().is_ok() {
+            lost += 1;
+        }
+        // A sender blocked on a full lane finishes once the drain made room.
+        if session.inflight.load(Ordering::SeqCst) == 0 && session.data_rx.is_empty() {
+            return lost;
+        }
+        thread::yield_now();
+    }
+}
