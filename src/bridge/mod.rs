@@ -7,9 +7,9 @@
 //!                              ├── supervisors, one per held target (supervisor.rs)
 //!                              │     └── its one dial in flight (dial.rs)
 //!                              └── hub (hub.rs): the map of sessions (registry.rs)
-//!                                    └── Session (session.rs), one per connection
-//!                                          ├── reader thread (reader.rs)
-//!                                          └── writer thread (writer.rs)
+//!                                    └── Session (session/), one per connection
+//!                                          ├── reader thread (session/reader.rs)
+//!                                          └── writer thread (session/writer.rs)
 //! ```
 //!
 //! A session owns its socket, its two threads, its control and data lanes,
@@ -34,7 +34,6 @@ mod hub;
 mod listener;
 mod liveness;
 mod protocol;
-mod reader;
 mod registry;
 mod session;
 mod sink;
@@ -42,7 +41,6 @@ mod stats;
 mod stream;
 mod supervisor;
 mod threads;
-mod writer;
 
 pub use config::{BridgeConfig, BridgeIdentity, HoldOptions, ReconnectPolicy};
 pub use error::{BridgeError, DeliveryError, HandshakeError, SendError};

@@ -246,3 +246,14 @@ pub(crate) fn upgrade_error<R: tungstenite::handshake::HandshakeRole>(
         tungstenite::HandshakeError::Interrupted(_) => HandshakeError::TimedOut(limit),
     }
 }
+
+/// Errors after which the same call is simply made again. `Interrupted` comes
+/// from a socket call with a timeout when the process was stopped and resumed
+/// (SIGSTOP/SIGCONT), even without a signal handler; tungstenite keeps its
+/// buffers intact across it.
+pub(crate) fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}

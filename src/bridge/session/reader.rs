@@ -8,12 +8,12 @@
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::{Message as WsMessage, WebSocket};
 
-use super::frame::{self, Control, Frame, FrameError, Reassembly};
-use super::protocol::{FrameProblem, Inbound, RemoteMessage, parse_frame};
-use super::session::{CloseReason, DUPLICATE_CLOSE, Session, Wire};
-use super::stats::bump;
-use super::stream::WsStream;
-use super::writer::is_timeout;
+use super::state::{CloseReason, DUPLICATE_CLOSE, Session, Wire};
+use crate::bridge::frame::{self, Control, Frame, FrameError, Reassembly};
+use crate::bridge::protocol::{FrameProblem, Inbound, RemoteMessage, parse_frame};
+use crate::bridge::stats::bump;
+use crate::bridge::stream::WsStream;
+use crate::bridge::stream::is_timeout;
 use crate::names::escaped;
 
 /// Reads until the socket ends; returns why.

@@ -1,19 +1,5 @@
-//! A session owns one live connection: its socket, its reader and writer
-//! threads, its two outbound lanes, its liveness, its protocol version and
-//! limits, and the one teardown routine that closes it and reports why.
-//!
-//! ```text
-//! Bridge ── sessions (map by network id) ── Session
-//!                                             ├── writer thread: control lane first, then data lane
-//!                                             └── reader thread: frames up to the session's sink;
-//!                                                 runs the teardown when the socket ends
-//! ```
-//!
-//! The reader and the writer know their half of the socket and this session,
-//! nothing else; neither touches the connection map. When either half fails,
-//! the session records the first reason, cuts or closes the socket, and the
-//! reader thread (the session's own thread) joins the writer, counts what
-//! was queued and is now lost, and hands the end to the owner's callback.
+//! The session object: what one connection's owner and its two halves
+//! share. Its lifecycle (start, teardown) is in `mod.rs`.
 
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -23,16 +9,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use tungstenite::Bytes;
-use tungstenite::WebSocket;
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::WebSocketConfig;
 
-use super::error::{BridgeError, SendError};
-use super::events::lock;
-use super::protocol::RemoteMessage;
-use super::sink::InboundSink;
-use super::stats::Counters;
-use super::stream::{LastByte, WsStream};
-use super::{reader, writer};
+use crate::bridge::error::{BridgeError, SendError};
+use crate::bridge::events::lock;
+use crate::bridge::frame;
+use crate::bridge::liveness;
+use crate::bridge::protocol::RemoteMessage;
+use crate::bridge::sink::InboundSink;
+use crate::bridge::stats::Counters;
+use crate::bridge::stream::LastByte;
 
 /// Close reason sent to (and recognised from) a peer when one of two
 /// connections between the same pair of networks is dropped.
@@ -135,14 +121,14 @@ pub(crate) struct Session {
     pub(crate) id: u64,
     pub(crate) peer: Peer,
     pub(crate) context: SessionContext,
-    data: Sender<Outgoing>,
+    pub(super) data: Sender<Outgoing>,
     /// A second receiving end of the data lane, for counting what is lost.
-    data_rx: Receiver<Outgoing>,
+    pub(super) data_rx: Receiver<Outgoing>,
     /// Senders between their check of `lane_closed` and the end of their
     /// enqueue; the teardown drains until none is left, so every message is
     /// either counted as lost or handed back, never both, never neither.
-    inflight: AtomicUsize,
-    lane_closed: AtomicBool,
+    pub(super) inflight: AtomicUsize,
+    pub(super) lane_closed: AtomicBool,
     control: Mutex<ControlState>,
     /// Set with every control change, so the writer checks the lane between
     /// data frames without taking a lock.
@@ -152,12 +138,12 @@ pub(crate) struct Session {
     /// Wakes the writer when a control frame is queued (one token at most).
     control_wake: Sender<()>,
     tcp: TcpStream,
-    last_byte: Arc<LastByte>,
+    pub(super) last_byte: Arc<LastByte>,
     closing: Mutex<Option<(CloseReason, Instant)>>,
     aborted: AtomicBool,
     /// Messages written to the socket on this session.
     pub(crate) written: AtomicU64,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    pub(super) writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The receiving ends the writer takes over.
@@ -267,7 +253,7 @@ impl Session {
             }
             Wire::V11 { peer_max_message } => {
                 let bytes =
-                    super::frame::encode_data(message).map_err(|err| BridgeError::Encode(err.to_string()))?;
+                    frame::encode_data(message).map_err(|err| BridgeError::Encode(err.to_string()))?;
                 if bytes.len() > peer_max_message {
                     return Err(BridgeError::TooLarge {
                         network_id: self.peer.network_id.clone(),
@@ -333,7 +319,7 @@ impl Session {
     /// True when no byte has arrived for `SILENT_INTERVALS` heartbeat intervals.
     pub(crate) fn is_silent(&self, now: Duration) -> bool {
         let delivering = self.delivering.load(Ordering::SeqCst);
-        super::liveness::is_dead(
+        liveness::is_dead(
             self.last_heard(),
             now,
             self.context.heartbeat_interval,
@@ -410,77 +396,5 @@ impl Session {
         self.context
             .heartbeat_interval
             .clamp(Duration::from_millis(10), Duration::from_secs(1))
-    }
-}
-
-/// Starts the writer (owned by the session) and returns the reader's body,
-/// which the caller runs on a thread it owns; the reader runs the teardown.
-/// `ws` is the WebSocket the handshake ran on; it becomes the reader's.
-pub(crate) fn start(
-    session: &Arc<Session>,
-    mut ws: WebSocket<WsStream>,
-    lanes: Lanes,
-    role: Role,
-    on_end: OnEnd,
-) -> std::io::Result<impl FnOnce() + Send + 'static> {
-    let tick = session.tick();
-    ws.get_mut()
-        .make_read_only(tick, Arc::clone(&session.last_byte))?;
-    let write_tcp = ws.get_ref().tcp().try_clone()?;
-    write_tcp.set_write_timeout(Some(tick))?;
-    let write_ws = WebSocket::from_raw_socket(write_tcp, role, Some(session.context.ws_config));
-    let writer = {
-        let session = Arc::clone(session);
-        thread::Builder::new()
-            .name(format!("bridge-writer-{}", session.peer.network_id))
-            .spawn(move || writer::run(&session, write_ws, lanes))?
-    };
-    *lock(&session.writer) = Some(writer);
-    let session = Arc::clone(session);
-    Ok(move || {
-        let reason = reader::run(&session, ws);
-        teardown(&session, reason, on_end);
-    })
-}
-
-/// The one teardown routine: settles the reason, closes or cuts the socket,
-/// joins the writer, counts what was lost, and reports to the owner.
-fn teardown(session: &Arc<Session>, ended: CloseReason, on_end: OnEnd) {
-    session.set_reason(ended);
-    let reason = session.reason().unwrap_or(CloseReason::Shutdown);
-    let polite = matches!(
-        reason,
-        CloseReason::PeerClosed(_)
-            | CloseReason::Duplicate
-            | CloseReason::Shutdown
-            | CloseReason::Replaced(_)
-    );
-    if polite && !session.close_overdue() {
-        session.close(reason.clone());
-    } else {
-        session.abort(reason.clone());
-    }
-    if let Some(writer) = lock(&session.writer).take() {
-        super::threads::join_quietly(writer);
-    }
-    session.abort(reason.clone());
-    let lost = drain_lost(session);
-    on_end(session, Ended { reason, lost });
-}
-
-/// Closes the data lane and counts the messages still queued once the
-/// writer has stopped: they were accepted and will never be written.
-fn drain_lost(session: &Session) -> u64 {
-    session.lane_closed.store(true, Ordering::SeqCst);
-    let mut lost = 0;
-    loop {
-        while session.data_rx.try_recv().is_ok() {
-            lost += 1;
-        }
-        // A sender blocked on a full lane finishes once the drain made room.
-        if session.inflight.load(Ordering::SeqCst) == 0 && session.data_rx.is_empty() {
-            return lost;
-        }
-        thread::yield_now();
     }
 }

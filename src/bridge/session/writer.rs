@@ -10,7 +10,6 @@
 //! retried; the timeout only lets the writer notice that the session was
 //! aborted or that its close is overdue.
 
-use std::io;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,10 +20,11 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Bytes, Message as WsMessage, WebSocket};
 
-use super::frame::{self, Control};
-use super::protocol::heartbeat_text;
-use super::session::{CloseReason, Lanes, Outgoing, Session, Wire};
-use super::stats::bump;
+use super::state::{CloseReason, Lanes, Outgoing, Session, Wire};
+use crate::bridge::frame::{self, Control};
+use crate::bridge::protocol::heartbeat_text;
+use crate::bridge::stats::bump;
+use crate::bridge::stream::is_timeout;
 
 type Ws = WebSocket<TcpStream>;
 
@@ -210,15 +210,4 @@ fn truncate(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// Errors after which the same call is simply made again. `Interrupted` comes
-/// from a socket call with a timeout when the process was stopped and resumed
-/// (SIGSTOP/SIGCONT), even without a signal handler; tungstenite keeps its
-/// buffers intact across it.
-pub(crate) fn is_timeout(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
