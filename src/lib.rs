@@ -4,6 +4,8 @@
 //! - [`runtime`]: the in-process actor runtime (actors, networks, backpressure).
 //! - [`discovery`]: the discovery registry, its HTTP contract and the client.
 //! - [`bridge`]: the WebSocket bridge between peers.
+//! - [`names`]: the rules for network, instance and actor ids, and escaping of
+//!   untrusted text for logs.
 #![forbid(unsafe_code)]
 
 pub mod bridge;
@@ -13,6 +15,7 @@ pub mod distributed_config;
 pub mod distributed_network;
 pub mod ids;
 pub mod message;
+pub mod names;
 pub mod peer_cli;
 pub mod peer_config;
 pub mod peer_runner;

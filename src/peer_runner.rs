@@ -11,6 +11,7 @@ use signal_hook::iterator::Signals;
 
 use crate::bridge::BridgeEvent;
 use crate::distributed_network::DistributedNetwork;
+use crate::names::escaped;
 use crate::peer_cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PeerArgs, SendSpec};
 use crate::peer_config::PeerConfig;
 use crate::runtime::Recorder;
@@ -87,7 +88,12 @@ fn dial_and_send(peer: &DistributedNetwork, config: &PeerConfig, sends: &[SendSp
     let events = peer.bridge_events().map_err(|e| e.to_string())?;
     for target in &config.connect {
         match peer.connect_to_network(&target.endpoint) {
-            Ok(network) => log::info!("connected to peer at {} (network {network})", target.endpoint),
+            // The network id is the one the other peer announced: escaped.
+            Ok(network) => log::info!(
+                "connected to peer at {} (network {})",
+                target.endpoint,
+                escaped(&network)
+            ),
             Err(e) if sends.is_empty() => {
                 log::error!("could not connect to peer at {}: {e}", target.endpoint)
             }
