@@ -22,7 +22,7 @@
 //! killed on every exit path of this one. Throughput: N String payloads of
 //! 64 B, 1 KiB and 64 KiB, clock stopped at the child's answer. RTT: 64 B
 //! pings one at a time. Each level is measured `--runs` times, interleaved
-//! (raw, bridge, direct, actors, raw, …) so that load from elsewhere hits all three;
+//! (raw, bridge, direct, actors, raw, …) so that load from elsewhere hits every level;
 //! the tables give the median and the range over the runs. A last table gives
 //! the per-message cost of the JSON envelope in one thread.
 
@@ -53,6 +53,19 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const LEVELS: [Level; 4] = [Level::Raw, Level::Bridge, Level::Direct, Level::Actors];
 
 type BoxError = Box<dyn std::error::Error>;
+
+const HELP: &str = "\
+bench_bridge: throughput and round trips through the bridge, in two processes.
+
+Usage: cargo run --release --example bench_bridge [-- OPTIONS]
+
+Options:
+  --scale F     Multiply every message count by F (default 1; 0.2 for a quick look).
+  --runs N      Measure each level N times, interleaved (default 3).
+  --only LEVEL  Measure one level only: raw, bridge, direct or actors.
+  --help        Print this text.
+";
+const VALUE_FLAGS: [&str; 3] = ["--scale", "--runs", "--only"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Level {
@@ -96,6 +109,19 @@ fn main() -> Result<(), BoxError> {
             Some("actors") => actors_child(),
             other => Err(format!("unknown child mode {other:?}").into()),
         };
+    }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{HELP}");
+        return Ok(());
+    }
+    // A misspelt flag would otherwise be ignored and the whole bench run.
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if !VALUE_FLAGS.contains(&arg.as_str()) {
+            eprint!("unknown argument {arg:?}\n\n{HELP}");
+            std::process::exit(2);
+        }
+        rest.next();
     }
     let value = |flag: &str| -> Option<Result<&String, BoxError>> {
         let i = args.iter().position(|a| a == flag)?;
@@ -229,15 +255,18 @@ impl Spread {
         }
     }
 
-    /// `median (min-max)`, each value divided by `unit`.
+    /// `median (min-max)`, each value divided by `unit`; `-` for a level
+    /// that was not measured (left out by `--only`).
     fn text(&self, unit: f64, digits: usize) -> String {
+        if self.0.is_empty() {
+            return "-".into();
+        }
         let (median, lo, hi) = (
             self.median() / unit,
             percentile(&self.0, 0.0) / unit,
             percentile(&self.0, 1.0) / unit,
         );
         match self.0.len() {
-            0 => "-".into(),
             1 => format!("{median:.digits$}"),
             _ => format!("{median:.digits$} ({lo:.digits$}-{hi:.digits$})"),
         }
@@ -607,8 +636,11 @@ fn raw_rtt(port: u16, n: usize) -> Result<Vec<f64>, BoxError> {
     Ok(samples)
 }
 
-/// Nearest-rank percentile.
+/// Nearest-rank percentile; NaN when there are no samples.
 fn percentile(samples: &[f64], q: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]

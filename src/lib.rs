@@ -4,6 +4,8 @@
 //! - [`runtime`]: the in-process actor runtime (actors, networks, backpressure).
 //! - [`discovery`]: the discovery registry, its HTTP contract and the client.
 //! - [`bridge`]: the WebSocket bridge between peers.
+//! - [`names`]: the rules for network, instance and actor ids, and escaping of
+//!   untrusted text for logs.
 #![forbid(unsafe_code)]
 
 pub mod bridge;

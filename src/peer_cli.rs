@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::peer_config::validate::is_valid_name;
+use crate::names::{IdError, check_id, escaped};
 
 /// Exit code of a run that did what was asked (and of `--help`, `--version`).
 pub const EXIT_OK: u8 = 0;
@@ -126,17 +126,14 @@ impl FromStr for SendSpec {
     }
 }
 
+/// A network, actor or port name of `--send`: an id (`crate::names`).
 fn name_field(what: &str, value: &str) -> Result<String, SendSpecError> {
-    if value.is_empty() {
-        return Err(SendSpecError {
-            problem: format!("the {what} is empty"),
-        });
-    }
-    if !is_valid_name(value) {
-        let problem = format!("the {what} {value:?} contains whitespace or `@`");
-        return Err(SendSpecError { problem });
-    }
-    Ok(value.to_string())
+    let problem = match check_id(value) {
+        Ok(()) => return Ok(value.to_string()),
+        Err(IdError::Empty) => format!("the {what} is empty"),
+        Err(e) => format!("the {what} {:?} {e}", escaped(value)),
+    };
+    Err(SendSpecError { problem })
 }
 
 /// Writes the spec back as `network:actor:port:payload`.
@@ -284,7 +281,9 @@ mod tests {
         assert!(err(":recorder:in:x").starts_with("the network is empty"));
         assert!(err("alpha:recorder::x").starts_with("the port is empty"));
         assert!(err("alpha:rec order:in:x").contains("\"rec order\""));
-        assert!(err("alpha:rec@x:in:x").contains("`@`"));
+        assert!(err("alpha:rec@x:in:x").contains("contains '@' at byte 3"));
+        assert!(err("alpha:rec\u{202e}x:in:x").contains("\"rec\\u{202e}x\" contains an invisible format"));
+        assert!(err("alpha:recorder:i/n:x").contains("contains '/' at byte 1"));
     }
 
     #[test]

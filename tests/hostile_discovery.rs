@@ -380,3 +380,81 @@ fn bodies_dripped_a_byte_at_a_time_are_cut_at_the_request_deadline() {
     server.serves_a_good_client("good");
     server.assert_rss_bounded(before, "dripped bodies");
 }
+
+/// Ids and paths built to forge log lines (a newline and a fake line, an ANSI
+/// escape, bidi controls) or to flood them get a 400 or 404 naming the rule
+/// broken, and the server's log shows them escaped, one line per refusal.
+#[test]
+fn hostile_ids_and_paths_cannot_forge_log_lines() {
+    let server = Server::start(&[]);
+    server.serves_a_good_client("warmup");
+    let mark = server.proc.mark();
+    let forged = "2026-01-01T00:00:00.000Z INFO  [reflow_distributed] FORGED";
+    let flood = "f".repeat(12 * 1024);
+    let ids = [
+        (
+            format!("evil\n{forged}"),
+            "contains a control character (U+000A) at byte 4",
+        ),
+        (
+            "al\u{202e}ahpla".to_string(),
+            "contains an invisible format character (U+202E) at byte 2",
+        ),
+        (
+            "x\u{2066}y\u{2069}".to_string(),
+            "contains an invisible format character (U+2066) at byte 1",
+        ),
+        (
+            "ansi\u{1b}[2J".to_string(),
+            "contains a control character (U+001B) at byte 4",
+        ),
+        ("sink@beta".to_string(), "contains '@' at byte 4"),
+        (flood.clone(), "is 12288 bytes long; the limit is 256"),
+    ];
+    for (id, rule) in &ids {
+        let body = serde_json::json!({"network_id": id, "instance_id": "a-1", "endpoint": "h:1"});
+        let (status, answer) =
+            request(server.addr, &post("/register", body.to_string().as_bytes())).expect("answered");
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.contains(&format!("field `network_id` {rule}")), "{answer}");
+    }
+    let path = format!(
+        "GET /\u{1b}[31m\u{202e}{} HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "p".repeat(4000)
+    );
+    let (status, _) = request(server.addr, path.as_bytes()).expect("answered");
+    assert_eq!(status, 404);
+    let refusals = ids.len() + 1;
+    server.wait_count("Refused request from", refusals);
+    let lines = server.proc.lines_after(mark, "");
+    let refused: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("Refused request from"))
+        .collect();
+    assert_eq!(refused.len(), refusals, "{lines:#?}");
+    for line in &lines {
+        assert!(
+            !line.starts_with("2026-01-01T00:00:00.000Z"),
+            "forged line: {line:?}"
+        );
+        assert!(
+            !line.contains(['\u{1b}', '\u{202e}', '\u{2066}', '\u{2069}']),
+            "{line:?}"
+        );
+        let start: String = line.chars().take(200).collect();
+        assert!(line.len() < 2048, "{} bytes: {start}", line.len());
+    }
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("contains a control character (U+000A)")),
+        "{refused:#?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("no route /\\u{1b}[31m\\u{202e}ppp")),
+        "{refused:#?}"
+    );
+    server.serves_a_good_client("good");
+}

@@ -135,11 +135,14 @@ fn bad_values() {
     let cases = [
         (
             "network_id = \"al pha\"",
-            "`network_id` must be a non-empty name without `@`, `:` or whitespace, got \"al pha\"",
+            "`network_id` must be an id of 1 to 256 bytes without whitespace, control or invisible \
+             format characters, `@`, `:` or `/`, got \"al pha\", which contains whitespace (U+0020) at byte 2",
         ),
         (
             "instance_id = \"a@b\"",
-            "`instance_id` must be a non-empty name without `@`, `:` or whitespace, got \"a@b\"",
+            "`instance_id` must be an id of 1 to 256 bytes without whitespace, control or invisible \
+             format characters, `@`, `:` or `/`, got \"a@b\", which contains '@' at byte 1 \
+             ('@' separates actor and network)",
         ),
         (
             "bind_address = \"localhost\"",
@@ -209,7 +212,81 @@ fn remote_actor_rules() {
          not this peer's own (\"alpha\"), got \"alpha\""
     );
     let text = "network_id = \"beta\"\n[[remote_actor]]\nactor_id = \"\"\nnetwork_id = \"alpha\"\n";
-    assert!(error(text).starts_with("alpha.toml:3: `[[remote_actor]] actor_id` must be a non-empty name"));
+    assert!(
+        error(text).starts_with("alpha.toml:3: `[[remote_actor]] actor_id` must be an id of 1 to 256 bytes")
+    );
+    assert!(
+        error(text).ends_with("got \"\", which is empty"),
+        "{}",
+        error(text)
+    );
+}
+
+/// Each id rule is named in the error, and the offending value is shown
+/// escaped: a hostile id cannot break the `FILE:LINE: message` line.
+#[test]
+fn id_errors_name_the_rule() {
+    let long = "n".repeat(257);
+    let cases = [
+        (
+            "network_id = \"a:b\"",
+            "which contains ':' at byte 1 (':' separates the parts of a --send target)",
+        ),
+        (
+            "network_id = \"a/b\"",
+            "which contains '/' at byte 1 ('/' separates network and actor",
+        ),
+        (
+            "network_id = \"a\\nINFO fake\"",
+            "got \"a\\nINFO fake\", which contains a control character (U+000A) at byte 1",
+        ),
+        (
+            "network_id = \"al\\u202Epha\"",
+            "got \"al\\u{202e}pha\", which contains an invisible format character (U+202E) at byte 2",
+        ),
+        (
+            "network_id = \"zero\\u200Bwidth\"",
+            "which contains an invisible format character (U+200B) at byte 4",
+        ),
+        (
+            "network_id = \"tab\\t\"",
+            "which contains a control character (U+0009) at byte 3",
+        ),
+        (
+            "network_id = \"nb\\u00A0sp\"",
+            "which contains whitespace (U+00A0) at byte 2",
+        ),
+        (
+            &*format!("network_id = \"{long}\""),
+            "which is 257 bytes long; the limit is 256",
+        ),
+    ];
+    for (line, expected) in cases {
+        let err = error(&format!("{line}\n"));
+        assert!(
+            err.starts_with("alpha.toml:1: `network_id` must be an id"),
+            "{err}"
+        );
+        assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+        assert!(!err.contains(['\n', '\u{202e}', '\u{200b}', '\t']), "{err:?}");
+    }
+    let actor =
+        "network_id = \"beta\"\n[[remote_actor]]\nactor_id = \"sink@gamma\"\nnetwork_id = \"alpha\"\n";
+    assert!(error(actor).ends_with("which contains '@' at byte 4 ('@' separates actor and network)"));
+    let remote = "network_id = \"beta\"\n[[remote_actor]]\nactor_id = \"r\"\nnetwork_id = \"\\u2066alpha\"\n";
+    assert!(error(remote).starts_with("alpha.toml:4: `[[remote_actor]] network_id` must be an id"));
+}
+
+#[test]
+fn a_long_network_id_leaves_room_for_the_default_instance_id() {
+    let text = format!("network_id = \"{}\"\n", "n".repeat(255));
+    let err = error(&text);
+    assert!(
+        err.starts_with("alpha.toml:1: `network_id` must be at most 254 bytes when instance_id is not set"),
+        "{err}"
+    );
+    let text = format!("network_id = \"{}\"\ninstance_id = \"n-1\"\n", "n".repeat(256));
+    assert!(PeerConfig::from_str_with_env(&text, "alpha.toml", |_| None).is_ok());
 }
 
 #[test]

@@ -94,17 +94,25 @@ struct Challenge {
     max_message_bytes: u64,
 }
 
-/// The dialer's proof frame.
+/// The dialer's proof frame. `declined` is set by a dialer that will not go
+/// on (the acceptor's proof was missing or wrong), so that an acceptor
+/// without a token does not take a null proof for a tokenless dialer.
 #[derive(Debug, Serialize, Deserialize)]
 struct DialerProof {
     proof: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    declined: bool,
 }
 
 /// The proof frame of a dialer that will not go on because the acceptor's
 /// proof did not check out: it tells the acceptor, whose operator then sees
 /// the refusal in its own log. It carries nothing secret.
 pub(crate) fn decline_frame() -> String {
-    serde_json::to_string(&DialerProof { proof: None }).unwrap_or_default()
+    serde_json::to_string(&DialerProof {
+        proof: None,
+        declined: true,
+    })
+    .unwrap_or_default()
 }
 
 /// Who is on the other side, once the handshake succeeded.
@@ -122,11 +130,18 @@ pub(crate) enum Refusal {
     ProofMissing,
     ProofMismatch,
     LegacyAuthRefused,
+    /// The dialer could not verify this acceptor's proof and said so.
+    Declined,
     MaxConnections,
     UnsupportedVersion(String),
-    BadId { field: &'static str, rule: String },
+    BadId {
+        field: &'static str,
+        rule: String,
+    },
     SameNetworkId,
-    LiveInstance { instance_id: String },
+    LiveInstance {
+        instance_id: String,
+    },
     BadNonce,
     Internal(String),
 }
@@ -138,6 +153,9 @@ impl Refusal {
             // learns nothing more than a 1.0 dialer would.
             Refusal::TokenMismatch | Refusal::ProofMissing | Refusal::ProofMismatch => {
                 "auth_token mismatch".into()
+            }
+            Refusal::Declined => {
+                "auth_token mismatch (the dialer found this peer's proof missing or wrong)".into()
             }
             Refusal::LegacyAuthRefused => {
                 "plaintext auth_token refused (accept_legacy_auth is off): offer protocol 1.1".into()
@@ -296,7 +314,11 @@ impl<'a> Dialer<'a> {
             }
             None => None,
         };
-        let frame = serde_json::to_string(&DialerProof { proof }).unwrap_or_default();
+        let frame = serde_json::to_string(&DialerProof {
+            proof,
+            declined: false,
+        })
+        .unwrap_or_default();
         let peer_max_message = usize::try_from(challenge.max_message_bytes).unwrap_or(usize::MAX);
         Ok(DialerNext::Prove {
             frame,
@@ -462,6 +484,9 @@ impl Challenged {
         let Ok(frame) = serde_json::from_str::<DialerProof>(text) else {
             return Err(Refusal::ProofMissing);
         };
+        if frame.declined {
+            return Err(Refusal::Declined);
+        }
         let Some(token) = token_bytes(acceptor) else {
             return Ok(());
         };

@@ -217,3 +217,21 @@ fn other_versions_and_own_ids_are_refused() {
         Refusal::SameNetworkId
     );
 }
+
+#[test]
+fn a_declining_dialer_is_refused_even_by_an_acceptor_without_a_token() {
+    let open = identity("gamma", None);
+    let dialer_id = identity("delta", Some("s"));
+    let dialer = Dialer::new(&dialer_id, None, DialMode::Offer, 1024).unwrap();
+    let request = parse_request(&dialer.first_frame()).unwrap();
+    let Ok(AcceptorNext::Challenge { frame, state }) = on_request(&request, &policy(&open)) else {
+        panic!("no challenge")
+    };
+    assert!(matches!(
+        dialer.on_reply(&frame),
+        Err(HandshakeError::Unproven(_))
+    ));
+    assert_eq!(state.check(&decline_frame(), &open), Err(Refusal::Declined));
+    // A tokenless dialer's null proof is still fine for a tokenless acceptor.
+    assert_eq!(state.check(r#"{"proof": null}"#, &open), Ok(()));
+}

@@ -7,10 +7,13 @@
 //! [`DiscoveryService::refresh_now`], and the first one right after start.
 //!
 //! An endpoint that is down or answers garbage is logged and skipped; the
-//! others carry on. When no endpoint answers the roster request, the last
-//! known roster stands (a discovery outage does not make peers disappear).
+//! others carry on. Roster entries that break the registration rules (an id
+//! with a newline, say) are left out, with one log line per roster. When no
+//! endpoint answers the roster request, the last known roster stands (a
+//! discovery outage does not make peers disappear).
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
@@ -18,8 +21,9 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
 use super::config::DiscoveryClientConfig;
 use super::error::DiscoveryError;
-use super::info::{NetworkInfo, RegistrationInfo, validate_registration};
+use super::info::{NetworkInfo, RegistrationInfo, validate_registration, validate_roster_entry};
 use super::roster::{self, DiscoveryEvent, Roster};
+use crate::names::escaped;
 
 /// State shared by the service handle and its thread.
 struct Shared {
@@ -40,8 +44,9 @@ impl Shared {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
                 log::warn!(
-                    "a discovery subscriber is {} events behind; dropped {event:?}",
-                    self.subscriber_capacity
+                    "a discovery subscriber is {} events behind; dropped {}",
+                    self.subscriber_capacity,
+                    EventLog(event)
                 );
                 true
             }
@@ -161,7 +166,10 @@ impl DiscoveryService {
         if let Some(thread) = thread
             && thread.join().is_err()
         {
-            log::error!("the discovery client thread of {} panicked", self.me.network_id);
+            log::error!(
+                "the discovery client thread of {} panicked",
+                escaped(&self.me.network_id)
+            );
         }
     }
 }
@@ -294,7 +302,11 @@ impl Worker {
             events
         };
         for event in &events {
-            log::debug!("discovery event for {}: {event:?}", self.own_network);
+            log::debug!(
+                "discovery event for {}: {}",
+                escaped(&self.own_network),
+                EventLog(event)
+            );
             self.shared.publish(event);
         }
     }
@@ -368,7 +380,46 @@ impl Worker {
             .limit(self.max_response_bytes)
             .read_to_vec()
             .map_err(|e| decode(e.to_string()))?;
-        serde_json::from_slice(&bytes).map_err(|e| decode(e.to_string()))
+        let mut list: Vec<NetworkInfo> = serde_json::from_slice(&bytes).map_err(|e| decode(e.to_string()))?;
+        // One bad entry must not cost the others, nor one log line each.
+        let listed = list.len();
+        let mut first_problem = None;
+        list.retain(|entry| match validate_roster_entry(entry) {
+            Ok(()) => true,
+            Err(why) => {
+                first_problem.get_or_insert(why);
+                false
+            }
+        });
+        if let Some(why) = first_problem {
+            log::warn!(
+                "{url}: left out {} of {listed} roster entries that break the registration rules (first: {})",
+                listed - list.len(),
+                escaped(&why).max_chars(256)
+            );
+        }
+        Ok(list)
+    }
+}
+
+/// A discovery event in one bounded log line, its peer-supplied fields
+/// escaped (`Debug` would print every capability in full).
+struct EventLog<'a>(&'a DiscoveryEvent);
+
+impl fmt::Display for EventLog<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, info) = match self.0 {
+            DiscoveryEvent::Removed(network) => return write!(f, "removed {}", escaped(network)),
+            DiscoveryEvent::Added(info) => ("added", info),
+            DiscoveryEvent::Updated(info) => ("updated", info),
+        };
+        write!(
+            f,
+            "{what} {} (instance {} at {})",
+            escaped(&info.network_id),
+            escaped(&info.instance_id),
+            escaped(&info.endpoint)
+        )
     }
 }
 

@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, RequestHead};
 use super::router::{self, Reply, SharedRegistry, Step};
+use crate::names::escaped;
+
+/// Characters of a refusal's reason shown in its log line: enough for any
+/// reason the server words, a bound on what a client can make it log.
+const REFUSAL_MAX_CHARS: usize = 256;
 
 /// Time and size bounds of one connection.
 #[derive(Clone, Debug)]
@@ -239,7 +244,8 @@ impl Conn<'_> {
     }
 
     /// One info line per refused request, naming the client and the reason
-    /// (the `error` text of the JSON answer).
+    /// (the `error` text of the JSON answer). The reason can quote the
+    /// client's request (a path, a field), so it is escaped and bounded.
     fn log_refusal(&self, reply: &Reply) {
         if reply.status < 400 {
             return;
@@ -252,7 +258,11 @@ impl Conn<'_> {
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
             .unwrap_or_default();
-        log::info!("Refused request from {peer}: {} {why}", reply.status);
+        log::info!(
+            "Refused request from {peer}: {} {}",
+            reply.status,
+            escaped(&why).max_chars(REFUSAL_MAX_CHARS)
+        );
     }
 
     /// Closes after an answer while the client may still be sending: stop

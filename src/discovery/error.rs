@@ -4,6 +4,11 @@
 use std::fmt;
 use std::io;
 
+use crate::names::escaped;
+
+/// Characters shown of a text a discovery server or the transport sent back.
+const ANSWER_MAX_CHARS: usize = 512;
+
 /// Errors of the discovery server and client.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -63,24 +68,33 @@ impl fmt::Display for DiscoveryError {
             DiscoveryError::InvalidConfig(reason) => write!(f, "invalid discovery setting: {reason}"),
             DiscoveryError::InvalidEndpoint { endpoint, reason } => write!(
                 f,
-                "invalid discovery endpoint {endpoint:?}: {reason} (expected http://host:port or host:port)"
+                "invalid discovery endpoint {:?}: {reason} (expected http://host:port or host:port)",
+                escaped(endpoint)
             ),
             DiscoveryError::InvalidRegistration(reason) => write!(f, "invalid registration: {reason}"),
+            // What a server or the transport says is shown escaped and bounded:
+            // these lines are logged, and a hostile server chooses the text.
             DiscoveryError::Http { url, reason } => {
                 write!(
                     f,
-                    "request to {url} failed: {reason} (is the discovery server running and reachable?)"
+                    "request to {url} failed: {} (is the discovery server running and reachable?)",
+                    escaped(reason).max_chars(ANSWER_MAX_CHARS)
                 )
             }
             DiscoveryError::Status { url, status, message } if message.is_empty() => {
                 write!(f, "{url} answered HTTP {status}")
             }
             DiscoveryError::Status { url, status, message } => {
-                write!(f, "{url} answered HTTP {status}: {message}")
+                write!(
+                    f,
+                    "{url} answered HTTP {status}: {}",
+                    escaped(message).max_chars(ANSWER_MAX_CHARS)
+                )
             }
             DiscoveryError::Decode { url, reason } => write!(
                 f,
-                "{url} answered with a body that is not a discovery roster: {reason} (is this URL a discovery server?)"
+                "{url} answered with a body that is not a discovery roster: {} (is this URL a discovery server?)",
+                escaped(reason).max_chars(ANSWER_MAX_CHARS)
             ),
             DiscoveryError::Spawn(source) => write!(f, "cannot start a discovery thread: {source}"),
         }
@@ -122,5 +136,25 @@ mod tests {
             err.to_string(),
             "http://h:1/register answered HTTP 400: field `endpoint` is empty"
         );
+    }
+
+    #[test]
+    fn a_hostile_answer_cannot_forge_or_flood_a_log_line() {
+        let err = DiscoveryError::Status {
+            url: "http://h:1/register".into(),
+            status: 400,
+            message: format!(
+                "no\n2026-01-01T00:00:00Z INFO fake \u{202e}{}",
+                "x".repeat(100_000)
+            ),
+        };
+        let text = err.to_string();
+        assert!(
+            text.starts_with("http://h:1/register answered HTTP 400: no\\n2026"),
+            "{text}"
+        );
+        assert!(!text.contains(['\n', '\u{202e}']), "{text}");
+        assert!(text.len() < 1024, "{} bytes", text.len());
+        assert!(text.ends_with("bytes)"), "{text}");
     }
 }

@@ -5,8 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::DiscoveryError;
+use crate::names::{check_id, escaped, is_format};
 
-/// Longest accepted `network_id`, `instance_id`, endpoint or capability.
+/// Longest accepted endpoint or capability, in characters. Ids follow
+/// [`crate::names::MAX_ID_BYTES`] instead.
 pub const MAX_FIELD_CHARS: usize = 256;
 /// Most capabilities one registration may list.
 pub const MAX_CAPABILITIES: usize = 64;
@@ -85,54 +87,81 @@ pub fn parse_registration(body: &[u8]) -> Result<RegistrationInfo, String> {
 }
 
 fn required(name: &str, value: Option<String>) -> Result<String, String> {
-    match value {
-        None => Err(format!("missing field `{name}`")),
-        Some(v) if v.trim().is_empty() => Err(format!("field `{name}` is empty")),
-        Some(v) => Ok(v),
-    }
+    value.ok_or_else(|| format!("missing field `{name}`"))
 }
 
-/// Checks a registration: non-empty names, a dialable `host:port` endpoint,
-/// bounded sizes.
+/// Checks a registration: ids by [`crate::names::check_id`], a dialable
+/// `host:port` endpoint, bounded capabilities. The error text names the field
+/// and the rule broken, and never holds a raw control or format character.
 pub fn validate_registration(info: &RegistrationInfo) -> Result<(), DiscoveryError> {
-    let bad = DiscoveryError::InvalidRegistration;
-    for (name, value) in [
-        ("network_id", &info.network_id),
-        ("instance_id", &info.instance_id),
-        ("endpoint", &info.endpoint),
-    ] {
-        if value.trim().is_empty() {
-            return Err(bad(format!("field `{name}` is empty")));
-        }
-        if value.chars().count() > MAX_FIELD_CHARS {
-            return Err(bad(format!(
-                "field `{name}` is longer than {MAX_FIELD_CHARS} characters"
-            )));
-        }
-        if value.chars().any(char::is_control) {
-            return Err(bad(format!("field `{name}` contains control characters")));
-        }
+    check_fields(
+        &info.network_id,
+        &info.instance_id,
+        &info.endpoint,
+        &info.capabilities,
+    )
+    .map_err(DiscoveryError::InvalidRegistration)
+}
+
+/// Checks an entry of the roster a discovery server sent: the rules of a
+/// registration, and a `last_seen` as bounded as any other field. A server
+/// is a peer like any other; what it lists reaches logs and dialers.
+pub(crate) fn validate_roster_entry(entry: &NetworkInfo) -> Result<(), String> {
+    check_fields(
+        &entry.network_id,
+        &entry.instance_id,
+        &entry.endpoint,
+        &entry.capabilities,
+    )?;
+    check_text("field `last_seen`", &entry.last_seen)
+}
+
+fn check_fields(
+    network_id: &str,
+    instance_id: &str,
+    endpoint: &str,
+    capabilities: &[String],
+) -> Result<(), String> {
+    for (name, value) in [("network_id", network_id), ("instance_id", instance_id)] {
+        check_id(value).map_err(|e| format!("field `{name}` {e}"))?;
     }
-    validate_endpoint(&info.endpoint).map_err(bad)?;
-    if info.capabilities.len() > MAX_CAPABILITIES {
-        return Err(bad(format!("more than {MAX_CAPABILITIES} capabilities")));
+    check_text("field `endpoint`", endpoint)?;
+    validate_endpoint(endpoint)?;
+    if capabilities.len() > MAX_CAPABILITIES {
+        return Err(format!("more than {MAX_CAPABILITIES} capabilities"));
     }
-    if info
-        .capabilities
-        .iter()
-        .any(|c| c.is_empty() || c.chars().count() > MAX_FIELD_CHARS)
-    {
-        return Err(bad(format!(
-            "capabilities must be non-empty strings of at most {MAX_FIELD_CHARS} characters"
-        )));
+    for (i, capability) in capabilities.iter().enumerate() {
+        check_text(&format!("capabilities[{i}]"), capability)?;
     }
     Ok(())
+}
+
+/// A free-form field (endpoint, capability): not blank, at most
+/// [`MAX_FIELD_CHARS`] characters, and nothing that could forge or hide text
+/// where it is shown (control and invisible format characters).
+fn check_text(what: &str, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if value.chars().count() > MAX_FIELD_CHARS {
+        return Err(format!("{what} is longer than {MAX_FIELD_CHARS} characters"));
+    }
+    match value
+        .char_indices()
+        .find(|&(_, ch)| ch.is_control() || is_format(ch))
+    {
+        Some((position, ch)) => Err(format!(
+            "{what} contains a control or invisible format character (U+{:04X}) at byte {position}",
+            u32::from(ch)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Checks that `endpoint` is `host:port` (IPv6 in brackets), with a port in
 /// 1..=65535 and a host other than the wildcard address.
 pub fn validate_endpoint(endpoint: &str) -> Result<(), String> {
-    let shape = || format!("endpoint {endpoint:?} is not host:port");
+    let shape = || format!("endpoint {:?} is not host:port", escaped(endpoint));
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(shape)?;
     // Digits only: `u16::from_str` also takes a leading `+`, which no dialer does.
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
@@ -140,7 +169,7 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), String> {
     }
     let port: u16 = port.parse().map_err(|_| shape())?;
     if port == 0 {
-        return Err(format!("endpoint {endpoint:?} has port 0"));
+        return Err(format!("endpoint {:?} has port 0", escaped(endpoint)));
     }
     let bare = host
         .strip_prefix('[')
@@ -157,7 +186,8 @@ pub fn validate_endpoint(endpoint: &str) -> Result<(), String> {
         && ip.is_unspecified()
     {
         return Err(format!(
-            "endpoint {endpoint:?} is the wildcard address; advertise an address other peers can dial"
+            "endpoint {:?} is the wildcard address; advertise an address other peers can dial",
+            escaped(endpoint)
         ));
     }
     Ok(())
@@ -192,7 +222,7 @@ mod tests {
             ),
             (
                 br#"{"network_id":" ","instance_id":"a-1","endpoint":"h:1"}"#,
-                "field `network_id` is empty",
+                "field `network_id` contains whitespace (U+0020) at byte 0",
             ),
             (
                 br#"{"network_id":5,"instance_id":"a-1","endpoint":"h:1"}"#,
@@ -215,6 +245,98 @@ mod tests {
             let err = parse_registration(body).expect_err("must be rejected");
             assert!(err.contains(expected), "{err:?} should contain {expected:?}");
         }
+    }
+
+    #[test]
+    fn ids_follow_the_id_rule_and_errors_name_it() {
+        let flood = "a".repeat(100 * 1024);
+        let cases = [
+            ("", "field `network_id` is empty"),
+            (
+                "beta\n2026-01-01 INFO fake",
+                "field `network_id` contains a control character (U+000A) at byte 4",
+            ),
+            (
+                "al\u{202e}pha",
+                "field `network_id` contains an invisible format character (U+202E) at byte 2",
+            ),
+            (
+                "a\u{200b}",
+                "field `network_id` contains an invisible format character (U+200B) at byte 1",
+            ),
+            (
+                "sink@beta",
+                "field `network_id` contains '@' at byte 4 ('@' separates actor and network)",
+            ),
+            ("a:b", "field `network_id` contains ':' at byte 1"),
+            ("a/b", "field `network_id` contains '/' at byte 1"),
+            ("a b", "field `network_id` contains whitespace (U+0020) at byte 1"),
+            (
+                flood.as_str(),
+                "field `network_id` is 102400 bytes long; the limit is 256",
+            ),
+        ];
+        for (id, expected) in cases {
+            let body = serde_json::json!({"network_id": id, "instance_id": "a-1", "endpoint": "h:1"});
+            let err = parse_registration(body.to_string().as_bytes()).expect_err(id);
+            assert!(
+                err.starts_with(expected),
+                "{err:?} should start with {expected:?}"
+            );
+            assert!(!err.contains(['\n', '\u{202e}', '\u{200b}']), "{err:?}");
+        }
+        let body = serde_json::json!({"network_id": "a", "instance_id": "a\u{2067}", "endpoint": "h:1"});
+        let err = parse_registration(body.to_string().as_bytes()).expect_err("bidi instance");
+        assert!(
+            err.starts_with("field `instance_id` contains an invisible format character (U+2067)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn endpoints_and_capabilities_hold_no_hidden_characters() {
+        let with = |endpoint: &str, capability: &str| {
+            let body = serde_json::json!({
+                "network_id": "a", "instance_id": "a-1", "endpoint": endpoint, "capabilities": [capability]
+            });
+            parse_registration(body.to_string().as_bytes())
+        };
+        assert!(with("h:1", "actor_messaging").is_ok());
+        let err = with("h\u{202e}:1", "x").expect_err("bidi endpoint");
+        assert!(
+            err.starts_with("field `endpoint` contains a control or invisible format character (U+202E)"),
+            "{err}"
+        );
+        let err = with("h:1", "x\ny").expect_err("newline capability");
+        assert!(err.starts_with("capabilities[0] contains a control"), "{err}");
+        let err = with("h\"h:0", "x").expect_err("port 0");
+        assert_eq!(err, r#"endpoint "h\"h:0" has port 0"#);
+    }
+
+    #[test]
+    fn roster_entries_follow_the_registration_rules() {
+        let good = NetworkInfo {
+            network_id: "a".into(),
+            instance_id: "a-1".into(),
+            endpoint: "h:1".into(),
+            capabilities: vec![],
+            last_seen: "2026-01-01T00:00:00.000Z".into(),
+        };
+        assert_eq!(validate_roster_entry(&good), Ok(()));
+        let mut bad = good.clone();
+        bad.network_id = "a\nINFO fake".into();
+        assert!(
+            validate_roster_entry(&bad)
+                .unwrap_err()
+                .starts_with("field `network_id` contains a control")
+        );
+        let mut bad = good.clone();
+        bad.last_seen = "x".repeat(100_000);
+        assert!(
+            validate_roster_entry(&bad)
+                .unwrap_err()
+                .starts_with("field `last_seen` is longer")
+        );
     }
 
     #[test]

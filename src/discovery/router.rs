@@ -14,6 +14,7 @@ use std::io::Read;
 
 use super::registry::RegisterError;
 pub use super::registry::{RegistryConfig, SharedRegistry};
+use crate::names::escaped;
 
 /// Path of the registration route.
 pub const REGISTER_PATH: &str = "/register";
@@ -116,7 +117,7 @@ pub fn finish_register(registry: &SharedRegistry, body: &[u8]) -> Reply {
     let network_id = info.network_id.clone();
     match registry.register(info) {
         Ok(outcome) => {
-            log::debug!("registration of {network_id}: {outcome:?}");
+            log::debug!("registration of {}: {outcome:?}", escaped(&network_id));
             let body = serde_json::json!({ "status": "registered", "network_id": network_id });
             Reply::json(200, body.to_string())
         }

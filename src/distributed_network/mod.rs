@@ -337,19 +337,18 @@ impl Drop for DistributedNetwork {
     }
 }
 
-/// Whether `name` can be a network or actor id: non-empty, without `@` (it
-/// separates actor and network in proxy names), `:` (it separates the parts of
-/// a `--send` target) or white space.
+/// Whether `name` can be a network or actor id: the rules of
+/// [`crate::names::check_id`] (1 to 256 bytes; no control, format or white
+/// space characters; no `@`, `:` or `/`).
 pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c == '@' || c == ':' || c.is_whitespace())
+    crate::names::check_id(name).is_ok()
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), DistributedError> {
-    if is_valid_name(name) {
-        Ok(())
-    } else {
-        Err(DistributedError::InvalidName(format!(
-            "{what} {name:?} is not usable: it must be non-empty, without '@', ':' or white space"
-        )))
-    }
+    crate::names::check_id(name).map_err(|rule| {
+        DistributedError::InvalidName(format!(
+            "{what} {} is not usable: it {rule}",
+            crate::names::escaped(name).max_chars(64)
+        ))
+    })
 }

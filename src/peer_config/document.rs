@@ -10,9 +10,10 @@ use toml::de::DeValue;
 
 use super::error::{ConfigError, ConfigErrorKind};
 use super::reader::{Reader, Section};
-use super::validate::{self, NAME_RULE};
+use super::validate;
 use super::{AUTH_TOKEN_ENV, ConnectTarget, PeerConfig, RemoteActor};
 use crate::bridge::ReconnectPolicy;
+use crate::names::{self, ID_RULE};
 
 const TOP_KEYS: &[&str] = &[
     "network_id",
@@ -65,13 +66,25 @@ pub(crate) fn read(
     };
     r.check_keys(&top);
 
-    let network_id = name_key(&mut r, &top, "network_id");
+    let network_id = id_key(&mut r, &top, "network_id");
     if !top.table.contains_key("network_id") {
         r.missing(&top, "network_id");
     }
     let mut cfg = PeerConfig::new(network_id.unwrap_or_default());
-    if let Some(instance_id) = name_key(&mut r, &top, "instance_id") {
+    if let Some(instance_id) = id_key(&mut r, &top, "instance_id") {
         cfg.instance_id = instance_id;
+    } else if !top.table.contains_key("instance_id")
+        && !cfg.network_id.is_empty()
+        && names::check_id(&cfg.instance_id).is_err()
+        && let Some(value) = top.table.get("network_id")
+    {
+        // A valid network id can only break the rule here by length: the
+        // default `<network_id>-1` is two bytes longer.
+        let rule = format!(
+            "at most {} bytes when instance_id is not set (its default is `<network_id>-1`)",
+            names::MAX_ID_BYTES - 2
+        );
+        r.invalid("network_id".into(), value, &rule);
     }
     read_bridge_keys(&mut r, &top, &mut cfg);
     read_discovery_keys(&mut r, &top, &mut cfg);
@@ -95,10 +108,16 @@ pub(crate) fn read(
     Ok(cfg)
 }
 
-fn name_key(r: &mut Reader<'_>, section: &Section<'_, '_>, key: &str) -> Option<String> {
-    r.checked_string(section, key, NAME_RULE, |s| {
-        validate::is_valid_name(s).then(|| s.to_string())
-    })
+/// A network, instance or actor id; an error names the rule it breaks.
+fn id_key(r: &mut Reader<'_>, section: &Section<'_, '_>, key: &str) -> Option<String> {
+    let (text, value) = r.string(section, key)?;
+    match names::check_id(text) {
+        Ok(()) => Some(text.to_string()),
+        Err(why) => {
+            r.invalid_because(format!("{}{key}", section.label), value, ID_RULE, &why);
+            None
+        }
+    }
 }
 
 fn millis(r: &mut Reader<'_>, section: &Section<'_, '_>, key: &str) -> Option<Duration> {
@@ -258,7 +277,7 @@ fn read_connect(r: &mut Reader<'_>, top: &Section<'_, '_>) -> Vec<ConnectTarget>
             r.report(Some(&entry.span), kind);
             continue;
         }
-        let network_id = name_key(r, &entry, "network_id");
+        let network_id = id_key(r, &entry, "network_id");
         let legacy_auth = r.boolean(&entry, "legacy_auth");
         targets.push(ConnectTarget {
             endpoint,
@@ -297,8 +316,8 @@ fn read_remote_actors(r: &mut Reader<'_>, top: &Section<'_, '_>, own_network: &s
                 r.missing(&entry, key);
             }
         }
-        let actor_id = name_key(r, &entry, "actor_id");
-        let network_id = name_key(r, &entry, "network_id");
+        let actor_id = id_key(r, &entry, "actor_id");
+        let network_id = id_key(r, &entry, "network_id");
         let (Some(actor_id), Some(network_id)) = (actor_id, network_id) else {
             continue;
         };

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::names::escaped;
+
 /// A peer configuration that could not be read or is not valid.
 ///
 /// `Display` reads `FILE:LINE: message` (or `FILE: message` when there is no
@@ -91,7 +93,8 @@ impl fmt::Display for ConfigError {
                 suggestion,
                 expected,
             } => {
-                write!(f, "unknown key `{key}`")?;
+                // A quoted TOML key may hold anything, newlines included.
+                write!(f, "unknown key `{}`", escaped(key))?;
                 if let Some(suggestion) = suggestion {
                     write!(f, ", did you mean `{suggestion}`?")?;
                 }

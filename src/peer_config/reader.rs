@@ -73,6 +73,23 @@ impl<'a> Reader<'a> {
     /// unless the key is secret.
     pub(crate) fn invalid(&mut self, key: String, value: &Spanned<DeValue<'_>>, expected: &str) {
         let got = describe(value.get_ref(), SECRET_KEYS.iter().any(|s| key.ends_with(s)));
+        self.invalid_value(key, value, expected, got);
+    }
+
+    /// As [`Reader::invalid`], adding which part of the rule the value breaks:
+    /// `got "a@b", which contains '@' at byte 1 (…)`.
+    pub(crate) fn invalid_because(
+        &mut self,
+        key: String,
+        value: &Spanned<DeValue<'_>>,
+        expected: &str,
+        why: &dyn std::fmt::Display,
+    ) {
+        let got = describe(value.get_ref(), SECRET_KEYS.iter().any(|s| key.ends_with(s)));
+        self.invalid_value(key, value, expected, format!("{got}, which {why}"));
+    }
+
+    fn invalid_value(&mut self, key: String, value: &Spanned<DeValue<'_>>, expected: &str, got: String) {
         let kind = ConfigErrorKind::InvalidValue {
             key,
             expected: expected.to_string(),

@@ -1,16 +1,8 @@
-//! Checks of single values: names, hosts, `host:port` endpoints and discovery
-//! URLs. Pure functions over strings, so every rule has a fast unit test.
+//! Checks of single values: hosts, `host:port` endpoints and discovery URLs.
+//! Pure functions over strings, so every rule has a fast unit test. Ids
+//! (network, instance, actor) follow [`crate::names::check_id`].
 
 use std::net::IpAddr;
-
-/// What a network, instance or actor name must look like.
-pub(crate) const NAME_RULE: &str = "a non-empty name without `@`, `:` or whitespace";
-
-/// A network, instance or actor id: non-empty, no `@` (proxies are named
-/// `actor@network`), no `:` (the `--send` form splits on it), no whitespace.
-pub(crate) fn is_valid_name(name: &str) -> bool {
-    crate::distributed_network::is_valid_name(name)
-}
 
 /// A DNS name (`alpha.example`, `localhost`) or an IP address; IPv6 without
 /// brackets. No port.
@@ -77,16 +69,6 @@ pub(crate) fn advertise_host(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_reject_separators_and_blanks() {
-        assert!(is_valid_name("alpha"));
-        assert!(is_valid_name("alpha-1"));
-        assert!(is_valid_name("grüße"));
-        for bad in ["", "a b", "a@b", "a:b", "tab\t", " "] {
-            assert!(!is_valid_name(bad), "{bad:?}");
-        }
-    }
 
     #[test]
     fn endpoints_need_a_host_and_a_port() {
