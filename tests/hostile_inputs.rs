@@ -59,15 +59,27 @@ fn message_payloads_at_the_edges_parse_or_are_refused() {
         // Not the wrapper form (256 is no byte): an object with a `data` key.
         r#"{"type":"Object","data":{"data":[256]}}"#,
         r#"{"type":"Optional","data":{"data":[110,117,108,108]}}"#,
-        r#"{"type":"StreamHandle"}"#,
-        r#"{"type":"StreamHandle","data":[1,2,3]}"#,
+        r#"{"type":"Array","data":[{"data":[123,125]},{"data":[256]},{"data":"x"},{"data":[]}]}"#,
+        r#"{"type":"Stream","data":[]}"#,
+        r#"{"type":"Encoded","data":[0,255]}"#,
+        r#"{"type":"NetworkEvent","data":{"event_type":"HeartbeatMissed","data":{"data":[1]}}}"#,
+        r#"{"data":{"data":[123,125]},"type":"Event"}"#,
         r#"{"type":"Flow","data":{"ignored":true}}"#,
     ];
     for text in accepted {
         let message: Message = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
         let again = serde_json::to_string(&message).expect("serialises");
         let back: Message = serde_json::from_str(&again).expect("parses again");
-        assert_eq!(back.type_name(), message.type_name(), "{text}");
+        assert_eq!(back, message, "{text}");
+    }
+    // Read, but with no protocol 1.0 form: sending one fails, naming the kind.
+    for text in [
+        r#"{"type":"StreamHandle"}"#,
+        r#"{"type":"StreamHandle","data":[1,2,3]}"#,
+    ] {
+        let message: Message = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let err = serde_json::to_string(&message).unwrap_err();
+        assert!(err.to_string().contains("StreamHandle"), "{err}");
     }
     let refused = [
         r#"{"type":"Integer","data":9223372036854775808}"#,
@@ -78,6 +90,10 @@ fn message_payloads_at_the_edges_parse_or_are_refused() {
         r#"{"type":5}"#,
         r#"{"data":1}"#,
         r#"{"type":"String","data":"\ud800"}"#,
+        r#"{"type":"NetworkEvent","data":{"event_type":5,"data":null}}"#,
+        r#"{"type":"Stream","data":"bytes"}"#,
+        r#"{"type":"Object","data":{"data":[91,49,93]}}"#,
+        r#"{"type":"String","data":"a","data":"b"}"#,
     ];
     for text in refused {
         assert!(serde_json::from_str::<Message>(text).is_err(), "{text}");
