@@ -29,6 +29,8 @@ use std::io::ErrorKind;
 use serde::de::{DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::message::inline::Inline;
+
 use super::protocol::RemoteMessage;
 
 /// Most chunk bytes in one FRAGMENT frame.
@@ -130,8 +132,33 @@ impl std::error::Error for FrameError {}
 pub(crate) fn encode_data(message: &RemoteMessage) -> Result<Vec<u8>, FrameError> {
     let mut frame = Vec::with_capacity(256);
     frame.push(DATA);
-    rmp_serde::encode::write_named(&mut frame, message).map_err(|err| FrameError::Encode(err.to_string()))?;
+    let body = DataBody {
+        message_id: &message.message_id,
+        source_network: &message.source_network,
+        source_actor: &message.source_actor,
+        target_network: &message.target_network,
+        target_actor: &message.target_actor,
+        target_port: &message.target_port,
+        payload: Inline(&message.payload),
+        timestamp: &message.timestamp,
+    };
+    rmp_serde::encode::write_named(&mut frame, &body).map_err(|err| FrameError::Encode(err.to_string()))?;
     Ok(frame)
+}
+
+/// A DATA body as written: the message's fields, with the payload in the
+/// inline form (no 1.0 wrappers, every kind under its own name). The reader
+/// decodes it as a `RemoteMessage`, whose payload reader takes both forms.
+#[derive(serde::Serialize)]
+struct DataBody<'a> {
+    message_id: &'a str,
+    source_network: &'a str,
+    source_actor: &'a str,
+    target_network: &'a str,
+    target_actor: &'a str,
+    target_port: &'a str,
+    payload: Inline<'a>,
+    timestamp: &'a str,
 }
 
 /// The frame of one control message.

@@ -17,11 +17,10 @@
 //! Use on a field: `#[serde(with = "crate::message::inline")]`, or wrap a
 //! message in [`Inline`].
 
-// Only tests call this until protocol 1.1's frames use it.
-#![allow(dead_code)]
-
 use serde::ser::{Error as _, SerializeStruct};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+#[cfg(test)]
+use serde::{Deserialize, Deserializer};
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use super::Message;
@@ -59,7 +58,9 @@ pub(crate) fn serialize<S: Serializer>(message: &Message, serializer: S) -> Resu
     }
 }
 
-/// Reads either form; for `#[serde(deserialize_with)]`.
+/// Reads either form; for `#[serde(deserialize_with)]`. The bridge's reader
+/// decodes a whole `RemoteMessage`, so only the tests need this one.
+#[cfg(test)]
 pub(crate) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Message, D::Error> {
     Message::deserialize(deserializer)
 }
