@@ -20,8 +20,8 @@ use tungstenite::protocol::Role;
 
 use super::error::{BridgeError, HandshakeError};
 use super::handshake::{DialMode, Dialer, DialerNext, decline_frame};
-use super::hub::{Admitted, Hub, NotAdmitted, close_unstarted};
-use super::session::{DUPLICATE_CLOSE, Peer};
+use super::hub::{Admitted, Hub, NotAdmitted, close_duplicate, close_unstarted};
+use super::session::Peer;
 use super::stream::{WsStream, connect_tcp, handshake_error, read_text, upgrade_error};
 use crate::names::escaped;
 
@@ -119,6 +119,7 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
 
     let tcp = ws.get_ref().tcp().try_clone().map_err(BridgeError::Spawn)?;
     let network_id = peer.network_id.clone();
+    let wire = peer.wire;
     let peer = Peer {
         network_id: peer.network_id,
         instance_id: peer.instance_id,
@@ -138,7 +139,7 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
         }
         Err(NotAdmitted::Duplicate) => {
             log::debug!("Already connected to network {network_id}; closing the new connection");
-            close_unstarted(hub, &mut ws, DUPLICATE_CLOSE);
+            close_duplicate(hub, &mut ws, wire);
             Ok(network_id)
         }
         Err(NotAdmitted::LiveInstance(instance)) => {

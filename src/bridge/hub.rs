@@ -10,14 +10,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use tungstenite::WebSocket;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::config::{BridgeConfig, BridgeIdentity};
 use super::events::{BridgeEvent, EventBus, lock};
+use super::frame::{self, Frame};
+use super::protocol::{Inbound, parse_frame};
 use super::registry::{Insert, Registry};
-use super::session::{self, CloseReason, Ended, Lanes, Peer, Session, SessionContext};
+use super::session::{self, CloseReason, DUPLICATE_CLOSE, Ended, Lanes, Peer, Session, SessionContext, Wire};
 use super::sink::InboundSink;
 use super::stats::{Counters, bump};
 use super::stream::{WsStream, ws_config};
@@ -339,6 +341,18 @@ impl Hub {
 /// Sends a Close frame with `reason` on a socket that never got a session,
 /// then waits (up to the close timeout) for the peer to finish the close.
 pub(crate) fn close_unstarted(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &str) {
+    close_draining(hub, ws, reason, None);
+}
+
+/// Closes a duplicate that the peer already took for a live session (it got
+/// a success reply) and may have sent messages on: what arrives before the
+/// peer's Close is delivered, not dropped. The session that won carries
+/// everything after.
+pub(crate) fn close_duplicate(hub: &Hub, ws: &mut WebSocket<WsStream>, wire: Wire) {
+    close_draining(hub, ws, DUPLICATE_CLOSE, Some(wire));
+}
+
+fn close_draining(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &str, wire: Option<Wire>) {
     ws.get_mut()
         .set_deadline(Instant::now() + hub.config.close_timeout);
     let frame = CloseFrame {
@@ -348,5 +362,23 @@ pub(crate) fn close_unstarted(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &
     if ws.close(Some(frame)).is_err() {
         return;
     }
-    while ws.read().is_ok() {}
+    while let Ok(frame) = ws.read() {
+        let message = match (wire, frame) {
+            (Some(Wire::V10), WsMessage::Text(text)) => match parse_frame(text.as_str()) {
+                Ok(Inbound::Message(message)) => Some(*message),
+                _ => None,
+            },
+            (Some(Wire::V11 { .. }), WsMessage::Binary(bytes)) => match frame::decode(&bytes) {
+                Ok(Frame::Data(message)) => Some(*message),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(message) = message {
+            bump(&hub.stats.messages_received, 1);
+            if let Err(err) = hub.sink.deliver(message) {
+                log::warn!("Dropped a message that arrived on a duplicate connection: {err}");
+            }
+        }
+    }
 }

@@ -17,8 +17,8 @@ use tungstenite::protocol::Role;
 
 use super::error::HandshakeError;
 use super::handshake::{AcceptorNext, AcceptorPolicy, Refusal, on_request, parse_request, reply_text};
-use super::hub::{Admitted, Hub, NotAdmitted, close_unstarted};
-use super::session::{DUPLICATE_CLOSE, Peer, Wire};
+use super::hub::{Admitted, Hub, NotAdmitted, close_duplicate, close_unstarted};
+use super::session::{Peer, Wire};
 use super::stats::bump;
 use super::stream::{WsStream, read_text, upgrade_error};
 use crate::names::escaped;
@@ -131,7 +131,7 @@ fn accept_one(hub: &Arc<Hub>, tcp: TcpStream, peer: SocketAddr) {
                 .is_ok()
             {
                 log::debug!("Already connected to network {network_id}; closing the new connection");
-                close_unstarted(hub, &mut ws, DUPLICATE_CLOSE);
+                close_duplicate(hub, &mut ws, wire);
             }
         }
         Err(NotAdmitted::LiveInstance(instance_id)) => {
