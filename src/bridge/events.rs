@@ -21,20 +21,21 @@ pub enum BridgeEvent {
     Disconnected { network_id: String, reason: String },
     /// A connection was silent for 3 heartbeat intervals and was dropped.
     Evicted { network_id: String },
-    /// A dropped dialed connection was dialed again successfully.
+    /// A held target was linked again after a drop or failed dials.
     Reconnected {
         network_id: String,
         endpoint: String,
         attempt: u32,
     },
-    /// One redial failed; another follows unless the attempts are used up.
+    /// One dial of a held target failed; another follows after the backoff
+    /// (a held link is never given up). `network_id` is the target's network
+    /// when known, else its endpoint; `attempt` counts from 1 after a drop
+    /// (0 is the first dial of a target that was never linked).
     ReconnectFailed {
         network_id: String,
         attempt: u32,
         reason: String,
     },
-    /// Every redial failed; the network stays disconnected.
-    GaveUp { network_id: String, endpoint: String },
 }
 
 pub(crate) struct EventBus {

@@ -81,6 +81,37 @@ pub mod inspect {
         super::handshake::parse_reply(text).is_ok()
     }
 
+    /// Feeds binary frames to a 1.1 reader's decoder and reassembler (limit
+    /// `limit` bytes) and returns how many messages came out; errors are
+    /// counted as a reader would, never a panic.
+    pub fn read_binary_frames(frames: &[&[u8]], limit: usize) -> usize {
+        use super::frame::{Frame, Reassembly, decode};
+        let mut reassembly = Reassembly::new(limit);
+        let mut messages = 0;
+        for bytes in frames {
+            match decode(bytes) {
+                Ok(Frame::Data(_)) => messages += 1,
+                Ok(Frame::Fragment { more, chunk }) => {
+                    if let Ok(Some(_)) = reassembly.push(more, &chunk) {
+                        messages += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        messages
+    }
+
+    /// Whether a dialer with a token (network `beta`, expecting `alpha`)
+    /// would go on after reading `text` as the acceptor's first answer.
+    pub fn dialer_accepts_reply(text: &str) -> bool {
+        use super::handshake::{DialMode, Dialer};
+        let mut identity = super::BridgeIdentity::new("beta", "beta-1");
+        identity.auth_token = Some("fuzz-token".into());
+        Dialer::new(&identity, Some("alpha"), DialMode::Offer, 1 << 20)
+            .is_ok_and(|dialer| dialer.on_reply(text).is_ok())
+    }
+
     /// What a 1.1 reader makes of one binary frame: `"data"`, `"fragment"`,
     /// `"heartbeat"`, `"ack"`, `"credit"`, `"close"` or `"bad-frame"`.
     pub fn classify_binary_frame(bytes: &[u8]) -> &'static str {
