@@ -73,7 +73,7 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
     let endpoint = target.endpoint.as_str();
     let tcp = connect_interruptible(hub, endpoint, hub.config.connect_timeout)?;
     let _ = tcp.set_nodelay(true);
-    let Some(_pending) = hub.track_pending(&tcp, false, usize::MAX) else {
+    let Some(pending) = hub.track_pending(&tcp, false, usize::MAX) else {
         return Err(BridgeError::Spawn(std::io::Error::other(
             "cannot track the dialed socket",
         )));
@@ -118,6 +118,9 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
     };
 
     let tcp = ws.get_ref().tcp().try_clone().map_err(BridgeError::Spawn)?;
+    // The handshake is over: from here the socket is a session's, which a
+    // shutdown closes (flushing what was queued) instead of cutting it.
+    drop(pending);
     let network_id = peer.network_id.clone();
     let wire = peer.wire;
     let peer = Peer {

@@ -107,6 +107,13 @@ impl State {
         let kicks = self.hub.watch();
         let stopped = self.hub.stopped();
         let mut delay: Option<Duration> = None;
+        if self.ever_connected && !self.connected() {
+            // The session the caller's dial made ended before this thread
+            // ran (the watch above was not yet there to hear it): redial as
+            // after any end, one backoff step later, not at once as attempt 0.
+            self.down_since = Some(Instant::now());
+            delay = Some(self.backoff.next_delay(roll()));
+        }
         loop {
             if self.connected() {
                 match wait(stop, &stopped, &kicks, None) {
