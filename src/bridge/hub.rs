@@ -227,7 +227,23 @@ impl Hub {
                         replaced,
                     });
                 }
-                Insert::Duplicate => return Err(NotAdmitted::Duplicate),
+                Insert::Duplicate(old) => {
+                    // The rule keeps the old one, but a session silent for two
+                    // heartbeat intervals (a live one hears a heartbeat every
+                    // interval) is half-open: its peer restarted with the
+                    // same instance id and dialed again. The new one wins.
+                    let silent_for = self.now().saturating_sub(old.last_heard());
+                    if silent_for < 2 * self.config.heartbeat_interval {
+                        return Err(NotAdmitted::Duplicate);
+                    }
+                    if self.sessions.replace(&old, &session) {
+                        return Ok(Admitted {
+                            session,
+                            lanes,
+                            replaced: Some(old),
+                        });
+                    }
+                }
                 Insert::Full => return Err(NotAdmitted::Full),
                 Insert::Closed => return Err(NotAdmitted::Closed),
                 Insert::OtherInstance(old) => {

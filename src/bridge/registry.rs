@@ -20,8 +20,9 @@ use super::session::Session;
 pub(crate) enum Insert {
     /// In the map; `replaced` (if any) lost to it and must be closed.
     Added { replaced: Option<Arc<Session>> },
-    /// An existing session of the same instance wins; close the new one.
-    Duplicate,
+    /// The existing session of the same instance wins by the dial rule;
+    /// close the new one (unless the existing one has gone silent).
+    Duplicate(Arc<Session>),
     /// A session of another instance of the same network is in the map.
     OtherInstance(Arc<Session>),
     /// `max_connections` reached.
@@ -92,7 +93,7 @@ impl Registry {
                 if keep { "new one" } else { "existing one" }
             );
             if !keep {
-                return Insert::Duplicate;
+                return Insert::Duplicate(Arc::clone(existing));
             }
             let replaced = map.sessions.insert(network.clone(), Arc::clone(session));
             return Insert::Added { replaced };
