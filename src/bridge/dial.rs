@@ -19,7 +19,7 @@ use tungstenite::client::client_with_config;
 use tungstenite::protocol::Role;
 
 use super::error::{BridgeError, HandshakeError};
-use super::handshake::{DialMode, Dialer, DialerNext, decline_frame};
+use super::handshake::{DialMode, Dialer, DialerNext, decline_frame, worth_declining};
 use super::hub::{Admitted, Hub, NotAdmitted, close_unstarted};
 use super::session::{DUPLICATE_CLOSE, Peer};
 use super::stream::{WsStream, connect_tcp, handshake_error, read_text, upgrade_error};
@@ -73,7 +73,7 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
     let endpoint = target.endpoint.as_str();
     let tcp = connect_interruptible(hub, endpoint, hub.config.connect_timeout)?;
     let _ = tcp.set_nodelay(true);
-    let Some(_pending) = hub.track_pending(&tcp, false, usize::MAX) else {
+    let Some(pending) = hub.track_pending(&tcp, false, usize::MAX) else {
         return Err(BridgeError::Spawn(std::io::Error::other(
             "cannot track the dialed socket",
         )));
@@ -106,7 +106,7 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
             peer
         }
         Err(err) => {
-            if matches!(err, HandshakeError::Unproven(_)) && mode == DialMode::Offer {
+            if worth_declining(&err) {
                 // Best effort: the acceptor logs the refusal; its answer changes nothing.
                 if ws.send(WsMessage::text(decline_frame())).is_ok() {
                     let _ = read_text(&mut ws, limit);
@@ -117,6 +117,10 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
         }
     };
 
+    // The handshake is over: shutdown no longer needs to wake this socket,
+    // and must not cut it once it carries a session (that session closes
+    // politely, writing what is queued first).
+    drop(pending);
     let tcp = ws.get_ref().tcp().try_clone().map_err(BridgeError::Spawn)?;
     let network_id = peer.network_id.clone();
     let peer = Peer {

@@ -107,6 +107,17 @@ pub(crate) fn decline_frame() -> String {
     serde_json::to_string(&DialerProof { proof: None }).unwrap_or_default()
 }
 
+/// Why a dialer refuses an acceptor whose proof is wrong.
+const WRONG_PROOF: &str = "its proof does not match our auth_token";
+
+/// Whether to send `decline_frame` after `err`: only to an acceptor that
+/// showed a (wrong) proof, which has a token and so refuses `{"proof": null}`.
+/// To an acceptor without a token the same frame is a valid proof, and it
+/// would admit a dialer that is leaving; a 1.0 acceptor has no use for it.
+pub(crate) fn worth_declining(err: &HandshakeError) -> bool {
+    matches!(err, HandshakeError::Unproven(why) if why == WRONG_PROOF)
+}
+
 /// Who is on the other side, once the handshake succeeded.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PeerInfo {
@@ -288,9 +299,7 @@ impl<'a> Dialer<'a> {
                     return Err(HandshakeError::Unproven("it has no auth_token to prove".into()));
                 };
                 if auth::verify(token, Direction::AcceptorToDialer, &transcript, theirs).is_err() {
-                    return Err(HandshakeError::Unproven(
-                        "its proof does not match our auth_token".into(),
-                    ));
+                    return Err(HandshakeError::Unproven(WRONG_PROOF.into()));
                 }
                 Some(auth::prove_hex(token, Direction::DialerToAcceptor, &transcript))
             }
