@@ -39,7 +39,8 @@ Options:
   --send SPEC     Once the peer is up, send PAYLOAD as a String message to port PORT
                   of actor ACTOR in network NETWORK. SPEC is network:actor:port:payload;
                   the payload is everything after the third ':' and may contain ':'
-                  or be empty. Repeatable; sends go out in the order given.
+                  or be empty. Repeatable; sends go out in the order given, and
+                  one that fails does not stop the ones after it.
   --once          Exit after the sends instead of running until interrupted.
   -h, --help      Print this help and exit.
   -V, --version   Print the version and exit.

@@ -155,10 +155,21 @@ fn hold_and_send(
         wait += config.discovery_refresh;
     }
     let mut last_errors = LastErrors::default();
+    let mut failed = 0;
     for send in sends {
-        if let Outcome::Stopped = send_one(peer, config, send, &events, signals, wait, &mut last_errors)? {
-            return Ok(Outcome::Stopped);
+        // Each --send stands alone: one that is refused (too large, say)
+        // is reported and does not cancel the ones after it.
+        match send_one(peer, config, send, &events, signals, wait, &mut last_errors) {
+            Ok(Outcome::Done) => {}
+            Ok(Outcome::Stopped) => return Ok(Outcome::Stopped),
+            Err(e) => {
+                log::error!("{e}");
+                failed += 1;
+            }
         }
+    }
+    if failed > 0 {
+        return Err(format!("{failed} of {} --send message(s) not sent", sends.len()));
     }
     Ok(Outcome::Done)
 }

@@ -19,7 +19,7 @@ use tungstenite::client::client_with_config;
 use tungstenite::protocol::Role;
 
 use super::error::{BridgeError, HandshakeError};
-use super::handshake::{DialMode, Dialer, DialerNext, decline_frame};
+use super::handshake::{DialMode, Dialer, DialerNext, decline_frame, worth_declining};
 use super::hub::{Admitted, Hub, NotAdmitted, close_duplicate, close_unstarted};
 use super::session::Peer;
 use super::stream::{WsStream, connect_tcp, handshake_error, read_text, upgrade_error};
@@ -106,7 +106,7 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
             peer
         }
         Err(err) => {
-            if matches!(err, HandshakeError::Unproven(_)) && mode == DialMode::Offer {
+            if worth_declining(&err) {
                 // Best effort: the acceptor logs the refusal; its answer changes nothing.
                 if ws.send(WsMessage::text(decline_frame())).is_ok() {
                     let _ = read_text(&mut ws, limit);
@@ -117,10 +117,11 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
         }
     };
 
-    let tcp = ws.get_ref().tcp().try_clone().map_err(BridgeError::Spawn)?;
-    // The handshake is over: from here the socket is a session's, which a
-    // shutdown closes (flushing what was queued) instead of cutting it.
+    // The handshake is over: shutdown no longer needs to wake this socket,
+    // and must not cut it once it carries a session (that session closes
+    // politely, writing what is queued first).
     drop(pending);
+    let tcp = ws.get_ref().tcp().try_clone().map_err(BridgeError::Spawn)?;
     let network_id = peer.network_id.clone();
     let wire = peer.wire;
     let peer = Peer {

@@ -115,6 +115,17 @@ pub(crate) fn decline_frame() -> String {
     .unwrap_or_default()
 }
 
+/// Why a dialer refuses an acceptor whose proof is wrong.
+const WRONG_PROOF: &str = "its proof does not match our auth_token";
+
+/// Whether to send `decline_frame` after `err`: only to an acceptor that
+/// showed a (wrong) proof: it has a token, and its operator learns from the
+/// refusal in its log that the tokens differ. A stranger without a proof
+/// gets nothing more; a 1.0 acceptor has no use for it.
+pub(crate) fn worth_declining(err: &HandshakeError) -> bool {
+    matches!(err, HandshakeError::Unproven(why) if why == WRONG_PROOF)
+}
+
 /// Who is on the other side, once the handshake succeeded.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct PeerInfo {
@@ -306,9 +317,7 @@ impl<'a> Dialer<'a> {
                     return Err(HandshakeError::Unproven("it has no auth_token to prove".into()));
                 };
                 if auth::verify(token, Direction::AcceptorToDialer, &transcript, theirs).is_err() {
-                    return Err(HandshakeError::Unproven(
-                        "its proof does not match our auth_token".into(),
-                    ));
+                    return Err(HandshakeError::Unproven(WRONG_PROOF.into()));
                 }
                 Some(auth::prove_hex(token, Direction::DialerToAcceptor, &transcript))
             }
