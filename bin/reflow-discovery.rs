@@ -1,9 +1,12 @@
 //! `reflow-discovery`: the discovery server as a program. Parses flags, sets
 //! up logging and runs [`DiscoveryServer`] until SIGINT or SIGTERM.
 
+use std::io::ErrorKind;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use reflow_distributed::cli::{Early, early_flag, usage_error};
+use reflow_distributed::discovery::DiscoveryError;
 use reflow_distributed::discovery::server::{DiscoveryServer, ServerConfig};
 
 const HELP: &str = "\
@@ -13,7 +16,7 @@ USAGE:
     reflow-discovery [OPTIONS]
 
 OPTIONS:
-    --bind ADDR:PORT             Address to listen on; port 0 picks a free one [default: 0.0.0.0:9000]
+    -b, --bind ADDR:PORT         Address to listen on; port 0 picks a free one [default: 0.0.0.0:9000]
     --entry-ttl-secs N           Seconds an entry stays listed without re-registering [default: 60]
     --prune-interval-secs N      Seconds between sweeps of expired entries [default: 15]
     --max-body-bytes N           Largest request body accepted (larger gets 413) [default: 16384]
@@ -21,16 +24,16 @@ OPTIONS:
     --max-connections N          Most connections served at once [default: 256]
     --idle-timeout-secs N        Seconds a connection may sit idle between requests [default: 30]
     --request-timeout-secs N     Seconds a client may take to send one request [default: 10]
-    -h, --help                   Print this help
-    -V, --version                Print the version
+    -h, --help                   Print this help (read before any other option)
+    -V, --version                Print the version (read before any other option)
 
 ENVIRONMENT:
     RUST_LOG                     Log level: error, warn, info, debug, trace [default: info]
 
 EXIT CODES:
     0  stopped by SIGINT or SIGTERM
-    1  could not start (address in use, …)
-    2  bad command line
+    1  could not start (port in use, address not on this host, …)
+    2  bad command line (printed as 'reflow-discovery: error: …')
 ";
 
 enum Command {
@@ -39,13 +42,20 @@ enum Command {
     Version,
 }
 
+/// `-h` and `-V` are looked for first, so they win over any other argument;
+/// `-b` is `--bind`, as in Reflow's CLI.
 fn parse_args() -> Result<Command, String> {
     use lexopt::prelude::*;
+    match early_flag(std::env::args_os().skip(1)) {
+        Some(Early::Help) => return Ok(Command::Help),
+        Some(Early::Version) => return Ok(Command::Version),
+        None => {}
+    }
     let mut config = ServerConfig::default();
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
-            Long("bind") => config.bind = bind_address(&mut parser)?,
+            Short('b') | Long("bind") => config.bind = bind_address(&mut parser)?,
             Long("entry-ttl-secs") => config.entry_ttl = secs(&mut parser, "--entry-ttl-secs")?,
             Long("prune-interval-secs") => {
                 config.prune_interval = secs(&mut parser, "--prune-interval-secs")?
@@ -96,6 +106,27 @@ fn secs(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
     count(parser, flag).map(|n| Duration::from_secs(n as u64))
 }
 
+/// Why the server did not start. A failed bind names its real cause: the
+/// library's text guesses a port in use, which misleads for an address this
+/// host does not have (EADDRNOTAVAIL) or a privileged port.
+fn start_error(error: &DiscoveryError) -> String {
+    let DiscoveryError::Bind { addr, source } = error else {
+        return error.to_string();
+    };
+    let why = match source.kind() {
+        ErrorKind::AddrInUse => format!("{source} (is the port in use? change --bind)"),
+        ErrorKind::AddrNotAvailable => format!(
+            "address not available on this host ({source}); \
+             bind to one of this host's addresses, or 0.0.0.0, with --bind"
+        ),
+        ErrorKind::PermissionDenied => {
+            format!("{source} (ports below 1024 need privileges; change --bind)")
+        }
+        _ => format!("{source} (change --bind)"),
+    };
+    format!("cannot listen on {addr}: {why}")
+}
+
 fn init_logging() {
     let logger = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)
@@ -118,7 +149,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("reflow-discovery: {message}\nTry 'reflow-discovery --help' for the options.");
+            eprintln!("{}", usage_error("reflow-discovery", &message));
             return ExitCode::from(2);
         }
     };
@@ -138,7 +169,7 @@ fn main() -> ExitCode {
     let server = match DiscoveryServer::start(config) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("{e}");
+            log::error!("{}", start_error(&e));
             return ExitCode::from(1);
         }
     };

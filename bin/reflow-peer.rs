@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use reflow_distributed::cli::usage_error;
 use reflow_distributed::peer_cli::{Command, EXIT_OK, EXIT_USAGE, HELP, VERSION, parse_args};
 use reflow_distributed::peer_runner;
 
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_OK);
         }
         Err(e) => {
-            eprintln!("reflow-peer: {e}\nRun 'reflow-peer --help' for usage.");
+            eprintln!("{}", usage_error("reflow-peer", &e.to_string()));
             return ExitCode::from(EXIT_USAGE);
         }
     };

@@ -6,9 +6,13 @@
 //! - [`bridge`]: the WebSocket bridge between peers.
 //! - [`names`]: the rules for network, instance and actor ids, and escaping of
 //!   untrusted text for logs.
+//! - [`peer_cli`], [`peer_runner`], [`cli`]: the command lines of the two
+//!   binaries (the `cli` feature, on by default).
 #![forbid(unsafe_code)]
 
 pub mod bridge;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod clock;
 pub mod discovery;
 pub mod distributed_config;
@@ -16,8 +20,10 @@ pub mod distributed_network;
 pub mod ids;
 pub mod message;
 pub mod names;
+#[cfg(feature = "cli")]
 pub mod peer_cli;
 pub mod peer_config;
+#[cfg(feature = "cli")]
 pub mod peer_runner;
 pub mod runtime;
 

@@ -16,6 +16,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crate::cli::{Early, early_flag};
 use crate::names::{IdError, check_id, escaped};
 
 /// Exit code of a run that did what was asked (and of `--help`, `--version`).
@@ -32,18 +33,19 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const HELP: &str = "\
 reflow-peer: run one Reflow peer (local actors, bridge, discovery) from a config file.
 
-Usage: reflow-peer --config FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--once]
+Usage: reflow-peer -c FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--once]
 
 Options:
-  --config FILE   Peer configuration file (TOML; see docs/configuration.md). Required.
+  -c, --config FILE
+                  Peer configuration file (TOML; see docs/configuration.md). Required.
   --send SPEC     Once the peer is up, send PAYLOAD as a String message to port PORT
                   of actor ACTOR in network NETWORK. SPEC is network:actor:port:payload;
                   the payload is everything after the third ':' and may contain ':'
                   or be empty. Repeatable; sends go out in the order given, and
                   one that fails does not stop the ones after it.
   --once          Exit after the sends instead of running until interrupted.
-  -h, --help      Print this help and exit.
-  -V, --version   Print the version and exit.
+  -h, --help      Print this help and exit (read before any other option).
+  -V, --version   Print the version and exit (read before any other option).
 
 Environment:
   REFLOW_AUTH_TOKEN   Bridge auth token; replaces auth_token from the file when set
@@ -52,7 +54,7 @@ Environment:
 Exit codes:
   0   success, or --help / --version
   1   runtime failure, e.g. a --send that could not be delivered
-  2   usage error or invalid configuration file
+  2   usage error, or an invalid configuration file (printed as FILE:LINE: message)
 ";
 
 /// What the command line asks for.
@@ -149,7 +151,8 @@ impl fmt::Display for SendSpec {
 }
 
 /// A command line that cannot be run; exit with [`EXIT_USAGE`]. The text
-/// names the option at fault.
+/// names the option at fault; the binary prints it with
+/// [`crate::cli::usage_error`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageError {
     message: String,
@@ -165,7 +168,7 @@ impl UsageError {
 
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (see reflow-peer --help)", self.message)
+        f.write_str(&self.message)
     }
 }
 
@@ -174,8 +177,9 @@ impl std::error::Error for UsageError {}
 /// Parses the arguments after the program name
 /// (`std::env::args_os().skip(1)` in the binary).
 ///
-/// `--help` and `--version` return as soon as they are seen, before any
-/// check that a full run needs, such as `--config` being present.
+/// `-h`/`--help` and `-V`/`--version` are looked for first
+/// ([`crate::cli::early_flag`]), so they win over any other argument, even
+/// one that would not parse. `-c` is `--config`, as in Reflow's CLI.
 pub fn parse_args<I>(args: I) -> Result<Command, UsageError>
 where
     I: IntoIterator,
@@ -183,6 +187,12 @@ where
 {
     use lexopt::Arg::{Long, Short, Value};
 
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    match early_flag(&args) {
+        Some(Early::Help) => return Ok(Command::Help),
+        Some(Early::Version) => return Ok(Command::Version),
+        None => {}
+    }
     let mut parser = lexopt::Parser::from_args(args);
     let mut config: Option<PathBuf> = None;
     let mut sends = Vec::new();
@@ -191,7 +201,7 @@ where
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
-            Long("config") => {
+            Short('c') | Long("config") => {
                 let value = parser.value().map_err(lexopt_error)?;
                 if config.is_some() {
                     return Err(UsageError::new("--config given more than once"));
@@ -231,7 +241,7 @@ fn lexopt_error(err: lexopt::Error) -> UsageError {
     match err {
         lexopt::Error::MissingValue { option: Some(option) } => {
             let what = match option.as_str() {
-                "--config" => "a file name",
+                "--config" | "-c" => "a file name",
                 "--send" => "a value network:actor:port:payload",
                 _ => "a value",
             };
@@ -302,19 +312,23 @@ mod tests {
         assert_eq!(payloads, ["1", "2"]);
         assert!(args.once);
         assert!(!run(&["--config=x.toml"]).once);
+        assert_eq!(run(&["-c", "y.toml"]).config, PathBuf::from("y.toml"));
+        assert_eq!(run(&["-cz.toml"]).config, PathBuf::from("z.toml"));
     }
 
     #[test]
     fn help_and_version_win_before_other_checks() {
         assert_eq!(parse_args(["--help"]), Ok(Command::Help));
         assert_eq!(parse_args(["-h", "--bogus"]), Ok(Command::Help));
-        assert_eq!(parse_args(["--send", "x", "-V"]).ok(), None);
+        assert_eq!(parse_args(["--send", "x", "-V"]), Ok(Command::Version));
+        assert_eq!(parse_args(["--bogus", "--help"]), Ok(Command::Help));
         assert_eq!(parse_args(["--version"]), Ok(Command::Version));
     }
 
     #[test]
     fn usage_errors_name_the_option() {
-        assert_eq!(usage(&[]), "--config FILE is required (see reflow-peer --help)");
+        assert_eq!(usage(&[]), "--config FILE is required");
+        assert!(usage(&["-c"]).starts_with("-c needs a file name"));
         assert!(usage(&["--config", "a", "--bogus"]).starts_with("unknown option --bogus"));
         assert!(usage(&["--config", "a", "-x"]).starts_with("unknown option -x"));
         assert!(usage(&["--config"]).starts_with("--config needs a file name"));
@@ -331,7 +345,16 @@ mod tests {
 
     #[test]
     fn help_documents_exit_codes_and_the_token_variable() {
-        for needle in ["0 ", "1 ", "2 ", "REFLOW_AUTH_TOKEN", "--config FILE", "--once"] {
+        for needle in [
+            "0 ",
+            "1 ",
+            "2 ",
+            "REFLOW_AUTH_TOKEN",
+            "-c, --config FILE",
+            "--once",
+            "-h, --help",
+            "-V, --version",
+        ] {
             assert!(HELP.contains(needle), "{needle}");
         }
     }

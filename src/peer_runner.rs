@@ -23,11 +23,14 @@ pub const RECORDER_NODE: &str = "recorder";
 pub const SEND_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs a peer as `reflow-peer` does and returns its exit code.
+///
+/// A configuration error is printed on stderr as `FILE:LINE: message`, with
+/// no log prefix, the form editors and compilers use, so it can be jumped to.
 pub fn run(args: &PeerArgs) -> u8 {
     let config = match PeerConfig::from_path(&args.config) {
         Ok(config) => config,
         Err(e) => {
-            log::error!("{e}");
+            eprintln!("{e}");
             return EXIT_USAGE;
         }
     };
