@@ -14,7 +14,7 @@
 use std::io::Read;
 use std::net::IpAddr;
 
-use super::registry::{Deregistered, RegisterError};
+use super::registry::{Deregistered, RegisterError, Registered};
 pub use super::registry::{RegistryConfig, SharedRegistry};
 use crate::names::escaped;
 
@@ -242,18 +242,25 @@ pub fn finish_register_from(registry: &SharedRegistry, body: &[u8], source: Opti
         Ok(parsed) => parsed,
         Err(reason) => return Reply::error(400, reason),
     };
-    if let Some(sent) = sent {
-        log::info!(
-            "network {} (instance {}) registered the wildcard endpoint {}; listing it at {}, the request's source",
+    let network_id = info.network_id.clone();
+    let rewrite = sent.map(|sent| {
+        format!(
+            "network {} (instance {}) registered the wildcard endpoint {}; listed at {}, the request's source",
             escaped(&info.network_id),
             escaped(&info.instance_id),
             escaped(&sent),
             escaped(&info.endpoint)
-        );
-    }
-    let network_id = info.network_id.clone();
+        )
+    });
     match registry.register(info) {
-        Ok(_) => {
+        Ok(outcome) => {
+            // Such a peer sends the wildcard on every refresh: say it once
+            // per change of the entry, not every 15 s.
+            match rewrite {
+                Some(line) if outcome == Registered::Refreshed => log::debug!("{line}"),
+                Some(line) => log::info!("{line}"),
+                None => {}
+            }
             let body = serde_json::json!({ "status": "registered", "network_id": network_id });
             Reply::json(200, body.to_string())
         }
