@@ -6,14 +6,16 @@ mod discovery_support;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use reflow_distributed::DistributedConfig;
 use reflow_distributed::discovery::{
     DiscoveryClientConfig, DiscoveryEvent, DiscoveryService, RegistrationInfo,
 };
+use reflow_distributed::distributed_network::DistributedNetwork;
 
 use discovery_support::*;
 
@@ -261,4 +263,151 @@ fn a_slow_subscriber_misses_events_but_never_blocks_the_others() {
         assert_eq!(n.network_id, network);
     }
     assert_eq!(slow.len(), 2, "the slow subscriber holds only its capacity");
+}
+
+fn distributed(network: &str, discovery: &str, refresh: Duration) -> DistributedNetwork {
+    let mut config = DistributedConfig::new(network);
+    config.bridge.bind_address = "127.0.0.1".into();
+    config.bridge.bind_port = 0;
+    config.auto_connect = false;
+    config.discovery = self::config(vec![discovery.to_string()], refresh);
+    config.network.workers = 1;
+    let net = DistributedNetwork::new(config).expect("valid config");
+    net.start().expect("peer starts");
+    net
+}
+
+#[test]
+fn a_clean_shutdown_deregisters_and_the_other_peer_sees_it_leave_at_once() {
+    // The default 60 s TTL: anything faster than that is the deregistration.
+    let server = ServerProcess::start(&[]);
+    let refresh = Duration::from_millis(300);
+    let alpha = distributed("alpha", &server.url(), refresh);
+    let beta = distributed("beta", &server.url(), refresh);
+    let beta_discovery = beta.discovery().expect("discovery runs");
+    wait_until("beta to know alpha", || {
+        beta_discovery
+            .known_networks()
+            .iter()
+            .any(|n| n.network_id == "alpha")
+    });
+    let events = beta_discovery.subscribe();
+
+    alpha.shutdown();
+    let list = networks(server.addr);
+    assert!(
+        list.iter().all(|n| n["network_id"] != "alpha"),
+        "alpha is gone as soon as its shutdown returns: {list:?}"
+    );
+    assert_eq!(list.len(), 1, "{list:?}");
+    let left = Instant::now();
+    let event = events.recv_timeout(PATIENCE).expect("an event for alpha");
+    assert_eq!(event, DiscoveryEvent::Removed("alpha".into()));
+    // One refresh on an idle machine; a loaded one gets a margin, still far
+    // below the TTL.
+    assert!(left.elapsed() < Duration::from_secs(10), "{:?}", left.elapsed());
+    beta.shutdown();
+    assert!(networks(server.addr).is_empty(), "beta deregistered too");
+}
+
+#[test]
+fn stop_deregisters_without_waiting_for_a_dead_endpoint() {
+    let server = ServerProcess::start(&[]);
+    let mut cfg = config(vec![server.url()], Duration::from_secs(60));
+    cfg.request_timeout = Duration::from_secs(2);
+    let alpha = DiscoveryService::start(cfg, me("alpha", 9100)).expect("start alpha");
+    wait_until("alpha to register", || !networks(server.addr).is_empty());
+    // The entry of a newer instance of alpha is not alpha-1's to remove.
+    register(server.addr, "alpha", "alpha-2", "127.0.0.1:9101");
+    let started = Instant::now();
+    alpha.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let list = networks(server.addr);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["instance_id"], "alpha-2");
+}
+
+/// A discovery endpoint that accepts registrations and rosters but never
+/// answers a `DELETE`: the stop must not wait for it beyond the timeout.
+fn start_silent_on_delete() -> (String, Arc<AtomicUsize>, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let got_delete = Arc::new(AtomicBool::new(false));
+    let posts = Arc::new(AtomicUsize::new(0));
+    let flag = Arc::clone(&got_delete);
+    let counter = Arc::clone(&posts);
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let flag = Arc::clone(&flag);
+            let counter = Arc::clone(&counter);
+            thread::spawn(move || {
+                use std::io::{BufRead, BufReader, Write};
+                let _ = stream.set_read_timeout(Some(PATIENCE));
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                        return;
+                    }
+                    if line.starts_with("DELETE") {
+                        flag.store(true, Ordering::SeqCst);
+                        // Hold the connection open without answering.
+                        thread::sleep(PATIENCE);
+                        return;
+                    }
+                    if line.starts_with("POST") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let answer = if line.starts_with("GET") { "[]" } else { "{}" };
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, posts, got_delete)
+}
+
+#[test]
+fn a_hanging_deregistration_holds_stop_up_for_at_most_the_request_timeout() {
+    let (url, posts, got_delete) = start_silent_on_delete();
+    let mut cfg = config(vec![url], Duration::from_millis(100));
+    cfg.request_timeout = Duration::from_secs(1);
+    let alpha = DiscoveryService::start(cfg, me("alpha", 9100)).expect("start alpha");
+    // A second registration means the answer to the first was read.
+    wait_until("two registrations", || posts.load(Ordering::SeqCst) >= 2);
+    let started = Instant::now();
+    alpha.stop();
+    let took = started.elapsed();
+    assert!(got_delete.load(Ordering::SeqCst), "the stop sent a DELETE");
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
 }

@@ -112,3 +112,23 @@ fn the_mounted_contract_refuses_bad_input_like_the_server() {
     assert_eq!(http(app.addr, "GET", "/hello", None).status, 200);
     assert_eq!(app.registry.metrics().responses_with(413), 2);
 }
+
+#[test]
+fn a_mounted_router_resolves_wildcards_and_takes_deletes() {
+    let app = App::start(16 * 1024);
+    let body = r#"{"network_id":"rf","instance_id":"rf-1","endpoint":"[::]:7123","capabilities":[]}"#;
+    let answer = http(app.addr, "POST", "/register", Some(body));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let list = networks(app.addr);
+    assert_eq!(list[0]["endpoint"], "127.0.0.1:7123", "{list:?}");
+    let answer = http(app.addr, "DELETE", "/networks/rf?instance_id=rf-2", None);
+    assert_eq!(answer.status, 409, "{answer:?}");
+    let answer = http(
+        app.addr,
+        "DELETE",
+        "/networks/rf",
+        Some(r#"{"instance_id":"rf-1"}"#),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(app.registry.live().is_empty());
+}

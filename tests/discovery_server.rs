@@ -28,15 +28,113 @@ fn a_registration_is_listed_with_a_server_stamped_last_seen() {
 
 #[test]
 fn entries_expire_after_the_ttl_and_are_swept() {
-    let server = ServerProcess::start(&["--entry-ttl-secs", "1", "--prune-interval-secs", "1"]);
+    let mut server = ServerProcess::start(&["--entry-ttl-secs", "1", "--prune-interval-secs", "1"]);
     register(server.addr, "alpha", "alpha-1", "127.0.0.1:9100");
     assert_eq!(networks(server.addr).len(), 1);
     wait_until("the entry to expire", || networks(server.addr).is_empty());
+    server.wait_for_log("network alpha expired: instance alpha-1 at 127.0.0.1:9100");
     wait_until("the sweep to count it", || {
         http(server.addr, "GET", "/metrics", None)
             .body
             .contains("reflow_discovery_pruned_total 1")
     });
+}
+
+#[test]
+fn a_wildcard_endpoint_is_listed_at_the_request_source() {
+    let mut server = ServerProcess::start(&[]);
+    let body = r#"{"network_id":"rf","instance_id":"rf-1","endpoint":"0.0.0.0:7123","capabilities":[]}"#;
+    let answer = http(server.addr, "POST", "/register", Some(body));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let list = networks(server.addr);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(
+        (&list[0]["network_id"], &list[0]["endpoint"]),
+        (&serde_json::json!("rf"), &serde_json::json!("127.0.0.1:7123"))
+    );
+    let line = server.wait_for_log("registered the wildcard endpoint 0.0.0.0:7123");
+    assert!(line.contains("INFO") && line.contains("127.0.0.1:7123"), "{line}");
+
+    let body = r#"{"network_id":"rf6","instance_id":"rf6-1","endpoint":"[::]:7123","capabilities":[]}"#;
+    assert_eq!(http(server.addr, "POST", "/register", Some(body)).status, 200);
+    let list = networks(server.addr);
+    let rf6 = list
+        .iter()
+        .find(|n| n["network_id"] == "rf6")
+        .expect("rf6 listed");
+    assert_eq!(rf6["endpoint"], "127.0.0.1:7123");
+
+    let body = r#"{"network_id":"rf0","instance_id":"rf0-1","endpoint":"0.0.0.0:0","capabilities":[]}"#;
+    let answer = http(server.addr, "POST", "/register", Some(body));
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.error().contains("port 0"), "{answer:?}");
+    assert_eq!(networks(server.addr).len(), 2);
+}
+
+#[test]
+fn delete_removes_an_entry_only_for_the_instance_holding_it() {
+    let mut server = ServerProcess::start(&[]);
+    register(server.addr, "alpha", "alpha-1", "127.0.0.1:9100");
+    register(server.addr, "alpha", "alpha-2", "127.0.0.1:9101");
+    // The old instance shutting down late must not remove its successor.
+    let answer = http(server.addr, "DELETE", "/networks/alpha?instance_id=alpha-1", None);
+    assert_eq!(answer.status, 409, "{answer:?}");
+    assert!(answer.error().contains("alpha-2"), "{answer:?}");
+    assert_eq!(networks(server.addr).len(), 1);
+
+    let answer = http(server.addr, "GET", "/networks/alpha", None);
+    assert_eq!(answer.status, 405, "{answer:?}");
+    assert!(answer.head.contains("Allow: DELETE"), "{answer:?}");
+    let answer = http(server.addr, "DELETE", "/networks/alpha", None);
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert!(answer.error().contains("instance_id"), "{answer:?}");
+
+    let answer = http(
+        server.addr,
+        "DELETE",
+        "/networks/alpha",
+        Some(r#"{"instance_id":"alpha-2"}"#),
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["status"], "deregistered");
+    assert!(
+        networks(server.addr).is_empty(),
+        "gone at once, not after the TTL"
+    );
+    server.wait_for_log("deregistered network alpha: instance alpha-2 at 127.0.0.1:9101");
+
+    let answer = http(server.addr, "DELETE", "/networks/alpha?instance_id=alpha-2", None);
+    assert_eq!(answer.status, 404, "{answer:?}");
+    assert!(answer.error().contains("not registered"), "{answer:?}");
+    assert!(
+        http(server.addr, "GET", "/metrics", None)
+            .body
+            .contains("reflow_discovery_deregistrations_total 1")
+    );
+}
+
+#[test]
+fn registrations_and_takeovers_are_logged_and_a_live_rival_at_warn() {
+    let mut server = ServerProcess::start(&[]);
+    register(server.addr, "alpha", "alpha-1", "127.0.0.1:9100");
+    let line = server.wait_for_log("registered network alpha: instance alpha-1 at 127.0.0.1:9100");
+    assert!(line.contains("INFO"), "{line}");
+    // alpha-1 registered a moment ago: well within TTL/2, so still live.
+    register(server.addr, "alpha", "alpha-2", "127.0.0.1:9101");
+    let line = server.wait_for_log(
+        "two live instances claim network alpha: alpha-1 at 127.0.0.1:9100 and alpha-2 at 127.0.0.1:9101",
+    );
+    assert!(line.contains("WARN"), "{line}");
+    register(server.addr, "alpha", "alpha-1", "127.0.0.1:9100");
+    server.wait_for_log(
+        "two live instances claim network alpha: alpha-2 at 127.0.0.1:9101 and alpha-1 at 127.0.0.1:9100",
+    );
+    // The same instance moving is a replacement, not a rival.
+    register(server.addr, "alpha", "alpha-1", "127.0.0.1:9102");
+    let line = server.wait_for_log(
+        "replaced network alpha: instance alpha-1 at 127.0.0.1:9100 by instance alpha-1 at 127.0.0.1:9102",
+    );
+    assert!(line.contains("INFO"), "{line}");
 }
 
 #[test]
@@ -86,8 +184,8 @@ fn bad_registrations_get_400_with_a_reason() {
             "is not host:port",
         ),
         (
-            r#"{"network_id":"a","instance_id":"a-1","endpoint":"0.0.0.0:9100"}"#,
-            "wildcard",
+            r#"{"network_id":"a","instance_id":"a-1","endpoint":"0.0.0.0:0"}"#,
+            "has port 0",
         ),
         (
             r#"{"network_id":["a"],"instance_id":"a-1","endpoint":"h:1"}"#,

@@ -418,13 +418,40 @@ fn hostile_ids_and_paths_cannot_forge_log_lines() {
         assert_eq!(status, 400, "{answer}");
         assert!(answer.contains(&format!("field `network_id` {rule}")), "{answer}");
     }
+    // The same ids, percent-encoded into a deregistration's path and query.
+    let encode = |id: &str| -> String { id.bytes().map(|b| format!("%{b:02X}")).collect() };
+    let deletes = &ids[..5];
+    for (id, rule) in deletes {
+        let target = format!("/networks/{}?instance_id=a-1", encode(id));
+        let (status, answer) = request(
+            server.addr,
+            format!("DELETE {target} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("answered");
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer.contains(&format!("network id in the path {rule}")),
+            "{answer}"
+        );
+    }
+    let target = format!("/networks/alpha?instance_id={}", encode(&ids[0].0));
+    let (status, answer) = request(
+        server.addr,
+        format!("DELETE {target} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("answered");
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("field `instance_id` contains a control character"),
+        "{answer}"
+    );
     let path = format!(
         "GET /\u{1b}[31m\u{202e}{} HTTP/1.1\r\nConnection: close\r\n\r\n",
         "p".repeat(4000)
     );
     let (status, _) = request(server.addr, path.as_bytes()).expect("answered");
     assert_eq!(status, 404);
-    let refusals = ids.len() + 1;
+    let refusals = ids.len() + deletes.len() + 2;
     server.wait_count("Refused request from", refusals);
     let lines = server.proc.lines_after(mark, "");
     let refused: Vec<&String> = lines

@@ -143,6 +143,10 @@ fn serve(bytes: &[u8]) -> Option<u16> {
                 let declared = head.content_length.unwrap_or(0) as usize;
                 router::finish_register(&registry, &rest[..rest.len().min(declared)]).status
             }
+            Step::ReadDeregisterBody { network_id, .. } => {
+                let declared = head.content_length.unwrap_or(0) as usize;
+                router::finish_deregister(&registry, &network_id, &rest[..rest.len().min(declared)]).status
+            }
         },
     )
 }

@@ -1,7 +1,7 @@
 //! One request to the discovery server, as bytes off the socket: the head is
 //! parsed as the server parses it, routed, and a registration body (what
 //! follows the head, cut to the declared length and the body limit) is
-//! registered. The whole input is also tried as a registration body.
+//! registered or deregistered. The whole input is also tried as a registration body.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -30,7 +30,14 @@ fuzz_target!(|data: &[u8]| {
             let declared = head.content_length.unwrap_or(0);
             assert!(declared <= limit as u64);
             let body = &rest[..rest.len().min(declared as usize)];
-            router::finish_register(&registry, body)
+            let source = std::net::IpAddr::from([127, 0, 0, 1]);
+            router::finish_register_from(&registry, body, Some(source))
+        }
+        Step::ReadDeregisterBody { limit, network_id } => {
+            let declared = head.content_length.unwrap_or(0);
+            assert!(declared <= limit as u64);
+            let body = &rest[..rest.len().min(declared as usize)];
+            router::finish_deregister(&registry, &network_id, body)
         }
     };
     assert!((200..600).contains(&reply.status));

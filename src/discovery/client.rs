@@ -22,7 +22,8 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use super::config::DiscoveryClientConfig;
 use super::error::DiscoveryError;
 use super::info::{NetworkInfo, RegistrationInfo, validate_registration, validate_roster_entry};
-use super::roster::{self, DiscoveryEvent, Roster};
+use super::roster::{self, DiscoveryEvent, FlipWatch, Roster};
+use super::router::percent_encode;
 use crate::names::escaped;
 
 /// State shared by the service handle and its thread.
@@ -158,7 +159,11 @@ impl DiscoveryService {
     }
 
     /// Stops the thread and waits for it. It wakes at once; a request in flight
-    /// finishes first (bounded by `request_timeout`). Calling again does nothing.
+    /// finishes first (bounded by `request_timeout`). Then the thread
+    /// deregisters from every endpoint whose last registration succeeded
+    /// (`DELETE /networks/{network}?instance_id=…`), all within one more
+    /// `request_timeout`; a failure is logged and does not hold the stop up
+    /// longer. Calling again does nothing.
     pub fn stop(&self) {
         let Some(control) = &self.control else { return };
         lock(&control.stop).take();
@@ -215,6 +220,9 @@ struct Worker {
     endpoints: Vec<Endpoint>,
     body: String,
     own_network: String,
+    own_instance: String,
+    request_timeout: std::time::Duration,
+    flips: FlipWatch,
     interval: std::time::Duration,
     max_response_bytes: u64,
     shared: Arc<Shared>,
@@ -253,23 +261,63 @@ impl Worker {
                 .collect(),
             body,
             own_network: me.network_id.clone(),
+            own_instance: me.instance_id.clone(),
+            request_timeout: config.request_timeout,
+            flips: FlipWatch::default(),
             interval: config.refresh_interval,
             max_response_bytes: MAX_ROSTER_BYTES,
             shared,
         })
     }
 
-    /// The thread's loop: tick, then wait for the interval, a wake-up or stop.
+    /// The thread's loop: tick, then wait for the interval, a wake-up or
+    /// stop; on stop, deregister.
     fn run(mut self, wake: &Receiver<()>, stop: &Receiver<()>) {
         loop {
             self.tick(stop);
             crossbeam_channel::select! {
-                recv(stop) -> _ => return,
+                recv(stop) -> _ => break,
                 recv(wake) -> _ => {},
                 default(self.interval) => {},
             }
             if stopped(stop) {
-                return;
+                break;
+            }
+        }
+        self.deregister_all();
+    }
+
+    /// Removes this instance's entry from every endpoint it is registered
+    /// with, so that other peers see it leave on their next refresh instead
+    /// of after the TTL. All requests share one `request_timeout`.
+    fn deregister_all(&self) {
+        let deadline = std::time::Instant::now() + self.request_timeout;
+        for endpoint in self.endpoints.iter().filter(|e| e.registered) {
+            let url = format!(
+                "{}/networks/{}?instance_id={}",
+                endpoint.base,
+                percent_encode(&self.own_network),
+                percent_encode(&self.own_instance)
+            );
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                log::warn!("no time left to deregister from {}", endpoint.base);
+                continue;
+            }
+            let outcome = self
+                .agent
+                .delete(&url)
+                .config()
+                .timeout_global(Some(left))
+                .build()
+                .call();
+            match outcome.map(|r| r.status().as_u16()) {
+                Ok(200) => log::info!("Deregistered from discovery endpoint: {}", endpoint.base),
+                // Expired already, or a newer instance of this network took
+                // over: nothing of ours to remove.
+                Ok(404 | 409) => log::debug!("{}: no entry of this instance to deregister", endpoint.base),
+                Ok(status) => log::warn!("deregistration from {} answered {status}", endpoint.base),
+                Err(e) => log::warn!("deregistration from {} failed: {e}", endpoint.base),
             }
         }
     }
@@ -295,12 +343,24 @@ impl Worker {
             return;
         }
         let new = roster::merge(lists, &self.own_network);
-        let events = {
+        let (events, flips) = {
             let mut known = lock(&self.shared.known);
             let events = roster::diff(&known, &new);
+            let flips = self.flips.observe(&known, &new);
             *known = new;
-            events
+            (events, flips)
         };
+        for flip in &flips {
+            log::warn!(
+                "network {} went back from instance {} at {} to instance {} at {}: \
+                 two live instances seem to claim it",
+                escaped(&flip.network_id),
+                escaped(&flip.other.0),
+                escaped(&flip.other.1),
+                escaped(&flip.now.0),
+                escaped(&flip.now.1)
+            );
+        }
         for event in &events {
             log::debug!(
                 "discovery event for {}: {}",

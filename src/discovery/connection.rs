@@ -7,7 +7,7 @@
 //! refused from its declared length and never read.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ struct Conn<'a> {
     limits: &'a ConnLimits,
     /// Bytes received but not yet used (the start of the next request).
     buf: Vec<u8>,
+    /// The client's address: a wildcard endpoint is registered under it.
+    source: Option<IpAddr>,
 }
 
 /// Serves `stream` until the client leaves, a deadline passes or the socket is
@@ -52,11 +54,13 @@ struct Conn<'a> {
 pub(crate) fn serve(stream: Arc<TcpStream>, registry: &SharedRegistry, limits: &ConnLimits) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
+    let source = stream.peer_addr().ok().map(|a| a.ip());
     let mut conn = Conn {
         stream,
         registry,
         limits,
         buf: Vec::with_capacity(1024),
+        source,
     };
     while conn.serve_one() {}
     let _ = conn.stream.shutdown(Shutdown::Both);
@@ -128,32 +132,37 @@ impl Conn<'_> {
             Step::NotDiscovery => self.skip_body(head, Reply::error(404, format!("no route {path}"))),
             Step::Respond(reply) if reply.status == 413 => (reply, false),
             Step::Respond(reply) => self.skip_body(head, reply),
-            Step::ReadBody { limit } => {
-                if head.has_transfer_encoding {
-                    return (
-                        Reply::error(
-                            411,
-                            "send the body with a Content-Length header (chunked bodies are not accepted)",
-                        ),
-                        false,
-                    );
-                }
-                let len = head.content_length.unwrap_or(0) as usize;
-                if head.expect_continue && len > 0 && self.buf.is_empty() {
-                    let _ = (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-                }
-                match self.read_body(len, limit) {
-                    Ok(body) => (router::finish_register(self.registry, &body), true),
-                    Err(ReadStop::TimedOut) => {
-                        (Reply::error(408, "request body not received in time"), false)
-                    }
-                    Err(_) => (
-                        Reply::error(400, "connection closed before the body was complete"),
-                        false,
-                    ),
-                }
-            }
+            Step::ReadBody { limit } => match self.read_request_body(head, limit) {
+                Ok(body) => (
+                    router::finish_register_from(self.registry, &body, self.source),
+                    true,
+                ),
+                Err(refusal) => (refusal, false),
+            },
+            Step::ReadDeregisterBody { limit, network_id } => match self.read_request_body(head, limit) {
+                Ok(body) => (router::finish_deregister(self.registry, &network_id, &body), true),
+                Err(refusal) => (refusal, false),
+            },
         }
+    }
+
+    /// Reads a body the route needs (at most `limit`, checked by the
+    /// router), or the answer that ends the connection instead.
+    fn read_request_body(&mut self, head: &RequestHead, limit: usize) -> Result<Vec<u8>, Reply> {
+        if head.has_transfer_encoding {
+            return Err(Reply::error(
+                411,
+                "send the body with a Content-Length header (chunked bodies are not accepted)",
+            ));
+        }
+        let len = head.content_length.unwrap_or(0) as usize;
+        if head.expect_continue && len > 0 && self.buf.is_empty() {
+            let _ = (&*self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        self.read_body(len, limit).map_err(|stop| match stop {
+            ReadStop::TimedOut => Reply::error(408, "request body not received in time"),
+            _ => Reply::error(400, "connection closed before the body was complete"),
+        })
     }
 
     /// Discards a small body the route does not need, keeping the connection

@@ -65,25 +65,69 @@ struct RawRegistration {
 }
 
 /// Parses and validates a `POST /register` body. The error text is the one
-/// the server sends back in `{"error": …}`.
+/// the server sends back in `{"error": …}`. A wildcard endpoint is refused;
+/// see [`parse_registration_from`] for a server that knows the request's source.
+///
+/// # Errors
+///
+/// The reason the body is not a valid registration.
 pub fn parse_registration(body: &[u8]) -> Result<RegistrationInfo, String> {
+    parse_registration_from(body, None).map(|(info, _)| info)
+}
+
+/// As [`parse_registration`], for a request that came from `source`: a
+/// wildcard endpoint (`0.0.0.0:PORT`, `[::]:PORT`, port not 0) is registered
+/// as `source:PORT`, because Reflow's own peers advertise the wildcard when
+/// bound to it and ignore the answer. The second value is the endpoint as
+/// sent when it was so rewritten.
+///
+/// # Errors
+///
+/// The reason the body is not a valid registration.
+pub fn parse_registration_from(
+    body: &[u8],
+    source: Option<std::net::IpAddr>,
+) -> Result<(RegistrationInfo, Option<String>), String> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     if !value.is_object() {
         return Err("expected a JSON object with network_id, instance_id and endpoint".into());
     }
     let raw: RawRegistration = serde_json::from_value(value).map_err(|e| format!("bad field type: {e}"))?;
-    let info = RegistrationInfo {
+    let mut info = RegistrationInfo {
         network_id: required("network_id", raw.network_id)?,
         instance_id: required("instance_id", raw.instance_id)?,
         endpoint: required("endpoint", raw.endpoint)?,
         capabilities: raw.capabilities.unwrap_or_default(),
     };
+    let mut sent = None;
+    if let Some(resolved) = source.and_then(|ip| resolve_wildcard(&info.endpoint, ip)) {
+        sent = Some(std::mem::replace(&mut info.endpoint, resolved));
+    }
     validate_registration(&info).map_err(|e| match e {
         DiscoveryError::InvalidRegistration(reason) => reason,
         other => other.to_string(),
     })?;
-    Ok(info)
+    Ok((info, sent))
+}
+
+/// `source:PORT` when `endpoint` is the wildcard address with a port other
+/// than 0; `None` for anything else (which validation then judges).
+pub fn resolve_wildcard(endpoint: &str, source: std::net::IpAddr) -> Option<String> {
+    let (host, port) = endpoint.rsplit_once(':')?;
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: std::net::IpAddr = bare.parse().ok()?;
+    // A v4 client of a dual-stack listener shows up as ::ffff:a.b.c.d.
+    let source = source.to_canonical();
+    (ip.is_unspecified() && !source.is_unspecified())
+        .then(|| std::net::SocketAddr::new(source, port).to_string())
 }
 
 fn required(name: &str, value: Option<String>) -> Result<String, String> {
@@ -358,6 +402,49 @@ mod tests {
         ] {
             assert!(validate_endpoint(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_wildcard_endpoint_takes_the_source_address() {
+        let v4: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+        let mapped: std::net::IpAddr = "::ffff:10.0.0.7".parse().expect("ip");
+        let v6: std::net::IpAddr = "fe80::1".parse().expect("ip");
+        assert_eq!(
+            resolve_wildcard("0.0.0.0:7123", v4).as_deref(),
+            Some("127.0.0.1:7123")
+        );
+        assert_eq!(
+            resolve_wildcard("[::]:7123", v4).as_deref(),
+            Some("127.0.0.1:7123")
+        );
+        assert_eq!(
+            resolve_wildcard("[::]:7123", mapped).as_deref(),
+            Some("10.0.0.7:7123")
+        );
+        assert_eq!(
+            resolve_wildcard("0.0.0.0:7123", v6).as_deref(),
+            Some("[fe80::1]:7123")
+        );
+        for not_wildcard in [
+            "0.0.0.0:0",
+            "[::]:0",
+            "h:1",
+            "127.0.0.1:5",
+            "0.0.0.0:+1",
+            "0.0.0.0",
+        ] {
+            assert_eq!(resolve_wildcard(not_wildcard, v4), None, "{not_wildcard}");
+        }
+        let body = br#"{"network_id":"rf","instance_id":"rf-1","endpoint":"0.0.0.0:7123"}"#;
+        let (info, sent) = parse_registration_from(body, Some(v4)).expect("resolved");
+        assert_eq!(
+            (info.endpoint.as_str(), sent.as_deref()),
+            ("127.0.0.1:7123", Some("0.0.0.0:7123"))
+        );
+        assert!(parse_registration(body).is_err(), "no source, no guess");
+        let port0 = br#"{"network_id":"rf","instance_id":"rf-1","endpoint":"0.0.0.0:0"}"#;
+        let err = parse_registration_from(port0, Some(v4)).expect_err("port 0");
+        assert!(err.contains("port 0"), "{err}");
     }
 
     #[test]

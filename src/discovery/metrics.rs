@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     registrations: AtomicU64,
     pruned: AtomicU64,
+    deregistrations: AtomicU64,
     accept_errors: AtomicU64,
     connections_refused: AtomicU64,
     /// Responses by status code; the set of codes is small and fixed by the
@@ -21,6 +22,11 @@ impl Metrics {
     /// Counts one accepted registration.
     pub fn count_registration(&self) {
         self.registrations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one entry removed by its instance (`DELETE /networks/{id}`).
+    pub fn count_deregistration(&self) {
+        self.deregistrations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts entries removed by the periodic sweep.
@@ -91,6 +97,12 @@ impl Metrics {
             "counter",
             "Entries removed by the TTL sweep.",
             self.pruned.load(Ordering::Relaxed),
+        );
+        metric(
+            "reflow_discovery_deregistrations_total",
+            "counter",
+            "Entries removed by their instance on shutdown.",
+            self.deregistrations.load(Ordering::Relaxed),
         );
         metric(
             "reflow_discovery_accept_errors_total",

@@ -21,7 +21,10 @@ pub mod server;
 pub use client::DiscoveryService;
 pub use config::DiscoveryClientConfig;
 pub use error::DiscoveryError;
-pub use info::{NetworkInfo, RegistrationInfo, parse_registration, validate_endpoint, validate_registration};
+pub use info::{
+    NetworkInfo, RegistrationInfo, parse_registration, parse_registration_from, resolve_wildcard,
+    validate_endpoint, validate_registration,
+};
 pub use roster::DiscoveryEvent;
 
 /// The server's request-head parser, for fuzz targets and regression tests.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::info::{NetworkInfo, RegistrationInfo};
 use super::metrics::Metrics;
 use crate::clock::format_rfc3339;
+use crate::names::escaped;
 
 /// Default time an entry stays live without a re-registration.
 pub const DEFAULT_ENTRY_TTL: Duration = Duration::from_secs(60);
@@ -35,6 +36,52 @@ pub enum Registered {
     Refreshed,
     /// A new instance, endpoint or capability list replaced the old entry.
     Replaced,
+}
+
+/// What a registration did, with the entry it displaced (for the log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// Added, refreshed or replaced.
+    pub outcome: Registered,
+    /// The entry held before, live or expired but not yet swept.
+    pub previous: Option<Previous>,
+    /// The previous entry belonged to another `instance_id`.
+    pub instance_changed: bool,
+}
+
+/// An entry a registration found in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Previous {
+    /// What it registered.
+    pub info: RegistrationInfo,
+    /// Time since its last registration.
+    pub age: Duration,
+    /// It was still within the TTL.
+    pub live: bool,
+}
+
+impl Registration {
+    /// True when another instance took over an entry whose holder still
+    /// refreshes: its last registration is less than TTL/2 old, i.e. within
+    /// two refresh periods at the default 15 s refresh and 60 s TTL. A peer
+    /// that stopped cleanly deregistered first, so this means two processes
+    /// claim the network (or one crashed and restarted within TTL/2).
+    pub fn is_contested(&self, ttl: Duration) -> bool {
+        self.outcome == Registered::Replaced
+            && self.instance_changed
+            && self.previous.as_ref().is_some_and(|p| p.live && p.age < ttl / 2)
+    }
+}
+
+/// What a deregistration did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deregistered {
+    /// The entry of that instance was removed; this is what it held.
+    Removed(RegistrationInfo),
+    /// No live entry for the network.
+    Absent,
+    /// Another instance holds the entry (a restarted peer); it was left alone.
+    HeldBy(RegistrationInfo),
 }
 
 /// Why a registration was refused.
@@ -72,12 +119,36 @@ impl Registry {
 
     /// Records `info` as seen at `now` (monotonic) and `wall` (reported).
     /// A newer registration replaces the network's older entry outright.
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError::Full`] for a new network when `max_entries` live
+    /// networks are held.
     pub fn register(
         &mut self,
         info: RegistrationInfo,
         now: Instant,
         wall: SystemTime,
     ) -> Result<Registered, RegisterError> {
+        self.record(info, now, wall).map(|r| r.outcome)
+    }
+
+    /// As [`register`](Self::register), also describing the entry displaced.
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError::Full`] as for [`register`](Self::register).
+    pub fn record(
+        &mut self,
+        info: RegistrationInfo,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<Registration, RegisterError> {
+        let previous = self.entries.get(&info.network_id).map(|old| Previous {
+            info: old.info.clone(),
+            age: now.saturating_duration_since(old.seen_at),
+            live: self.is_live(old, now),
+        });
         let outcome = match self.entries.get(&info.network_id) {
             Some(old) if self.is_live(old, now) => {
                 if old.info.instance_id == info.instance_id
@@ -100,13 +171,39 @@ impl Registry {
                 Registered::Added
             }
         };
+        let instance_changed = previous
+            .as_ref()
+            .is_some_and(|p| p.info.instance_id != info.instance_id);
         let entry = Entry {
             info,
             seen_at: now,
             last_seen: wall,
         };
         self.entries.insert(entry.info.network_id.clone(), entry);
-        Ok(outcome)
+        Ok(Registration {
+            outcome,
+            previous,
+            instance_changed,
+        })
+    }
+
+    /// Removes the entry of `network_id` if `instance_id` holds it, so that
+    /// an old instance shutting down never removes its successor's entry.
+    pub fn deregister(&mut self, network_id: &str, instance_id: &str, now: Instant) -> Deregistered {
+        let Some(entry) = self.entries.get(network_id) else {
+            return Deregistered::Absent;
+        };
+        if !self.is_live(entry, now) {
+            self.entries.remove(network_id);
+            return Deregistered::Absent;
+        }
+        if entry.info.instance_id != instance_id {
+            return Deregistered::HeldBy(entry.info.clone());
+        }
+        match self.entries.remove(network_id) {
+            Some(entry) => Deregistered::Removed(entry.info),
+            None => Deregistered::Absent,
+        }
     }
 
     /// Live entries at `now`, sorted by `network_id`.
@@ -143,11 +240,23 @@ impl Registry {
 
     /// Drops entries expired at `now`; returns how many went.
     pub fn prune(&mut self, now: Instant) -> usize {
-        let before = self.entries.len();
+        self.prune_expired(now).len()
+    }
+
+    /// Drops entries expired at `now` and returns them with their age.
+    pub fn prune_expired(&mut self, now: Instant) -> Vec<(RegistrationInfo, Duration)> {
         let ttl = self.ttl;
-        self.entries
-            .retain(|_, e| now.saturating_duration_since(e.seen_at) <= ttl);
-        before - self.entries.len()
+        let expired: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.seen_at) > ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|id| self.entries.remove(&id))
+            .map(|e| (e.info, now.saturating_duration_since(e.seen_at)))
+            .collect()
     }
 
     /// Entries held, live or not yet swept.
@@ -228,16 +337,78 @@ impl SharedRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers `info` now (server clocks) and counts it.
+    /// Registers `info` now (server clocks), counts it and logs any change
+    /// of the roster at info (a refresh at debug); a contested replacement
+    /// (see [`Registration::is_contested`]) is logged at warn.
+    ///
+    /// # Errors
+    ///
+    /// [`RegisterError::Full`] for a new network when the roster is full.
     pub fn register(&self, info: RegistrationInfo) -> Result<Registered, RegisterError> {
-        let outcome = self.lock().register(info, Instant::now(), SystemTime::now());
-        if let Ok(registered) = outcome {
-            self.shared.metrics.count_registration();
-            // A refresh only moves `last_seen`, which the cache may lag by
-            // at most ROSTER_CACHE_MAX_AGE.
-            if registered != Registered::Refreshed {
-                *self.roster_cache() = None;
+        let (network, instance, endpoint) = (
+            info.network_id.clone(),
+            info.instance_id.clone(),
+            info.endpoint.clone(),
+        );
+        let (recorded, ttl) = {
+            let mut registry = self.lock();
+            (
+                registry.record(info, Instant::now(), SystemTime::now()),
+                registry.ttl(),
+            )
+        };
+        let registration = recorded?;
+        self.shared.metrics.count_registration();
+        // A refresh only moves `last_seen`, which the cache may lag by at
+        // most ROSTER_CACHE_MAX_AGE.
+        if registration.outcome != Registered::Refreshed {
+            *self.roster_cache() = None;
+        }
+        let (network, instance, endpoint) = (escaped(&network), escaped(&instance), escaped(&endpoint));
+        match (&registration.outcome, &registration.previous) {
+            (Registered::Refreshed, _) => {
+                log::debug!("refreshed network {network}: instance {instance} at {endpoint}");
             }
+            (Registered::Replaced, Some(old)) if registration.is_contested(ttl) => log::warn!(
+                "two live instances claim network {network}: {} at {} and {instance} at {endpoint}; \
+                 {instance} now holds the entry ({} refreshed {} ms before)",
+                escaped(&old.info.instance_id),
+                escaped(&old.info.endpoint),
+                escaped(&old.info.instance_id),
+                old.age.as_millis()
+            ),
+            (Registered::Replaced, Some(old)) => log::info!(
+                "replaced network {network}: instance {} at {} by instance {instance} at {endpoint}",
+                escaped(&old.info.instance_id),
+                escaped(&old.info.endpoint)
+            ),
+            (_, Some(old)) if !old.live => {
+                log::info!(
+                    "network {network} expired: instance {} at {}, not seen for {} s",
+                    escaped(&old.info.instance_id),
+                    escaped(&old.info.endpoint),
+                    old.age.as_secs()
+                );
+                log::info!("registered network {network}: instance {instance} at {endpoint}");
+            }
+            _ => log::info!("registered network {network}: instance {instance} at {endpoint}"),
+        }
+        Ok(registration.outcome)
+    }
+
+    /// Removes `network_id`'s entry if `instance_id` holds it, and logs a
+    /// removal at info.
+    pub fn deregister(&self, network_id: &str, instance_id: &str) -> Deregistered {
+        let outcome = self.lock().deregister(network_id, instance_id, Instant::now());
+        if let Deregistered::Removed(info) = &outcome {
+            *self.roster_cache() = None;
+            self.shared.metrics.count_deregistration();
+            log::info!(
+                "deregistered network {}: instance {} at {}",
+                escaped(&info.network_id),
+                escaped(&info.instance_id),
+                escaped(&info.endpoint)
+            );
         }
         outcome
     }
@@ -281,9 +452,19 @@ impl SharedRegistry {
         self.lock().live_count(Instant::now())
     }
 
-    /// Sweeps expired entries now; returns how many went.
+    /// Sweeps expired entries now, logging each at info; returns how many went.
     pub fn prune(&self) -> usize {
-        self.lock().prune(Instant::now())
+        let expired = self.lock().prune_expired(Instant::now());
+        for (info, age) in &expired {
+            log::info!(
+                "network {} expired: instance {} at {}, not seen for {} s",
+                escaped(&info.network_id),
+                escaped(&info.instance_id),
+                escaped(&info.endpoint),
+                age.as_secs()
+            );
+        }
+        expired.len()
     }
 
     /// The counters behind `GET /metrics`.
@@ -396,6 +577,83 @@ mod tests {
         assert_eq!(
             r.register(reg("c", "c-1", "h:3"), later, wall(11)),
             Ok(Registered::Added)
+        );
+    }
+
+    #[test]
+    fn only_the_holding_instance_deregisters() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(60), 10);
+        r.register(reg("alpha", "alpha-2", "h:2"), t0, wall(0))
+            .expect("room");
+        assert!(
+            matches!(r.deregister("alpha", "alpha-1", t0), Deregistered::HeldBy(i) if i.instance_id == "alpha-2")
+        );
+        assert_eq!(r.live(t0).len(), 1);
+        assert!(
+            matches!(r.deregister("alpha", "alpha-2", t0), Deregistered::Removed(i) if i.endpoint == "h:2")
+        );
+        assert!(r.live(t0).is_empty());
+        assert_eq!(r.deregister("alpha", "alpha-2", t0), Deregistered::Absent);
+        r.register(reg("beta", "beta-1", "h:3"), t0, wall(0))
+            .expect("room");
+        let later = t0 + Duration::from_secs(61);
+        assert_eq!(
+            r.deregister("beta", "beta-1", later),
+            Deregistered::Absent,
+            "expired"
+        );
+    }
+
+    #[test]
+    fn a_takeover_is_contested_only_while_the_old_instance_still_refreshes() {
+        let ttl = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let mut r = Registry::new(ttl, 10);
+        r.register(reg("alpha", "alpha-1", "h:1"), t0, wall(0))
+            .expect("room");
+        let fresh = r
+            .record(
+                reg("alpha", "alpha-2", "h:2"),
+                t0 + Duration::from_secs(10),
+                wall(10),
+            )
+            .expect("room");
+        assert!(fresh.is_contested(ttl));
+        let stale = r
+            .record(
+                reg("alpha", "alpha-3", "h:3"),
+                t0 + Duration::from_secs(45),
+                wall(45),
+            )
+            .expect("room");
+        assert_eq!(stale.outcome, Registered::Replaced);
+        assert!(
+            !stale.is_contested(ttl),
+            "alpha-2 went quiet 35 s ago, past TTL/2"
+        );
+        let moved = r
+            .record(
+                reg("alpha", "alpha-3", "h:4"),
+                t0 + Duration::from_secs(46),
+                wall(46),
+            )
+            .expect("room");
+        assert!(!moved.is_contested(ttl), "the same instance moving is no contest");
+    }
+
+    #[test]
+    fn the_sweep_returns_what_expired() {
+        let t0 = Instant::now();
+        let mut r = Registry::new(Duration::from_secs(10), 10);
+        r.register(reg("a", "a-1", "h:1"), t0, wall(0)).expect("room");
+        r.register(reg("b", "b-1", "h:2"), t0 + Duration::from_secs(5), wall(5))
+            .expect("room");
+        let gone = r.prune_expired(t0 + Duration::from_secs(12));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(
+            (gone[0].0.instance_id.as_str(), gone[0].1),
+            ("a-1", Duration::from_secs(12))
         );
     }
 

@@ -1,7 +1,7 @@
 //! What a peer knows of the other networks, and how a new view of the roster
 //! turns into events. Pure functions: no I/O, no clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::info::NetworkInfo;
 
@@ -10,7 +10,8 @@ use super::info::NetworkInfo;
 pub enum DiscoveryEvent {
     /// A network appeared in the roster.
     Added(NetworkInfo),
-    /// A network left the roster (its entry expired); carries its `network_id`.
+    /// A network left the roster (it deregistered or its entry expired);
+    /// carries its `network_id`.
     Removed(String),
     /// A known network now has another endpoint, instance or capability list.
     Updated(NetworkInfo),
@@ -58,6 +59,54 @@ pub(crate) fn diff(old: &Roster, new: &Roster) -> Vec<DiscoveryEvent> {
     events
 }
 
+/// A network whose entry went back to an instance it had left: two live
+/// instances take turns claiming it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Flip {
+    pub network_id: String,
+    /// The instance holding the entry now, and where.
+    pub now: (String, String),
+    /// The instance it took the entry back from, and where.
+    pub other: (String, String),
+}
+
+/// Watches rosters for an instance flip (A→B→A) and reports each network
+/// once, until the network leaves the roster.
+#[derive(Default)]
+pub(crate) struct FlipWatch {
+    /// Per network, the instance (and its endpoint) last displaced.
+    displaced: HashMap<String, (String, String)>,
+    reported: HashSet<String>,
+}
+
+impl FlipWatch {
+    /// The flips in the step from `old` to `new` not reported before.
+    pub(crate) fn observe(&mut self, old: &Roster, new: &Roster) -> Vec<Flip> {
+        self.displaced.retain(|id, _| new.contains_key(id));
+        self.reported.retain(|id| new.contains_key(id));
+        let mut flips = Vec::new();
+        for (id, info) in new {
+            let Some(before) = old.get(id).filter(|b| b.instance_id != info.instance_id) else {
+                continue;
+            };
+            let came_back = self
+                .displaced
+                .get(id)
+                .is_some_and(|(instance, _)| *instance == info.instance_id);
+            if came_back && self.reported.insert(id.clone()) {
+                flips.push(Flip {
+                    network_id: id.clone(),
+                    now: (info.instance_id.clone(), info.endpoint.clone()),
+                    other: (before.instance_id.clone(), before.endpoint.clone()),
+                });
+            }
+            self.displaced
+                .insert(id.clone(), (before.instance_id.clone(), before.endpoint.clone()));
+        }
+        flips
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +146,31 @@ mod tests {
             "me",
         );
         assert_eq!(r["beta"].endpoint, "first:1");
+    }
+
+    #[test]
+    fn an_instance_flip_is_reported_once_per_stay() {
+        let with = |instance: &str, port: &str| {
+            let mut n = net("beta", &format!("h:{port}"), "00");
+            n.instance_id = instance.into();
+            roster(vec![n])
+        };
+        let (a, b, c) = (with("beta-1", "1"), with("beta-2", "2"), with("beta-3", "3"));
+        let mut watch = FlipWatch::default();
+        assert!(watch.observe(&Roster::new(), &a).is_empty());
+        assert!(watch.observe(&a, &b).is_empty(), "one takeover is a restart");
+        let flips = watch.observe(&b, &a);
+        assert_eq!(flips.len(), 1);
+        assert_eq!(flips[0].now, ("beta-1".to_string(), "h:1".to_string()));
+        assert_eq!(flips[0].other, ("beta-2".to_string(), "h:2".to_string()));
+        assert!(watch.observe(&a, &b).is_empty(), "reported once");
+        assert!(watch.observe(&b, &a).is_empty(), "reported once");
+        assert!(watch.observe(&a, &Roster::new()).is_empty());
+        assert!(watch.observe(&Roster::new(), &b).is_empty());
+        assert!(
+            watch.observe(&b, &c).is_empty(),
+            "forgotten once the network left"
+        );
     }
 
     #[test]
