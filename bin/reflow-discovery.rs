@@ -1,12 +1,10 @@
 //! `reflow-discovery`: the discovery server as a program. Parses flags, sets
 //! up logging and runs [`DiscoveryServer`] until SIGINT or SIGTERM.
 
-use std::io::ErrorKind;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use reflow_distributed::cli::{Early, early_flag, usage_error};
-use reflow_distributed::discovery::DiscoveryError;
 use reflow_distributed::discovery::server::{DiscoveryServer, ServerConfig};
 
 const HELP: &str = "\
@@ -106,27 +104,6 @@ fn secs(parser: &mut lexopt::Parser, flag: &str) -> Result<Duration, String> {
     count(parser, flag).map(|n| Duration::from_secs(n as u64))
 }
 
-/// Why the server did not start. A failed bind names its real cause: the
-/// library's text guesses a port in use, which misleads for an address this
-/// host does not have (EADDRNOTAVAIL) or a privileged port.
-fn start_error(error: &DiscoveryError) -> String {
-    let DiscoveryError::Bind { addr, source } = error else {
-        return error.to_string();
-    };
-    let why = match source.kind() {
-        ErrorKind::AddrInUse => format!("{source} (is the port in use? change --bind)"),
-        ErrorKind::AddrNotAvailable => format!(
-            "address not available on this host ({source}); \
-             bind to one of this host's addresses, or 0.0.0.0, with --bind"
-        ),
-        ErrorKind::PermissionDenied => {
-            format!("{source} (ports below 1024 need privileges; change --bind)")
-        }
-        _ => format!("{source} (change --bind)"),
-    };
-    format!("cannot listen on {addr}: {why}")
-}
-
 fn init_logging() {
     let logger = simple_logger::SimpleLogger::new()
         .with_level(log::LevelFilter::Info)
@@ -169,7 +146,7 @@ fn main() -> ExitCode {
     let server = match DiscoveryServer::start(config) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("{}", start_error(&e));
+            log::error!("{e}");
             return ExitCode::from(1);
         }
     };

@@ -61,10 +61,25 @@ pub enum DiscoveryError {
 impl fmt::Display for DiscoveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DiscoveryError::Bind { addr, source } => write!(
-                f,
-                "cannot listen on {addr}: {source} (is the port in use? change --bind)"
-            ),
+            DiscoveryError::Bind { addr, source } => {
+                // Name the real cause: a port in use, an address this host
+                // does not have, or a privileged port.
+                write!(f, "cannot listen on {addr}: ")?;
+                match source.kind() {
+                    std::io::ErrorKind::AddrInUse => {
+                        write!(f, "{source} (is the port in use? change --bind)")
+                    }
+                    std::io::ErrorKind::AddrNotAvailable => write!(
+                        f,
+                        "address not available on this host ({source}); \
+                         bind to one of this host's addresses, or 0.0.0.0, with --bind"
+                    ),
+                    std::io::ErrorKind::PermissionDenied => {
+                        write!(f, "{source} (ports below 1024 need privileges; change --bind)")
+                    }
+                    _ => write!(f, "{source} (change --bind)"),
+                }
+            }
             DiscoveryError::InvalidConfig(reason) => write!(f, "invalid discovery setting: {reason}"),
             DiscoveryError::InvalidEndpoint { endpoint, reason } => write!(
                 f,
