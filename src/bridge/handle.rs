@@ -34,6 +34,9 @@ pub struct Bridge {
     /// One supervisor per held target, keyed by `endpoint:<host:port>` or
     /// `network:<id>` (discovery).
     supervisors: Mutex<HashMap<String, Supervisor>>,
+    /// Supervisors told to stop (a network that left discovery), joined at
+    /// shutdown: releasing one never waits for its dial in flight.
+    retired: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// The threads the handle itself starts and joins.
@@ -73,6 +76,7 @@ impl Bridge {
                 ..OwnedThreads::default()
             }),
             supervisors: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Vec::new()),
         };
         // A failure part way leaves `bridge` to shut down what did start.
         lock(&bridge.owned).listener = Some(spawn("bridge-listener", {
@@ -188,7 +192,12 @@ impl Bridge {
     fn release(&self, key: &str) {
         let supervisor = lock(&self.supervisors).remove(key);
         if let Some(supervisor) = supervisor {
-            supervisor.stop();
+            let mut retired = lock(&self.retired);
+            // Join the ones that have already ended, so the list stays short.
+            let (done, running): (Vec<_>, Vec<_>) = retired.drain(..).partition(|h| h.is_finished());
+            done.into_iter().for_each(join_quietly);
+            *retired = running;
+            retired.push(supervisor.signal_stop());
         }
     }
 
@@ -300,6 +309,8 @@ impl Bridge {
         let supervisors: Vec<Supervisor> = lock(&self.supervisors).drain().map(|(_, s)| s).collect();
         hub.abort_pending();
         supervisors.into_iter().for_each(Supervisor::stop);
+        let retired = std::mem::take(&mut *lock(&self.retired));
+        retired.into_iter().for_each(join_quietly);
 
         let sessions = hub.sessions.close();
         for session in &sessions {

@@ -67,8 +67,14 @@ impl Supervisor {
     /// Stops the supervisor and joins it; a dial in flight ends at its
     /// deadline or when the bridge shuts down.
     pub(crate) fn stop(self) {
+        join_quietly(self.signal_stop());
+    }
+
+    /// Tells the supervisor to stop without waiting for it (a dial in
+    /// flight ends at its deadline); the caller joins the handle later.
+    pub(crate) fn signal_stop(self) -> JoinHandle<()> {
         drop(self.stop);
-        join_quietly(self.thread);
+        self.thread
     }
 }
 
