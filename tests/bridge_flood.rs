@@ -7,11 +7,13 @@
 //! The tests take turns (one lock): each loads the machine, and the others
 //! check heartbeats.
 
+mod bridge_support;
 mod relay_support;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bridge_support::{eventually, init_logging};
 use crossbeam_channel::Receiver;
 use reflow_distributed::DistributedConfig;
 use reflow_distributed::Message;
@@ -27,27 +29,6 @@ static TURN: Mutex<()> = Mutex::new(());
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn init_logging() {
-    // Silent unless RUST_LOG is set.
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(log::LevelFilter::Off)
-        .env()
-        .with_module_level("tungstenite", log::LevelFilter::Info)
-        .init();
-}
-
-/// Polls `condition` every 5 ms; false once `within` has passed.
-fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while !condition() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    true
 }
 
 /// A growable set of sequence numbers.

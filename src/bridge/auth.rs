@@ -181,7 +181,7 @@ pub(crate) fn verify(
 pub(crate) fn tokens_equal(expected: &[u8], given: &[u8]) -> bool {
     const KEY: &[u8] = b"reflow-bridge 1.0 token comparison";
     let tag = |token: &[u8]| {
-        let mut mac = HmacSha256::new_from_slice(KEY).expect("HMAC accepts keys of any length");
+        let mut mac = keyed(KEY);
         mac.update(token);
         mac
     };
@@ -189,10 +189,14 @@ pub(crate) fn tokens_equal(expected: &[u8], given: &[u8]) -> bool {
     tag(given).verify_slice(&expected_tag).is_ok()
 }
 
+/// HMAC-SHA256 under `key`. HMAC takes keys of any length (RFC 2104), so
+/// this never fails; hmac's own `KeyInit::new` relies on the same fact.
+fn keyed(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length")
+}
+
 fn mac(token: &[u8], direction: Direction, t: &Transcript) -> HmacSha256 {
-    // HMAC takes keys of any length (RFC 2104), so this never fails; hmac's
-    // own `KeyInit::new` relies on the same fact.
-    let mut mac = HmacSha256::new_from_slice(token).expect("HMAC accepts keys of any length");
+    let mut mac = keyed(token);
     for item in [
         direction.label(),
         t.dialer_network.as_bytes(),

@@ -220,11 +220,12 @@ impl Bridge {
         if supervisors.contains_key(&key) {
             return Ok(());
         }
+        let linked = connected.is_some();
         let target = DialTarget {
-            expected: connected.clone().or(target.expected),
+            expected: connected.or(target.expected),
             ..target
         };
-        let supervisor = Supervisor::spawn(&self.hub, target, connected).map_err(BridgeError::Spawn)?;
+        let supervisor = Supervisor::spawn(&self.hub, target, linked).map_err(BridgeError::Spawn)?;
         supervisors.insert(key, supervisor);
         Ok(())
     }

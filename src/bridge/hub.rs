@@ -17,6 +17,7 @@ use tungstenite::{Message as WsMessage, WebSocket};
 use super::config::{BridgeConfig, BridgeIdentity};
 use super::events::{BridgeEvent, EventBus, lock};
 use super::frame::{self, Frame};
+use super::liveness;
 use super::protocol::{Inbound, parse_frame};
 use super::registry::{Insert, Registry};
 use super::session::{self, CloseReason, DUPLICATE_CLOSE, Ended, Lanes, Peer, Session, SessionContext, Wire};
@@ -228,12 +229,11 @@ impl Hub {
                     });
                 }
                 Insert::Duplicate(old) => {
-                    // The rule keeps the old one, but a session silent for two
-                    // heartbeat intervals (a live one hears a heartbeat every
-                    // interval) is half-open: its peer restarted with the
-                    // same instance id and dialed again. The new one wins.
-                    let silent_for = self.now().saturating_sub(old.last_heard());
-                    if silent_for < 2 * self.config.heartbeat_interval {
+                    // The rule keeps the old one unless it is half-open: its
+                    // peer restarted with the same instance id and dialed
+                    // again. Then the new one wins.
+                    let interval = self.config.heartbeat_interval;
+                    if !liveness::is_half_open(old.last_heard(), self.now(), interval) {
                         return Err(NotAdmitted::Duplicate);
                     }
                     if self.sessions.replace(&old, &session) {

@@ -20,6 +20,14 @@ pub(crate) fn is_dead(last_heard: Duration, now: Duration, interval: Duration, d
     !delivering && now.saturating_sub(last_heard) >= interval * SILENT_INTERVALS
 }
 
+/// True when a connection last heard from at `last_heard` has missed two
+/// heartbeats by `now`: a live peer sends one every interval, so such a
+/// connection is half-open even before it is dead. A new connection of the
+/// same instance may take its place.
+pub(crate) fn is_half_open(last_heard: Duration, now: Duration, interval: Duration) -> bool {
+    now.saturating_sub(last_heard) >= interval * 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +58,12 @@ mod tests {
     fn a_blocked_delivery_keeps_the_connection_alive() {
         assert!(!is_dead(ms(10), ms(10_000), INTERVAL, true));
         assert!(is_dead(ms(10), ms(10_000), INTERVAL, false));
+    }
+
+    #[test]
+    fn two_missed_heartbeats_are_half_open() {
+        assert!(!is_half_open(ms(1000), ms(1199), INTERVAL));
+        assert!(is_half_open(ms(1000), ms(1200), INTERVAL));
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BridgeStats {
-    /// Remote messages written to a socket.
+    /// Remote messages handed to a connection's WebSocket writer. Most reach
+    /// the socket at once; those still in its write buffer (`write_buffer_bytes`)
+    /// when the connection fails are lost without being counted in
+    /// `lost_with_connection`.
     pub messages_sent: u64,
     /// Remote messages read from a socket and handed to the sink.
     pub messages_received: u64,

@@ -38,21 +38,18 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts supervising `target`. `connected` names the network a dial of
-    /// the caller's just reached (the supervisor then starts by waiting).
-    pub(crate) fn spawn(
-        hub: &Arc<Hub>,
-        target: DialTarget,
-        connected: Option<String>,
-    ) -> std::io::Result<Supervisor> {
+    /// Starts supervising `target`. `linked` says that a dial of the
+    /// caller's just reached `target.expected` (the supervisor then starts by
+    /// waiting on that link).
+    pub(crate) fn spawn(hub: &Arc<Hub>, target: DialTarget, linked: bool) -> std::io::Result<Supervisor> {
         let (stop, stop_rx) = bounded(0);
         let name = target.expected.clone().unwrap_or_else(|| target.endpoint.clone());
         let state = State {
             hub: Arc::clone(hub),
             target: target.clone(),
-            known: connected.clone().or(target.expected.clone()),
+            known: target.expected.clone(),
             backoff: Backoff::new(hub.config.reconnect.clone()),
-            ever_connected: connected.is_some(),
+            ever_connected: linked,
             warned_legacy: false,
             down_since: None,
             warned_down: false,

@@ -2,7 +2,7 @@
 //! share. Its lifecycle (start, teardown) is in `mod.rs`.
 
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -141,8 +141,6 @@ pub(crate) struct Session {
     pub(super) last_byte: Arc<LastByte>,
     closing: Mutex<Option<(CloseReason, Instant)>>,
     aborted: AtomicBool,
-    /// Messages written to the socket on this session.
-    pub(crate) written: AtomicU64,
     pub(super) writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -180,7 +178,6 @@ impl Session {
             last_byte,
             closing: Mutex::new(None),
             aborted: AtomicBool::new(false),
-            written: AtomicU64::new(0),
             writer: Mutex::new(None),
         };
         let lanes = Lanes {
@@ -345,14 +342,9 @@ impl Session {
         }
     }
 
-    /// Records `reason` unless one is already recorded; true if it was recorded.
-    pub(crate) fn set_reason(&self, reason: CloseReason) -> bool {
-        let mut closing = lock(&self.closing);
-        if closing.is_some() {
-            return false;
-        }
-        *closing = Some((reason, Instant::now()));
-        true
+    /// Records `reason` unless one is already recorded (the first one wins).
+    pub(crate) fn set_reason(&self, reason: CloseReason) {
+        lock(&self.closing).get_or_insert((reason, Instant::now()));
     }
 
     pub(crate) fn reason(&self) -> Option<CloseReason> {

@@ -11,7 +11,6 @@
 //! aborted or that its close is overdue.
 
 use std::net::TcpStream;
-use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::select;
@@ -141,7 +140,6 @@ fn write_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> 
             }
         }
     }
-    session.written.fetch_add(1, Ordering::Relaxed);
     bump(&session.context.stats.messages_sent, 1);
     serve_control(session, ws, lanes, false)?;
     Ok(())
