@@ -94,6 +94,21 @@ pub enum BridgeError {
     QueueFull { network_id: String, capacity: usize },
     /// The connection closed while the message was being queued.
     ConnectionClosed(String),
+    /// Actor `target` of `network_id` still had `window` messages not
+    /// consumed at the end of the timeout (per-target credits).
+    WindowFull {
+        network_id: String,
+        target: String,
+        window: u32,
+    },
+    /// The outbox of unacknowledged messages to `network_id` stayed full
+    /// (`limit` messages or bytes, see `DeliveryConfig`) for the whole timeout.
+    OutboxFull { network_id: String, limit: String },
+    /// Acknowledged delivery was asked for toward a peer that cannot do it
+    /// (`reason` says why: protocol 1.0, or a peer without the feature).
+    DeliveryUnavailable { network_id: String, reason: String },
+    /// The durable outbox could not store the message.
+    Journal(String),
     /// The message could not be encoded.
     Encode(String),
     /// The message holds a kind the peer's protocol cannot carry.
@@ -143,6 +158,26 @@ impl fmt::Display for BridgeError {
             BridgeError::ConnectionClosed(network) => {
                 write!(f, "connection to network {network} closed while sending")
             }
+            BridgeError::WindowFull {
+                network_id,
+                target,
+                window,
+            } => write!(
+                f,
+                "actor {} of network {network_id} has {window} messages not yet consumed \
+                 (its credit window); it is not keeping up",
+                crate::names::escaped(target)
+            ),
+            BridgeError::OutboxFull { network_id, limit } => write!(
+                f,
+                "outbox of unacknowledged messages to network {network_id} is full ({limit}); \
+                 the network is not acknowledging"
+            ),
+            BridgeError::DeliveryUnavailable { network_id, reason } => write!(
+                f,
+                "acknowledged delivery to network {network_id} is unavailable: {reason}"
+            ),
+            BridgeError::Journal(why) => write!(f, "durable outbox: {why}"),
             BridgeError::Encode(why) => write!(f, "cannot encode message: {why}"),
             BridgeError::Unrepresentable { network_id, reason } => write!(
                 f,

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::config::{BridgeConfig, BridgeIdentity, HoldOptions};
+use super::config::{BridgeConfig, BridgeIdentity, DeliveryMode, HoldOptions};
 use super::dial::{DialTarget, dial};
 use super::error::{BridgeError, SendError};
 use super::events::{BridgeEvent, lock};
 use super::hub::Hub;
 use super::protocol::RemoteMessage;
+use super::sending::{self, SendOptions};
 use super::session::CloseReason;
 use super::sink::InboundSink;
 use super::stats::BridgeStats;
@@ -66,7 +67,10 @@ impl Bridge {
         };
         let tcp_listener = TcpListener::bind(address.as_str()).map_err(bind_error)?;
         let local_addr = tcp_listener.local_addr().map_err(bind_error)?;
-        let hub = Arc::new(Hub::new(identity, config, sink));
+        let incarnation = getrandom::u64().map_err(|err| {
+            BridgeError::Spawn(std::io::Error::other(format!("no random incarnation: {err}")))
+        })?;
+        let hub = Arc::new(Hub::new(identity, config, sink, incarnation.max(1), None));
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let bridge = Bridge {
             hub: Arc::clone(&hub),
@@ -230,25 +234,64 @@ impl Bridge {
         Ok(())
     }
 
-    /// Queues `message` for `message.target_network`, waiting up to `timeout`
-    /// for room in that session's data lane.
+    /// Sends `message` to `message.target_network` in the configured
+    /// delivery mode (`BridgeConfig::delivery.mode`), waiting up to
+    /// `timeout` for room. See [`Bridge::send_with`].
     ///
     /// # Errors
-    /// A [`SendError`] that hands the message back, with the reason:
-    /// no session to that network, the peer's size limit, a kind the peer's
-    /// protocol cannot carry, the lane still full after `timeout`, the
-    /// session closing, or the bridge shutting down.
+    /// As [`Bridge::send_with`].
     pub fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), SendError> {
-        if self.hub.is_stopping() {
-            return Err(SendError::new(BridgeError::ShuttingDown, message));
+        let mode = self.hub.config.delivery.mode;
+        self.send_with(message, SendOptions::new(mode, timeout))
+    }
+
+    /// Sends `message` in `options.mode`. At most once: queued on the live
+    /// session. Acknowledged: accepted into the network's outbox, kept until
+    /// the receiver acknowledges it (see [`Bridge::wait_acknowledged`]),
+    /// even while the link is down if it is held. Toward a peer that grants
+    /// per-target credits, both wait for a credit of the target actor.
+    ///
+    /// # Errors
+    /// A [`SendError`] that hands the message back, with the reason: no
+    /// session to that network (and, for acknowledged, no held link); the
+    /// peer's size limit; a kind the peer's protocol cannot carry; the
+    /// target's credit window, the queue or the outbox still full after the
+    /// timeout; acknowledged delivery toward a peer without it; the durable
+    /// outbox failing; the session closing; the bridge shutting down.
+    pub fn send_with(&self, message: RemoteMessage, options: SendOptions) -> Result<(), SendError> {
+        sending::send(&self.hub, message, options, |network| self.is_held(network))
+    }
+
+    /// Messages to `network_id` accepted under acknowledged delivery and
+    /// not acknowledged yet.
+    pub fn unacknowledged(&self, network_id: &str) -> usize {
+        self.hub
+            .existing_outbox(network_id)
+            .map_or(0, |outbox| outbox.unacknowledged())
+    }
+
+    /// Waits until every message to `network_id` under acknowledged
+    /// delivery has been acknowledged, or `timeout` passes; returns how many
+    /// are still unacknowledged (0: all delivered and consumed).
+    pub fn wait_acknowledged(&self, network_id: &str, timeout: Duration) -> usize {
+        match self.hub.existing_outbox(network_id) {
+            Some(outbox) => outbox.wait_empty(Instant::now() + timeout),
+            None => 0,
         }
-        match self.hub.sessions.get(&message.target_network) {
-            Some(session) => session.send(message, timeout),
-            None => {
-                let network = message.target_network.clone();
-                Err(SendError::new(BridgeError::NoConnection(network), message))
-            }
-        }
+    }
+
+    /// The configured delivery mode of [`Bridge::send`].
+    pub fn delivery_mode(&self) -> DeliveryMode {
+        self.hub.config.delivery.mode
+    }
+
+    /// Whether a supervisor holds a link to `network_id`.
+    fn is_held(&self, network_id: &str) -> bool {
+        let supervisors = lock(&self.supervisors);
+        supervisors.contains_key(&format!("network:{network_id}"))
+            || supervisors
+                .values()
+                .any(|s| s.target.expected.as_deref() == Some(network_id))
     }
 
     /// Queues `message` if there is room now.
@@ -313,6 +356,9 @@ impl Bridge {
         let retired = std::mem::take(&mut *lock(&self.retired));
         retired.into_iter().for_each(join_quietly);
 
+        for outbox in hub.outboxes() {
+            outbox.wake_all();
+        }
         let sessions = hub.sessions.close();
         for session in &sessions {
             session.close(CloseReason::Shutdown);

@@ -15,10 +15,12 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use serde_json::Value;
 
 pub use self::error::DistributedError;
-use self::inbound::LocalRouter;
+use self::inbound::{BridgeSender, LocalRouter};
 use self::proxy::{ProxyTarget, RemoteProxy};
 use self::watcher::Watcher;
-use crate::bridge::{Bridge, BridgeEvent, BridgeIdentity, BridgeStats, HoldOptions, RemoteMessage};
+use crate::bridge::{
+    Bridge, BridgeEvent, BridgeIdentity, BridgeStats, HoldOptions, RemoteMessage, SendOptions,
+};
 use crate::discovery::{DiscoveryService, RegistrationInfo};
 use crate::distributed_config::DistributedConfig;
 use crate::message::Message;
@@ -116,6 +118,11 @@ impl DistributedNetwork {
         if self.started.swap(true, Ordering::AcqRel) {
             return Err(DistributedError::AlreadyStarted);
         }
+        self.network.set_remote(Arc::new(BridgeSender {
+            local_network: self.config.network_id.clone(),
+            bridge: self.bridge.clone(),
+            send_timeout: self.config.network.send_timeout,
+        }));
         self.network.start()?;
         let mut identity = BridgeIdentity::new(&self.config.network_id, &self.config.instance_id);
         identity.auth_token = self.config.auth_token.clone();
@@ -215,6 +222,46 @@ impl DistributedNetwork {
             message.into(),
         );
         Ok(self.bridge()?.send(remote, self.config.network.send_timeout)?)
+    }
+
+    /// Sends `message` to `actor.port` in `network` with explicit options
+    /// (delivery mode and timeout), as source actor `unknown`.
+    ///
+    /// # Errors
+    /// As [`DistributedNetwork::send_to_remote_actor`], plus those of
+    /// acknowledged delivery ([`Bridge::send_with`]).
+    pub fn send_to_remote_actor_with(
+        &self,
+        network: &str,
+        actor: &str,
+        port: &str,
+        message: impl Into<Message>,
+        options: SendOptions,
+    ) -> Result<(), DistributedError> {
+        let remote = RemoteMessage::new(
+            &self.config.network_id,
+            "unknown",
+            network,
+            actor,
+            port,
+            message.into(),
+        );
+        Ok(self.bridge()?.send_with(remote, options)?)
+    }
+
+    /// Messages to `network` accepted under acknowledged delivery and not
+    /// yet acknowledged by it.
+    pub fn unacknowledged(&self, network: &str) -> usize {
+        self.bridge.get().map_or(0, |b| b.unacknowledged(network))
+    }
+
+    /// Waits up to `timeout` until `network` has acknowledged every message
+    /// sent to it under acknowledged delivery; returns how many are still
+    /// unacknowledged (0: all were consumed by their actors).
+    pub fn wait_acknowledged(&self, network: &str, timeout: std::time::Duration) -> usize {
+        self.bridge
+            .get()
+            .map_or(0, |b| b.wait_acknowledged(network, timeout))
     }
 
     /// Delivers `message` to a local node, proxies included (`recorder@alpha`).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::node::{Node, Outbox};
+use super::origin::{Origin, Source};
 use super::scheduler::{self, Shared};
 use super::state::ActorState;
 use crate::message::Message;
@@ -117,10 +118,11 @@ pub trait Actor: Send + 'static {
 
 /// Passes a message on without blocking; see [`Actor::forwarder`].
 pub trait Forward: Send + Sync {
-    /// Forwards `message` that arrived on `port`, or gives it back when it
-    /// cannot be passed on right now (the message is then queued for a tick).
-    /// Must not block: it runs on the sender's thread, possibly a pool worker.
-    fn try_forward(&self, port: &str, message: Message) -> Result<(), Message>;
+    /// Forwards `message` that arrived on `port` from `origin`, or gives it
+    /// back when it cannot be passed on right now (the message is then queued
+    /// for a tick). Must not block: it runs on the sender's thread, possibly a
+    /// pool worker.
+    fn try_forward(&self, port: &str, message: Message, origin: &Origin) -> Result<(), Message>;
 }
 
 /// What an actor sees during one tick.
@@ -129,6 +131,8 @@ pub struct ActorContext<'a> {
     pub(crate) node: &'a Arc<Node>,
     pub(crate) outbox: &'a mut Outbox,
     pub(crate) inputs: Vec<(Arc<str>, Message)>,
+    /// Who sent each input, by port; kept when an input is taken.
+    pub(crate) sources: Vec<(Arc<str>, Source)>,
     pub(crate) emitted: Vec<(usize, Message)>,
     pub(crate) state: &'a mut ActorState,
     pub(crate) config: &'a Value,
@@ -171,6 +175,88 @@ impl<'a> ActorContext<'a> {
         let index = self.outport_index(port)?;
         scheduler::deliver(self.shared, self.node, self.outbox, index, message.into())
             .map_err(|_| ActorError::new("network is shutting down"))
+    }
+
+    /// Where this tick's message on `port` came from: the application, a
+    /// node of this network, or an actor of another network.
+    pub fn origin(&self, port: &str) -> Option<Origin> {
+        self.source(port).map(Source::origin)
+    }
+
+    /// Answers this tick's message on `port`: sends `message` to port
+    /// `reply_port` of whoever sent it. A local sender gets it with the same
+    /// backpressure as [`ActorContext::send`]; a remote one over the bridge,
+    /// with no proxy registered for it (see
+    /// [`ActorContext::send_to_remote_actor`] for when that waits).
+    ///
+    /// # Errors
+    /// No message on `port` this tick; a sender outside the graph (nothing
+    /// to answer); a local sender without a `reply_port` inport; the
+    /// network shutting down; for a remote sender, the bridge's reason.
+    pub fn reply(
+        &mut self,
+        port: &str,
+        reply_port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), ActorError> {
+        let source = self
+            .source(port)
+            .cloned()
+            .ok_or_else(|| ActorError(format!("no message arrived on port {port:?} this tick")))?;
+        match source {
+            Source::External => Err(ActorError(format!(
+                "the message on port {port:?} came from outside the graph: there is no one to reply to"
+            ))),
+            Source::Node(node) => {
+                let target = node
+                    .upgrade()
+                    .ok_or_else(|| ActorError::new("the sender of this message was removed"))?;
+                let index = target
+                    .inport_index(reply_port, self.shared.config.inbox_capacity)
+                    .ok_or_else(|| {
+                        ActorError(format!(
+                            "node {} has no inport {reply_port:?} to reply to",
+                            target.name()
+                        ))
+                    })?;
+                scheduler::deliver_to(self.shared, self.node, self.outbox, target, index, message.into())
+                    .map_err(|_| ActorError::new("network is shutting down"))
+            }
+            Source::Remote(remote) => {
+                self.send_to_remote_actor(&remote.network, &remote.actor, reply_port, message)
+            }
+        }
+    }
+
+    /// Sends `message` to `actor.port` in `network` over the bridge, with
+    /// this node as the sender (so the remote actor can reply). On the pool
+    /// it does not wait: a full connection queue or credit window is an
+    /// error; a [`Threading::Dedicated`] node waits up to the network's
+    /// `send_timeout`.
+    ///
+    /// # Errors
+    /// This network is not part of a distributed network; no connection to
+    /// `network`; a full queue or window; the message's size or kind.
+    pub fn send_to_remote_actor(
+        &mut self,
+        network: &str,
+        actor: &str,
+        port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), ActorError> {
+        let remote = self
+            .shared
+            .remote
+            .get()
+            .ok_or_else(|| ActorError::new("this network is not linked to other networks"))?;
+        let wait = matches!(self.node.runner, super::node::Runner::Dedicated(_));
+        remote
+            .send_remote(self.node.name(), network, actor, port, message.into(), wait)
+            .map_err(|(why, _message)| ActorError(why))
+    }
+
+    fn source(&self, port: &str) -> Option<&Source> {
+        self.sources.iter().find(|(p, _)| &**p == port).map(|(_, s)| s)
     }
 
     /// State that persists across this node's ticks.

@@ -16,6 +16,7 @@ use super::config::NetworkConfig;
 use super::error::{RuntimeError, SendError, SendErrorKind};
 use super::events::NetworkEvent;
 use super::node::{Node, Pending, Route, Runner, lock};
+use super::origin::{Envelope, Receipt, RemoteSend, Room, Source};
 use super::scheduler::{self, Job, Shared, WaitError};
 use crate::message::Message;
 
@@ -225,7 +226,9 @@ impl Network {
         for (node, port, message) in initial {
             // Initial packets are few and chosen by the application: they may
             // exceed a port's capacity rather than be refused.
-            lock(&node.inner).ports[port].queue.push_back(message);
+            lock(&node.inner).ports[port]
+                .queue
+                .push_back(Envelope::new(message, Source::External));
         }
         for node in &nodes {
             self.activate(node);
@@ -284,6 +287,48 @@ impl Network {
         message: Message,
         timeout: Duration,
     ) -> Result<(), SendError> {
+        self.send_enveloped(
+            node,
+            port,
+            Envelope::new(message, Source::External),
+            Room::Wait(timeout),
+        )
+    }
+
+    /// Delivers a message that came over the bridge, with its sender and
+    /// receipt. With [`Room::Overfill`] it never waits.
+    pub(crate) fn deliver_inbound(
+        &self,
+        node: &str,
+        port: &str,
+        message: Message,
+        source: Source,
+        receipt: Option<Receipt>,
+        room: Room,
+    ) -> Result<(), SendError> {
+        let envelope = Envelope {
+            message,
+            source,
+            receipt,
+        };
+        self.send_enveloped(node, port, envelope, room)
+    }
+
+    /// Lets actors reach other networks (`ActorContext::send_to_remote_actor`,
+    /// `reply`); set once, by the distributed layer.
+    pub(crate) fn set_remote(&self, remote: Arc<dyn RemoteSend>) {
+        let _ = self.inner.shared.remote.set(remote);
+    }
+
+    fn send_enveloped(
+        &self,
+        node: &str,
+        port: &str,
+        envelope: Envelope,
+        room: Room,
+    ) -> Result<(), SendError> {
+        let message = envelope.message;
+        let (source, receipt) = (envelope.source, envelope.receipt);
         let shared = &self.inner.shared;
         if shared.is_external_closed() {
             return Err(SendError::new(SendErrorKind::ShuttingDown, message));
@@ -301,10 +346,23 @@ impl Network {
             };
             return Err(SendError::new(kind, message));
         };
+        let envelope = Envelope {
+            message,
+            source,
+            receipt,
+        };
+        let timeout = match room {
+            Room::Wait(timeout) => timeout,
+            Room::Overfill => {
+                let mut inner = lock(&target.inner);
+                scheduler::accept_locked(shared, &target, &mut inner, port_index, envelope);
+                return Ok(());
+            }
+        };
         let pending = Pending {
             target,
             port: port_index,
-            message,
+            envelope,
         };
         scheduler::wait_for_room(shared, pending, Some(timeout), true).map_err(|e| match e {
             WaitError::Full(message) => {
