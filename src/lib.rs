@@ -26,7 +26,9 @@ pub mod peer_config;
 #[cfg(feature = "cli")]
 pub mod peer_runner;
 pub mod runtime;
+mod secret;
 
 pub use discovery::router;
 pub use distributed_config::DistributedConfig;
 pub use message::{Message, RemoteReference};
+pub use secret::Secret;
