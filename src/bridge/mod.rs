@@ -19,10 +19,9 @@
 //! route to the wire, which hands the message back on every failure it can
 //! know of. The bridge knows nothing about actors.
 
-pub mod config;
-
 mod auth;
 mod backoff;
+mod config;
 mod dial;
 mod error;
 mod events;
@@ -46,7 +45,7 @@ pub use config::{BridgeConfig, BridgeIdentity, HoldOptions, ReconnectPolicy};
 pub use error::{BridgeError, DeliveryError, HandshakeError, SendError};
 pub use events::BridgeEvent;
 pub use handle::Bridge;
-pub use protocol::{ActorInfo, DiscoveryRequest, DiscoveryResponse, Heartbeat, RemoteMessage};
+pub use protocol::RemoteMessage;
 pub use sink::InboundSink;
 pub use stats::BridgeStats;
 

@@ -3,14 +3,14 @@
 
 mod actor;
 mod catalog;
-pub mod config;
+mod config;
 mod error;
 mod events;
 mod network;
 mod node;
 mod scheduler;
 mod state;
-pub mod stream;
+mod stream;
 mod wake;
 
 pub use actor::{Actor, ActorContext, ActorError, AwaitRule, FnActor, Forward, Threading};

@@ -9,11 +9,11 @@ use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::bridge::BridgeEvent;
-use crate::distributed_network::DistributedNetwork;
+use reflow_distributed::bridge::BridgeEvent;
+use reflow_distributed::runtime::Recorder;
+use reflow_distributed::{DistributedNetwork, PeerConfig};
+
 use crate::peer_cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PeerArgs, SendSpec};
-use crate::peer_config::PeerConfig;
-use crate::runtime::Recorder;
 
 /// Name of the built-in recorder node every peer hosts.
 pub const RECORDER_NODE: &str = "recorder";
