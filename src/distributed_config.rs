@@ -4,9 +4,10 @@
 use crate::bridge::BridgeConfig;
 use crate::discovery::DiscoveryClientConfig;
 use crate::runtime::NetworkConfig;
+use crate::secret::Secret;
 
 /// Settings of one peer. Start from [`DistributedConfig::new`] and change fields.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct DistributedConfig {
     /// This peer's network name (`alpha`); remote actors are addressed `actor@alpha`.
@@ -18,7 +19,7 @@ pub struct DistributedConfig {
     /// `0.0.0.0`.
     pub advertise_address: Option<String>,
     /// Shared secret checked in the bridge handshake; never logged.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
     /// Hold a link to every network that discovery lists, while it is listed.
     /// Default true.
     pub auto_connect: bool,
@@ -49,22 +50,5 @@ impl DistributedConfig {
             discovery: DiscoveryClientConfig::default(),
             network: NetworkConfig::default(),
         }
-    }
-}
-
-/// Never prints the token.
-impl std::fmt::Debug for DistributedConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DistributedConfig")
-            .field("network_id", &self.network_id)
-            .field("instance_id", &self.instance_id)
-            .field("advertise_address", &self.advertise_address)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
-            .field("auto_connect", &self.auto_connect)
-            .field("legacy_auth", &self.legacy_auth)
-            .field("bridge", &self.bridge)
-            .field("discovery", &self.discovery)
-            .field("network", &self.network)
-            .finish()
     }
 }

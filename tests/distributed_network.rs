@@ -28,7 +28,7 @@ fn init_logging() {
 
 fn config(network: &str, token: Option<&str>) -> DistributedConfig {
     let mut config = DistributedConfig::new(network);
-    config.auth_token = token.map(str::to_string);
+    config.auth_token = token.map(reflow_distributed::Secret::from);
     config.bridge.bind_address = "127.0.0.1".into();
     config.bridge.bind_port = 0;
     config.bridge.heartbeat_interval = BEAT;

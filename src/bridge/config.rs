@@ -3,13 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::secret::Secret;
+
 /// Who this side of a bridge connection is, as told in the handshake.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BridgeIdentity {
     pub network_id: String,
     pub instance_id: String,
     /// Shared secret. `None` on an acceptor accepts anyone; on a dialer it is sent as `null`.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
     /// Listed in the handshake; `["actor_messaging"]` by default.
     pub capabilities: Vec<String>,
 }
@@ -22,18 +24,6 @@ impl BridgeIdentity {
             auth_token: None,
             capabilities: vec!["actor_messaging".to_string()],
         }
-    }
-}
-
-/// Never prints the token.
-impl std::fmt::Debug for BridgeIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BridgeIdentity")
-            .field("network_id", &self.network_id)
-            .field("instance_id", &self.instance_id)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
-            .field("capabilities", &self.capabilities)
-            .finish()
     }
 }
 

@@ -31,6 +31,7 @@ use super::config::BridgeIdentity;
 use super::error::HandshakeError;
 use super::session::Wire;
 use crate::names::{check_id, escaped};
+use crate::secret::Secret;
 
 /// The protocol version written in the 1.0-shaped frames.
 pub(crate) const PROTOCOL_VERSION: &str = "1.0";
@@ -45,8 +46,8 @@ pub(crate) struct HandshakeRequest {
     pub(crate) network_id: String,
     pub(crate) instance_id: String,
     pub(crate) protocol_version: String,
-    #[serde(default)]
-    pub(crate) auth_token: Option<String>,
+    #[serde(default, with = "crate::secret::optional_text")]
+    pub(crate) auth_token: Option<Secret>,
     #[serde(default)]
     pub(crate) capabilities: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,7 +76,7 @@ impl std::fmt::Debug for HandshakeRequest {
         f.debug_struct("HandshakeRequest")
             .field("network_id", &escaped(&self.network_id).to_string())
             .field("instance_id", &escaped(&self.instance_id).to_string())
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("auth_token", &self.auth_token)
             .finish_non_exhaustive()
     }
 }
@@ -205,7 +206,10 @@ impl Refusal {
 }
 
 fn token_bytes(identity: &BridgeIdentity) -> Option<&[u8]> {
-    identity.auth_token.as_deref().map(str::as_bytes)
+    identity
+        .auth_token
+        .as_ref()
+        .map(|token| token.expose().as_bytes())
 }
 
 // ---------------------------------------------------------------- dialer
@@ -470,8 +474,8 @@ pub(crate) fn on_request(
         if !policy.accept_legacy_auth {
             return Err(Refusal::LegacyAuthRefused);
         }
-        let given = request.auth_token.as_deref().unwrap_or("");
-        if !auth::tokens_equal(expected.as_bytes(), given.as_bytes()) {
+        let given = request.auth_token.as_ref().map_or("", Secret::expose);
+        if !auth::tokens_equal(expected.expose().as_bytes(), given.as_bytes()) {
             return Err(Refusal::TokenMismatch);
         }
     }

@@ -2,7 +2,7 @@ use super::*;
 
 fn identity(network: &str, token: Option<&str>) -> BridgeIdentity {
     let mut id = BridgeIdentity::new(network, format!("{network}-1"));
-    id.auth_token = token.map(str::to_string);
+    id.auth_token = token.map(crate::Secret::from);
     id
 }
 

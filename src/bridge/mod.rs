@@ -19,10 +19,9 @@
 //! route to the wire, which hands the message back on every failure it can
 //! know of. The bridge knows nothing about actors.
 
-pub mod config;
-
 mod auth;
 mod backoff;
+mod config;
 mod delivery;
 mod dial;
 mod error;
@@ -48,7 +47,7 @@ pub use config::{BridgeConfig, BridgeIdentity, DeliveryConfig, DeliveryMode, Hol
 pub use error::{BridgeError, DeliveryError, HandshakeError, SendError};
 pub use events::BridgeEvent;
 pub use handle::Bridge;
-pub use protocol::{ActorInfo, DiscoveryRequest, DiscoveryResponse, Heartbeat, RemoteMessage};
+pub use protocol::RemoteMessage;
 pub use sending::SendOptions;
 pub use sink::{InboundSink, Tracking};
 pub use stats::BridgeStats;

@@ -49,21 +49,21 @@ impl RemoteMessage {
 
 /// Sign of life, sent by both sides every heartbeat interval.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     pub network_id: String,
     pub timestamp: String,
 }
 
 /// Asks the peer which actors it offers (optional in 1.0).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DiscoveryRequest {
+pub(crate) struct DiscoveryRequest {
     pub request_id: String,
     pub requesting_network: String,
 }
 
 /// One actor listed in a [`DiscoveryResponse`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ActorInfo {
+pub(crate) struct ActorInfo {
     pub actor_id: String,
     #[serde(default)]
     pub capabilities: Vec<String>,
@@ -73,7 +73,7 @@ pub struct ActorInfo {
 
 /// Answer to a [`DiscoveryRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DiscoveryResponse {
+pub(crate) struct DiscoveryResponse {
     pub request_id: String,
     pub network_id: String,
     pub actors: Vec<ActorInfo>,

@@ -139,7 +139,7 @@ fn apply_header(head: &mut RequestHead, name: &str, value: &str) -> Result<(), H
 }
 
 /// The reason phrase for the statuses the server sends.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
@@ -161,7 +161,12 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Writes `reply` as one HTTP/1.1 response; `head_only` leaves out the body
 /// (for `HEAD`), `keep_alive` chooses the `Connection` header.
-pub fn write_reply(out: &mut impl Write, reply: &Reply, keep_alive: bool, head_only: bool) -> io::Result<()> {
+pub(crate) fn write_reply(
+    out: &mut impl Write,
+    reply: &Reply,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         reply.status,

@@ -7,29 +7,28 @@
 //! - [`DiscoveryService`]: the client a peer runs to register and to follow
 //!   the roster as [`DiscoveryEvent`]s.
 mod client;
-pub mod config;
+mod config;
 mod connection;
 mod error;
 mod http;
 mod info;
-pub mod metrics;
-pub mod registry;
+mod metrics;
+mod registry;
 mod roster;
 pub mod router;
-pub mod server;
+mod server;
 
 pub use client::DiscoveryService;
 pub use config::DiscoveryClientConfig;
 pub use error::DiscoveryError;
-pub use info::{
-    NetworkInfo, RegistrationInfo, parse_registration, parse_registration_from, resolve_wildcard,
-    validate_endpoint, validate_registration,
-};
+pub use info::{NetworkInfo, RegistrationInfo};
 pub use roster::DiscoveryEvent;
+pub use server::{DiscoveryServer, ServerConfig};
 
 /// The server's request-head parser, for fuzz targets and regression tests.
 /// Not part of the supported API.
 #[doc(hidden)]
 pub mod inspect {
     pub use super::http::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
+    pub use super::info::parse_registration;
 }

@@ -384,13 +384,6 @@ impl Drop for DistributedNetwork {
     }
 }
 
-/// Whether `name` can be a network or actor id: the rules of
-/// [`crate::names::check_id`] (1 to 256 bytes; no control, format or white
-/// space characters; no `@`, `:` or `/`).
-pub fn is_valid_name(name: &str) -> bool {
-    crate::names::check_id(name).is_ok()
-}
-
 fn check_name(what: &str, name: &str) -> Result<(), DistributedError> {
     crate::names::check_id(name).map_err(|rule| {
         DistributedError::InvalidName(format!(

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::runtime::stream::StreamHandle;
+use crate::runtime::StreamHandle;
 
 pub(crate) mod inline;
 mod read;

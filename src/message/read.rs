@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::wire::{unwrap_wrapper, wrapped_json};
 use super::{Message, RemoteReference};
-use crate::runtime::stream::StreamHandle;
+use crate::runtime::StreamHandle;
 
 impl Message {
     /// Builds a message of kind `type_name` from its `data` field (`None`

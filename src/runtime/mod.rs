@@ -3,7 +3,7 @@
 
 mod actor;
 mod catalog;
-pub mod config;
+mod config;
 mod error;
 mod events;
 mod network;
@@ -11,7 +11,7 @@ mod node;
 mod origin;
 mod scheduler;
 mod state;
-pub mod stream;
+mod stream;
 mod wake;
 
 pub use actor::{Actor, ActorContext, ActorError, AwaitRule, FnActor, Forward, Threading};
