@@ -110,8 +110,10 @@ fn acknowledged_messages_cross_link_cuts_exactly_once_and_in_order() {
     });
     let got = numbers(&log);
     assert_eq!(got, (1..=N).collect::<Vec<_>>(), "exactly once, in order");
-    let sent = beta.bridge_stats().unwrap();
-    assert_eq!(sent.messages_acknowledged, N as u64);
+    // Counted by the reader just after the outbox let the waiter go.
+    wait_until("the acknowledgement count", || {
+        beta.bridge_stats().unwrap().messages_acknowledged == N as u64
+    });
     assert_eq!(beta.unacknowledged("alpha"), 0);
     beta.shutdown();
     alpha.shutdown();
@@ -290,6 +292,36 @@ fn an_actor_replies_to_a_remote_sender_without_a_proxy() {
             .map(|n| json!({"value": n * 10, "from": "echo@alpha"}))
             .collect::<Vec<_>>()
     );
+    beta.shutdown();
+    alpha.shutdown();
+}
+
+#[test]
+fn acknowledged_delivery_toward_a_peer_without_it_fails_clearly_and_at_most_once_still_goes() {
+    let mut alpha_config = config("alpha");
+    alpha_config.bridge.delivery.offer = false;
+    let alpha = DistributedNetwork::new(alpha_config).unwrap();
+    let recorder = Recorder::new(10);
+    let log = recorder.log();
+    alpha
+        .register_local_actor("recorder", Box::new(recorder), json!({}))
+        .unwrap();
+    let alpha = started(alpha);
+    let beta = started(DistributedNetwork::new(config("beta")).unwrap());
+    beta.connect_to_network(&alpha.local_addr().unwrap().to_string())
+        .unwrap();
+    let err = beta
+        .send_to_remote_actor_with("alpha", "recorder", "in", 1, acknowledged(Duration::ZERO))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("acknowledged delivery to network alpha is unavailable"),
+        "{err}"
+    );
+    assert_eq!(err.into_message(), Some(Message::Integer(1)));
+    beta.send_to_remote_actor("alpha", "recorder", "in", 2).unwrap();
+    wait_until("the at-most-once message", || !log.records().is_empty());
+    assert_eq!(numbers(&log), vec![2]);
     beta.shutdown();
     alpha.shutdown();
 }

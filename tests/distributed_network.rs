@@ -512,6 +512,10 @@ fn slow_actor(gate: Arc<Gate>, seen: Sender<u64>) -> FnActor {
 fn slow_receiver(delivery_timeout: Duration) -> (Peer, Arc<Gate>, Receiver<u64>) {
     let mut cfg = config("alpha", None);
     cfg.bridge.delivery_timeout = delivery_timeout;
+    // These cases are the flow control toward a peer without credits (Reflow
+    // 1.0, or a 1.1 peer that does not offer them): a blocked reader and TCP
+    // backpressure. Credits have their own suite (tests/delivery.rs).
+    cfg.bridge.delivery.offer = false;
     let alpha = Peer::new(cfg);
     let gate = Arc::new(Gate::default());
     let (tx, seen) = unbounded();

@@ -157,6 +157,11 @@ pub struct DeliveryConfig {
     /// Keep the outbox in this directory, so that unacknowledged messages
     /// survive a restart of this process. Default none (memory only).
     pub outbox_dir: Option<PathBuf>,
+    /// Offer credits and acknowledged delivery in 1.1 handshakes. Off, this
+    /// side behaves as a 1.1 peer without them: no credits (a full inbox
+    /// blocks the reader, as toward Reflow 1.0) and acknowledged sends fail
+    /// with `DeliveryUnavailable`. For comparisons and tests. Default true.
+    pub offer: bool,
 }
 
 impl Default for DeliveryConfig {
@@ -168,6 +173,7 @@ impl Default for DeliveryConfig {
             ack_window: 1024,
             target_window: 64,
             outbox_dir: None,
+            offer: true,
         }
     }
 }

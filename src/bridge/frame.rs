@@ -1115,6 +1115,20 @@ mod tests {
         ));
     }
 
+    /// The example in docs/protocol.md.
+    #[test]
+    fn the_documented_ack_example_is_what_is_written() {
+        let ack = encode_control(&Control::Ack {
+            through: 5,
+            except: vec![],
+        });
+        let hex: Vec<String> = ack.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex.join(" "),
+            "04 82 a7 74 68 72 6f 75 67 68 05 a6 65 78 63 65 70 74 90"
+        );
+    }
+
     #[test]
     fn an_ack_with_too_many_exceptions_is_refused() {
         let ack = Control::Ack {

@@ -262,9 +262,9 @@ impl<'a> Dialer<'a> {
         })
     }
 
-    /// Offers the delivery features (with 1.1 only).
-    pub(crate) fn with_delivery(mut self, offer: DeliveryOffer) -> Self {
-        self.delivery = Some(offer);
+    /// Offers the delivery features (with 1.1 only), when `offer` is some.
+    pub(crate) fn with_delivery(mut self, offer: Option<DeliveryOffer>) -> Self {
+        self.delivery = offer;
         self
     }
 

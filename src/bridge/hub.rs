@@ -179,12 +179,12 @@ impl Hub {
         });
     }
 
-    /// What this side offers in its handshakes.
-    pub(crate) fn delivery_offer(&self) -> DeliveryOffer {
-        DeliveryOffer {
+    /// What this side offers in its handshakes (nothing when `offer` is off).
+    pub(crate) fn delivery_offer(&self) -> Option<DeliveryOffer> {
+        self.config.delivery.offer.then(|| DeliveryOffer {
             incarnation: self.incarnation,
-            target_window: self.config.delivery.target_window,
-        }
+            target_window: self.config.delivery.target_window.max(1),
+        })
     }
 
     /// The outbox of `network_id`, made empty on first use.
