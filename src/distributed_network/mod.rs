@@ -213,15 +213,9 @@ impl DistributedNetwork {
         port: &str,
         message: impl Into<Message>,
     ) -> Result<(), DistributedError> {
-        let remote = RemoteMessage::new(
-            &self.config.network_id,
-            "unknown",
-            network,
-            actor,
-            port,
-            message.into(),
-        );
-        Ok(self.bridge()?.send(remote, self.config.network.send_timeout)?)
+        let mode = self.config.bridge.delivery.mode;
+        let options = SendOptions::new(mode, self.config.network.send_timeout);
+        self.send_to_remote_actor_with(network, actor, port, message, options)
     }
 
     /// Sends `message` to `actor.port` in `network` with explicit options

@@ -270,13 +270,20 @@ pub(crate) fn deliver(
             port: route.port,
             envelope: Envelope::new(copy, source.clone()),
         };
-        match node.runner {
-            Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| ())?,
-            Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
-            Runner::Pool => {
-                if let Err(pending) = offer(shared, node, pending) {
-                    outbox.push_back(pending);
-                }
+        send_pending(shared, node, outbox, pending)?;
+    }
+    Ok(())
+}
+
+/// One message out of `node`: a dedicated node waits for room; on the pool
+/// a full target keeps it (and what follows) in the outbox.
+fn send_pending(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox, pending: Pending) -> Result<(), ()> {
+    match node.runner {
+        Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| ())?,
+        Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
+        Runner::Pool => {
+            if let Err(pending) = offer(shared, node, pending) {
+                outbox.push_back(pending);
             }
         }
     }
@@ -301,16 +308,7 @@ pub(crate) fn deliver_to(
         port,
         envelope: Envelope::new(message, Source::node(node)),
     };
-    match node.runner {
-        Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| ())?,
-        Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
-        Runner::Pool => {
-            if let Err(pending) = offer(shared, node, pending) {
-                outbox.push_back(pending);
-            }
-        }
-    }
-    Ok(())
+    send_pending(shared, node, outbox, pending)
 }
 
 /// Delivers what the outbox holds, in order, until a target is full again.
