@@ -11,6 +11,13 @@ use super::protocol::RemoteMessage;
 /// the sender feels TCP backpressure. An error drops that message only: the
 /// bridge logs a warning naming the actor and counts it.
 pub trait InboundSink: Send + Sync + 'static {
+    /// Hands one inbound message to the local side.
+    ///
+    /// # Errors
+    ///
+    /// A [`DeliveryError`] when the target does not exist, its inbox stayed
+    /// full, or the local network is shutting down; the bridge drops the
+    /// message, logs it and counts it.
     fn deliver(&self, message: RemoteMessage) -> Result<(), DeliveryError>;
 }
 
