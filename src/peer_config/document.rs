@@ -46,6 +46,19 @@ const RECONNECT_KEYS: &[&str] = &["initial_delay_ms", "max_delay_ms", "multiplie
 const CONNECT_KEYS: &[&str] = &["endpoint", "network_id", "legacy_auth"];
 const REMOTE_ACTOR_KEYS: &[&str] = &["actor_id", "network_id"];
 
+/// Every table of the format with its keys: `""` is the top level, the
+/// others are top-level keys holding a table (`[reconnect]`) or an array of
+/// tables (`[[connect]]`). A new section goes here and in `TOP_KEYS`; the
+/// documentation test then wants a row in `docs/configuration.md` for each
+/// of its keys, with the code's default.
+#[cfg(test)]
+pub(crate) const TABLES: &[(&str, &[&str])] = &[
+    ("", TOP_KEYS),
+    ("reconnect", RECONNECT_KEYS),
+    ("connect", CONNECT_KEYS),
+    ("remote_actor", REMOTE_ACTOR_KEYS),
+];
+
 /// Longest accepted interval or delay: one day. Anything longer is a typo.
 const MAX_MS: u64 = 86_400_000;
 /// Smallest frame limit: the handshake and heartbeat frames must fit.

@@ -160,4 +160,6 @@ impl PeerConfig {
 }
 
 #[cfg(test)]
+mod documented;
+#[cfg(test)]
 mod tests;
