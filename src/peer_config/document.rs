@@ -1,6 +1,11 @@
 //! The peer configuration format: which keys exist, what each must hold, and
 //! how the document becomes a [`PeerConfig`]. `docs/configuration.md`
-//! describes the same keys for users; keep the two in step.
+//! describes the same keys for users; keep the two in step (a test checks).
+//!
+//! A new section is a list of its keys here (and in `TABLES`), a reader
+//! that writes into the settings struct it configures and, if those
+//! settings are new, a field of `DistributedConfig`: the file's keys are
+//! never copied into a struct of their own.
 
 use std::ffi::OsString;
 use std::net::IpAddr;

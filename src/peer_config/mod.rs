@@ -15,9 +15,6 @@
 //! Each key of the file sets one field of the library's own settings
 //! ([`DistributedConfig`] and the bridge, discovery and runtime configs in
 //! it); this module holds no copy of them, so a default lives in one place.
-//! A new section is a table in `document.rs` (its known keys and a reader
-//! that writes into the settings struct it configures) and, if those
-//! settings are new, a field of [`DistributedConfig`].
 
 mod document;
 mod error;

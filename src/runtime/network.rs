@@ -20,7 +20,7 @@ use super::scheduler::{self, Job, Shared, WaitError};
 use crate::message::Message;
 
 /// Makes an actor for a node from the node's metadata.
-pub type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
+pub(crate) type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
 
 #[derive(Default)]
 struct Registry {
