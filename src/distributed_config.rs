@@ -6,7 +6,23 @@ use crate::discovery::DiscoveryClientConfig;
 use crate::runtime::NetworkConfig;
 use crate::secret::Secret;
 
-/// Settings of one peer. Start from [`DistributedConfig::new`] and change fields.
+/// Settings of one peer. Start from [`DistributedConfig::new`] and change
+/// fields; every default is documented on its field and listed, with its
+/// TOML key, in `docs/configuration.md`.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use reflow_distributed::DistributedConfig;
+///
+/// let mut config = DistributedConfig::new("beta");
+/// assert_eq!(config.instance_id, "beta-1");
+/// config.auth_token = Some("shared-secret".into());
+/// config.bridge.bind_port = 9200;
+/// config.bridge.heartbeat_interval = Duration::from_millis(250);
+/// config.discovery.endpoints = vec!["http://127.0.0.1:9000".into()];
+/// assert!(!format!("{config:?}").contains("shared-secret"));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct DistributedConfig {

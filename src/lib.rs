@@ -52,7 +52,7 @@
 //! # Ok::<(), reflow_distributed::DistributedError>(())
 //! ```
 #![forbid(unsafe_code)]
-#![warn(unreachable_pub)]
+#![warn(missing_docs, unreachable_pub, clippy::missing_errors_doc)]
 
 pub mod bridge;
 mod clock;

@@ -8,7 +8,9 @@ use crate::secret::Secret;
 /// Who this side of a bridge connection is, as told in the handshake.
 #[derive(Clone, Debug)]
 pub struct BridgeIdentity {
+    /// This side's network, an id (`names::check_id`).
     pub network_id: String,
+    /// This process's instance, an id.
     pub instance_id: String,
     /// Shared secret. `None` on an acceptor accepts anyone; on a dialer it is sent as `null`.
     pub auth_token: Option<Secret>,
@@ -17,6 +19,7 @@ pub struct BridgeIdentity {
 }
 
 impl BridgeIdentity {
+    /// An identity without a token, listing `["actor_messaging"]`.
     pub fn new(network_id: impl Into<String>, instance_id: impl Into<String>) -> Self {
         BridgeIdentity {
             network_id: network_id.into(),

@@ -27,6 +27,37 @@ use super::{heartbeat, listener};
 
 /// One side of the WebSocket bridge: a listener for peers that dial in, and
 /// the sessions with peers, dialed or accepted, keyed by network id.
+///
+/// A `DistributedNetwork` runs one; use it directly to carry
+/// [`RemoteMessage`]s without a local actor graph. Inbound messages go to
+/// the [`InboundSink`] given at start (a closure will do).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use crossbeam_channel::unbounded;
+/// use reflow_distributed::Message;
+/// use reflow_distributed::bridge::{Bridge, BridgeConfig, BridgeIdentity, DeliveryError, RemoteMessage};
+///
+/// let (inbox, received) = unbounded();
+/// let sink = move |message: RemoteMessage| -> Result<(), DeliveryError> {
+///     inbox.send(message).map_err(|_| DeliveryError::ShuttingDown)
+/// };
+/// let alpha = Bridge::start(BridgeIdentity::new("alpha", "alpha-1"), BridgeConfig::default(), Arc::new(sink))?;
+/// let drop_all = |_: RemoteMessage| -> Result<(), DeliveryError> { Ok(()) };
+/// let beta = Bridge::start(BridgeIdentity::new("beta", "beta-1"), BridgeConfig::default(), Arc::new(drop_all))?;
+///
+/// assert_eq!(beta.connect(&alpha.local_addr().to_string())?, "alpha");
+/// let message = RemoteMessage::new("beta", "unknown", "alpha", "recorder", "in", Message::from("hi"));
+/// beta.send(message, Duration::from_secs(5))?; // a failure hands the message back
+/// let got = received.recv_timeout(Duration::from_secs(10)).expect("delivered");
+/// assert_eq!((got.target_actor.as_str(), got.payload.as_str()), ("recorder", Some("hi")));
+///
+/// beta.shutdown();
+/// alpha.shutdown();
+/// # Ok::<(), reflow_distributed::bridge::BridgeError>(())
+/// ```
 pub struct Bridge {
     hub: Arc<Hub>,
     local_addr: SocketAddr,
@@ -53,6 +84,7 @@ impl Bridge {
     /// and heartbeat threads.
     ///
     /// # Errors
+    ///
     /// [`BridgeError::Bind`] when the address cannot be bound;
     /// [`BridgeError::Spawn`] when a thread cannot be started.
     pub fn start(
@@ -108,6 +140,7 @@ impl Bridge {
     /// backoff whenever its session ends, until shutdown.
     ///
     /// # Errors
+    ///
     /// The dial's error ([`BridgeError::Resolve`], [`BridgeError::Connect`],
     /// [`BridgeError::ConnectTimedOut`], [`BridgeError::Handshake`] …); the
     /// endpoint is then not held (use [`Bridge::hold`] for that).
@@ -118,6 +151,7 @@ impl Bridge {
     /// [`Bridge::connect`] with the options of a configured link.
     ///
     /// # Errors
+    ///
     /// As [`Bridge::connect`]; [`BridgeError::Handshake`] with
     /// `WrongNetwork` when the endpoint answers as another network than
     /// `options.network_id`.
@@ -146,6 +180,7 @@ impl Bridge {
     /// down. Watch [`Bridge::subscribe`] or [`Bridge::is_connected_to`].
     ///
     /// # Errors
+    ///
     /// [`BridgeError::ShuttingDown`]; [`BridgeError::Spawn`].
     pub fn hold(&self, endpoint: &str, options: HoldOptions) -> Result<(), BridgeError> {
         if self.hub.is_stopping() {
@@ -164,6 +199,7 @@ impl Bridge {
     /// (a new endpoint replaces the old target).
     ///
     /// # Errors
+    ///
     /// [`BridgeError::ShuttingDown`]; [`BridgeError::Spawn`].
     pub fn hold_network(
         &self,
@@ -239,6 +275,7 @@ impl Bridge {
     /// `timeout` for room. See [`Bridge::send_with`].
     ///
     /// # Errors
+    ///
     /// As [`Bridge::send_with`].
     pub fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), SendError> {
         let mode = self.hub.config.delivery.mode;
@@ -297,6 +334,7 @@ impl Bridge {
     /// Queues `message` if there is room now.
     ///
     /// # Errors
+    ///
     /// As [`Bridge::send`], with a full lane reported at once.
     pub fn try_send(&self, message: RemoteMessage) -> Result<(), SendError> {
         self.send(message, Duration::ZERO)

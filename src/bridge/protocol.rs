@@ -9,16 +9,23 @@ use crate::clock::now_rfc3339;
 use crate::ids::uuid_v4;
 use crate::message::Message;
 
-/// A message for an actor's port in another network.
+/// A message for an actor's port in another network: the envelope of
+/// protocol 1.0's message frame (`docs/protocol.md`), field for field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemoteMessage {
+    /// A UUID v4, unique per message.
     pub message_id: String,
+    /// The sending peer's network.
     pub source_network: String,
     /// `"unknown"` when the sender is not an actor.
     pub source_actor: String,
+    /// The network that hosts the target actor.
     pub target_network: String,
+    /// The target actor's id in its network.
     pub target_actor: String,
+    /// The target actor's input port.
     pub target_port: String,
+    /// What is delivered to the port.
     pub payload: Message,
     /// RFC 3339, UTC.
     pub timestamp: String,

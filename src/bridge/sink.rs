@@ -13,11 +13,13 @@ use crate::runtime::{Receipt, Room};
 /// that message only: the bridge logs a warning naming the actor and counts
 /// it.
 pub trait InboundSink: Send + Sync + 'static {
-    /// Hands one message to the local network.
+    /// Hands one inbound message to the local side.
     ///
     /// # Errors
-    /// A [`DeliveryError`] saying why the message was not taken; the bridge
-    /// drops it, logs and counts it.
+    ///
+    /// A [`DeliveryError`] when the target does not exist, its inbox stayed
+    /// full, or the local network is shutting down; the bridge drops the
+    /// message, logs it and counts it.
     fn deliver(&self, message: RemoteMessage) -> Result<(), DeliveryError>;
 
     /// Hands one message to the local network under the delivery features

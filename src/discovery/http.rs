@@ -68,6 +68,11 @@ pub fn head_len(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses a complete head as found by [`head_len`].
+///
+/// # Errors
+///
+/// A [`HeadError`] for a head that is not UTF-8, a bad request line or
+/// header, or too many headers.
 pub fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
     let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("head is not UTF-8".into()))?;
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));

@@ -66,7 +66,7 @@ struct RawRegistration {
 
 /// Parses and validates a `POST /register` body. The error text is the one
 /// the server sends back in `{"error": …}`. A wildcard endpoint is refused;
-/// see [`parse_registration_from`] for a server that knows the request's source.
+/// a server that knows the request's source resolves it instead.
 ///
 /// # Errors
 ///

@@ -1,11 +1,22 @@
-//! Discovery: how peers find each other.
+//! Discovery: how peers find each other (`docs/discovery.md`).
 //!
-//! - [`registry`]: the roster with TTL (pure logic plus a shared handle).
-//! - [`router`]: the HTTP contract, mountable in any `tiny_http` application.
-//! - [`server`]: [`DiscoveryServer`](server::DiscoveryServer), the contract on
-//!   its own socket with health, metrics and hardened connection handling.
 //! - [`DiscoveryService`]: the client a peer runs to register and to follow
-//!   the roster as [`DiscoveryEvent`]s.
+//!   the roster as [`DiscoveryEvent`]s. A `DistributedNetwork` runs one
+//!   when its config lists discovery endpoints.
+//! - [`DiscoveryServer`]: the contract on its own socket, with health,
+//!   metrics and hardened connection handling; `reflow-discovery` runs it.
+//! - [`router`]: the HTTP contract alone, mountable in any `tiny_http`
+//!   application, over a [`router::SharedRegistry`] (the roster with TTL).
+//!
+//! ```
+//! use reflow_distributed::discovery::{DiscoveryServer, ServerConfig};
+//!
+//! let server = DiscoveryServer::start(ServerConfig::new("127.0.0.1:0"))?;
+//! assert!(server.local_addr().port() > 0);
+//! assert_eq!(server.registry().live_count(), 0);
+//! server.shutdown();
+//! # Ok::<(), reflow_distributed::discovery::DiscoveryError>(())
+//! ```
 mod client;
 mod config;
 mod connection;

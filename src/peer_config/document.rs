@@ -1,6 +1,11 @@
 //! The peer configuration format: which keys exist, what each must hold, and
 //! how the document becomes a [`PeerConfig`]. `docs/configuration.md`
-//! describes the same keys for users; keep the two in step.
+//! describes the same keys for users; keep the two in step (a test checks).
+//!
+//! A new section is a list of its keys here (and in `TABLES`), a reader
+//! that writes into the settings struct it configures and, if those
+//! settings are new, a field of `DistributedConfig`: the file's keys are
+//! never copied into a struct of their own.
 
 use std::ffi::OsString;
 use std::net::IpAddr;
@@ -45,6 +50,19 @@ const TOP_KEYS: &[&str] = &[
 const RECONNECT_KEYS: &[&str] = &["initial_delay_ms", "max_delay_ms", "multiplier", "max_attempts"];
 const CONNECT_KEYS: &[&str] = &["endpoint", "network_id", "legacy_auth"];
 const REMOTE_ACTOR_KEYS: &[&str] = &["actor_id", "network_id"];
+
+/// Every table of the format with its keys: `""` is the top level, the
+/// others are top-level keys holding a table (`[reconnect]`) or an array of
+/// tables (`[[connect]]`). A new section goes here and in `TOP_KEYS`; the
+/// documentation test then wants a row in `docs/configuration.md` for each
+/// of its keys, with the code's default.
+#[cfg(test)]
+pub(crate) const TABLES: &[(&str, &[&str])] = &[
+    ("", TOP_KEYS),
+    ("reconnect", RECONNECT_KEYS),
+    ("connect", CONNECT_KEYS),
+    ("remote_actor", REMOTE_ACTOR_KEYS),
+];
 
 /// Longest accepted interval or delay: one day. Anything longer is a typo.
 const MAX_MS: u64 = 86_400_000;

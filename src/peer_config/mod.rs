@@ -15,9 +15,6 @@
 //! Each key of the file sets one field of the library's own settings
 //! ([`DistributedConfig`] and the bridge, discovery and runtime configs in
 //! it); this module holds no copy of them, so a default lives in one place.
-//! A new section is a table in `document.rs` (its known keys and a reader
-//! that writes into the settings struct it configures) and, if those
-//! settings are new, a field of [`DistributedConfig`].
 
 mod document;
 mod error;
@@ -41,6 +38,21 @@ pub const AUTH_TOKEN_ENV: &str = "REFLOW_AUTH_TOKEN";
 /// `distributed` holds the peer's settings (identity, bridge, discovery,
 /// runtime) with the file's values on top of their defaults; `connect` and
 /// `remote_actors` are for the program that starts the peer to act on.
+///
+/// ```no_run
+/// use reflow_distributed::{DistributedNetwork, PeerConfig};
+///
+/// let config = PeerConfig::from_path("examples/configs/beta.toml")?;
+/// let peer = DistributedNetwork::new(config.distributed.clone())?;
+/// for remote in &config.remote_actors {
+///     peer.register_remote_actor(&remote.actor_id, &remote.network_id)?;
+/// }
+/// peer.start()?;
+/// for target in &config.connect {
+///     peer.hold_connection(&target.endpoint, target.options.clone())?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct PeerConfig {
@@ -87,11 +99,22 @@ impl PeerConfig {
 
     /// Reads and checks the file at `path`; [`AUTH_TOKEN_ENV`] is read from
     /// the process environment. Errors are named after the path as given.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`], `FILE:LINE: message`, for the earliest problem in
+    /// the file: unreadable ([`ConfigErrorKind::Io`]), not TOML, an unknown
+    /// or missing key, a value of the wrong type or out of range, a
+    /// duplicate entry, or a `REFLOW_AUTH_TOKEN` that is not UTF-8.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         Self::from_path_with_env(path, |var| std::env::var_os(var))
     }
 
     /// As [`PeerConfig::from_path`], with `env` looking up environment variables.
+    ///
+    /// # Errors
+    ///
+    /// As [`PeerConfig::from_path`].
     pub fn from_path_with_env(
         path: impl AsRef<Path>,
         env: impl Fn(&str) -> Option<OsString>,
@@ -105,12 +128,20 @@ impl PeerConfig {
 
     /// Reads `text` as if it were the file `name`, with the process
     /// environment, exactly as [`PeerConfig::from_path`] would.
+    ///
+    /// # Errors
+    ///
+    /// As [`PeerConfig::from_path`], except that there is no file to read.
     pub fn from_str_named(text: &str, name: &str) -> Result<Self, ConfigError> {
         Self::from_str_with_env(text, name, |var| std::env::var_os(var))
     }
 
     /// Reads `text` as the file `name`, with `env` looking up environment
     /// variables (`|_| None` for none).
+    ///
+    /// # Errors
+    ///
+    /// As [`PeerConfig::from_str_named`].
     pub fn from_str_with_env(
         text: &str,
         name: &str,
@@ -125,5 +156,7 @@ impl PeerConfig {
     }
 }
 
+#[cfg(test)]
+mod documented;
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,8 @@ pub enum Threading {
 pub struct ActorError(String);
 
 impl ActorError {
+    /// An error with this text; it is logged and sent as
+    /// [`NetworkEvent::ActorFailed`](super::NetworkEvent::ActorFailed).
     pub fn new(text: impl Into<String>) -> Self {
         ActorError(text.into())
     }
@@ -83,10 +85,12 @@ pub trait Actor: Send + 'static {
     /// Names of the ports the actor emits on.
     fn outports(&self) -> Vec<String>;
 
+    /// When the node fires; default [`AwaitRule::Any`].
     fn await_rule(&self) -> AwaitRule {
         AwaitRule::Any
     }
 
+    /// Where its ticks run; default [`Threading::Pool`].
     fn threading(&self) -> Threading {
         Threading::Pool
     }
@@ -113,6 +117,12 @@ pub trait Actor: Send + 'static {
     }
 
     /// One tick. An actor with no inports gets exactly one tick, at start.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the actor reports. The error (or a panic) is logged and
+    /// sent as [`NetworkEvent::ActorFailed`](super::NetworkEvent::ActorFailed);
+    /// the node keeps serving later ticks.
     fn run(&mut self, ctx: &mut ActorContext<'_>) -> Result<(), ActorError>;
 }
 
@@ -122,6 +132,10 @@ pub trait Forward: Send + Sync {
     /// back when it cannot be passed on right now (the message is then queued
     /// for a tick). Must not block: it runs on the sender's thread, possibly a
     /// pool worker.
+    ///
+    /// # Errors
+    ///
+    /// The message itself, handed back, when it cannot be passed on now.
     fn try_forward(&self, port: &str, message: Message, origin: &Origin) -> Result<(), Message>;
 }
 
@@ -161,6 +175,10 @@ impl<'a> ActorContext<'a> {
     }
 
     /// Queues `message` on `port`; it is delivered when the tick ends.
+    ///
+    /// # Errors
+    ///
+    /// An [`ActorError`] naming the outports when the actor has no outport `port`.
     pub fn emit(&mut self, port: &str, message: impl Into<Message>) -> Result<(), ActorError> {
         let index = self.outport_index(port)?;
         self.emitted.push((index, message.into()));
@@ -171,6 +189,11 @@ impl<'a> ActorContext<'a> {
     /// full downstream inbox keeps the message (and what follows) until there is
     /// room; on a dedicated thread the call waits for room. Fails only for an
     /// unknown port or when the network is shutting down.
+    ///
+    /// # Errors
+    ///
+    /// An [`ActorError`] for an unknown outport, or when the network is
+    /// shutting down.
     pub fn send(&mut self, port: &str, message: impl Into<Message>) -> Result<(), ActorError> {
         let index = self.outport_index(port)?;
         scheduler::deliver(self.shared, self.node, self.outbox, index, message.into())
@@ -269,18 +292,22 @@ impl<'a> ActorContext<'a> {
         self.state.pool_upsert(pool, key, value);
     }
 
+    /// The value of `key` in the node's pool `pool`, if any.
     pub fn pool_get(&self, pool: &str, key: &str) -> Option<&Value> {
         self.state.pool_get(pool, key)
     }
 
+    /// Removes `key` from pool `pool` and returns its value.
     pub fn pool_remove(&mut self, pool: &str, key: &str) -> Option<Value> {
         self.state.pool_remove(pool, key)
     }
 
+    /// How many keys pool `pool` holds.
     pub fn pool_count(&self, pool: &str) -> usize {
         self.state.pool_count(pool)
     }
 
+    /// Empties pool `pool`.
     pub fn pool_clear(&mut self, pool: &str) {
         self.state.pool_clear(pool);
     }
@@ -332,6 +359,8 @@ pub struct FnActor {
 }
 
 impl FnActor {
+    /// An actor with these ports whose tick is `tick`; it fires on any
+    /// input ([`AwaitRule::Any`]) on the worker pool ([`Threading::Pool`]).
     pub fn new(
         inports: &[&str],
         outports: &[&str],
@@ -346,11 +375,13 @@ impl FnActor {
         }
     }
 
+    /// The same actor with another [`AwaitRule`].
     pub fn with_await_rule(mut self, rule: AwaitRule) -> Self {
         self.await_rule = rule;
         self
     }
 
+    /// The same actor with another [`Threading`].
     pub fn with_threading(mut self, threading: Threading) -> Self {
         self.threading = threading;
         self

@@ -19,7 +19,7 @@ pub use catalog::{Passthrough, Record, Recorder, RecorderLog};
 pub use config::NetworkConfig;
 pub use error::{RuntimeError, SendError, SendErrorKind};
 pub use events::NetworkEvent;
-pub use network::{ActorFactory, Network};
+pub use network::Network;
 pub use origin::Origin;
 pub(crate) use origin::{Consumed, Receipt, RemoteSend, RemoteSource, Room, Source};
 pub use stream::{StreamError, StreamFrame, StreamHandle, StreamWriter, stream_channel};

@@ -21,7 +21,7 @@ use super::scheduler::{self, Job, Shared, WaitError};
 use crate::message::Message;
 
 /// Makes an actor for a node from the node's metadata.
-pub type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
+pub(crate) type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
 
 #[derive(Default)]
 struct Registry {
@@ -44,7 +44,32 @@ struct NetworkInner {
 }
 
 /// A local actor graph. Cheap to clone: every clone is a handle to the same
-/// network, usable from any thread.
+/// network, usable from any thread. `docs/runtime.md` explains the model:
+/// bounded inboxes, a worker pool, backpressure that cannot deadlock.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use reflow_distributed::runtime::{FnActor, Network, NetworkConfig, RecorderLog};
+/// use serde_json::Value;
+///
+/// let network = Network::new(NetworkConfig::default());
+/// let doubler = FnActor::new(&["in"], &["out"], |ctx| {
+///     let n = ctx.input("in").and_then(|m| m.as_i64()).unwrap_or(0);
+///     ctx.emit("out", n * 2)
+/// });
+/// network.add_actor("double", Box::new(doubler), Value::Null)?;
+/// network.add_node("sink", "recorder", Value::Null)?;
+/// network.connect("double", "out", "sink", "in")?;
+/// network.start()?;
+///
+/// network.send_to_actor("double", "in", 21_i64)?;
+/// let log = network.node_handle::<RecorderLog>("sink").expect("a recorder");
+/// assert!(log.wait_until(Duration::from_secs(10), |records| !records.is_empty()));
+/// assert_eq!(log.records()[0].message.as_i64(), Some(42));
+/// network.shutdown();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Network {
     inner: Arc<NetworkInner>,
@@ -71,11 +96,17 @@ impl Network {
         }
     }
 
+    /// The settings this network was made with.
     pub fn config(&self) -> &NetworkConfig {
         &self.inner.shared.config
     }
 
-    /// Registers a template: a factory that makes one actor per node.
+    /// Registers a template: a factory that makes one actor per node from
+    /// the node's metadata. `recorder` and `passthrough` are built in.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::DuplicateTemplate`] when `id` is taken.
     pub fn register_template(
         &self,
         id: &str,
@@ -90,6 +121,10 @@ impl Network {
     }
 
     /// Adds node `name` made by template `template` with `metadata` as its config.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::UnknownTemplate`], or as [`Network::add_actor`].
     pub fn add_node(&self, name: &str, template: &str, metadata: Value) -> Result<(), RuntimeError> {
         let factory = self
             .read_registry()
@@ -101,6 +136,13 @@ impl Network {
     }
 
     /// Adds node `name` running `actor`. Works before and after `start`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::DuplicateNode`]; [`RuntimeError::InvalidActor`] for an
+    /// empty name or an await rule naming a port the actor lacks;
+    /// [`RuntimeError::ShutDown`]; [`RuntimeError::Spawn`] when a
+    /// dedicated actor's thread cannot start.
     pub fn add_actor(&self, name: &str, actor: Box<dyn Actor>, metadata: Value) -> Result<(), RuntimeError> {
         let shared = &self.inner.shared;
         if shared.is_stopping() {
@@ -166,6 +208,11 @@ impl Network {
 
     /// Connects `from.from_port -> to.to_port`. An outport may feed many inports
     /// (each gets a copy) and an inport may be fed by many outports.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::UnknownNode`] or [`RuntimeError::UnknownPort`] (which
+    /// lists the ports the node has).
     pub fn connect(&self, from: &str, from_port: &str, to: &str, to_port: &str) -> Result<(), RuntimeError> {
         let (source, target) = {
             let registry = self.read_registry();
@@ -184,6 +231,12 @@ impl Network {
     }
 
     /// Queues `message` for `node.port` when the network starts (at once if it has).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::UnknownNode`] or [`RuntimeError::UnknownPort`];
+    /// [`RuntimeError::ShutDown`] when the network has started and the
+    /// message cannot be delivered.
     pub fn add_initial(
         &self,
         node: &str,
@@ -203,6 +256,11 @@ impl Network {
     }
 
     /// Starts the worker pool, queues initial packets and gives sources their tick.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::AlreadyStarted`], [`RuntimeError::ShutDown`], or
+    /// [`RuntimeError::Spawn`] when the OS refuses a worker thread.
     pub fn start(&self) -> Result<(), RuntimeError> {
         let shared = &self.inner.shared;
         if shared.is_stopping() {
@@ -249,6 +307,12 @@ impl Network {
 
     /// Delivers `message` to `node.port`, waiting up to the configured
     /// `send_timeout` for room in a full inbox.
+    ///
+    /// # Errors
+    ///
+    /// A [`SendError`] that hands the message back: unknown node or port,
+    /// inbox still full after the wait ([`SendError::is_full`]), or the
+    /// network shutting down.
     pub fn send_to_actor(
         &self,
         node: &str,
@@ -260,6 +324,10 @@ impl Network {
     }
 
     /// Delivers `message` to `node.port`, waiting up to `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`Network::send_to_actor`].
     pub fn send_to_actor_timeout(
         &self,
         node: &str,
@@ -271,6 +339,10 @@ impl Network {
     }
 
     /// Delivers `message` to `node.port` only if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Network::send_to_actor`]; a full inbox fails at once.
     pub fn try_send_to_actor(
         &self,
         node: &str,
@@ -387,6 +459,7 @@ impl Network {
         self.inner.shared.is_idle()
     }
 
+    /// Whether `shutdown()` has begun.
     pub fn is_shut_down(&self) -> bool {
         self.inner.shared.is_stopping()
     }
