@@ -325,3 +325,65 @@ fn acknowledged_delivery_toward_a_peer_without_it_fails_clearly_and_at_most_once
     beta.shutdown();
     alpha.shutdown();
 }
+
+#[test]
+fn a_proxy_waits_out_a_full_window_instead_of_dropping() {
+    const COUNT: i64 = 40;
+    let release = Arc::new(AtomicBool::new(false));
+    let (tx, seen) = crossbeam_channel::unbounded();
+    let mut alpha_config = config("alpha");
+    alpha_config.bridge.delivery.target_window = 4;
+    let alpha = DistributedNetwork::new(alpha_config).unwrap();
+    let gate = release.clone();
+    let slow = FnActor::new(&["in"], &[], move |ctx| {
+        while !gate.load(Ordering::SeqCst) && !ctx.is_shutting_down() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = tx.send(ctx.input("in").and_then(Message::as_i64).unwrap_or(-1));
+        Ok(())
+    })
+    .with_threading(Threading::Dedicated);
+    alpha
+        .register_local_actor("slow", Box::new(slow), json!({"inbox_capacity": 2}))
+        .unwrap();
+    let alpha = started(alpha);
+
+    let mut beta_config = config("beta");
+    beta_config.network.send_timeout = Duration::from_millis(50);
+    let beta = DistributedNetwork::new(beta_config).unwrap();
+    let feeder = FnActor::new(&["go"], &["out"], |ctx| {
+        for n in 0..COUNT {
+            ctx.emit("out", n)?;
+        }
+        Ok(())
+    });
+    beta.register_local_actor("feeder", Box::new(feeder), json!({}))
+        .unwrap();
+    let proxy = beta.register_remote_actor("slow", "alpha").unwrap();
+    beta.get_local_network()
+        .connect("feeder", "out", &proxy, "in")
+        .unwrap();
+    let failures = beta.get_local_network().events();
+    let beta = started(beta);
+    beta.connect_to_network(&alpha.local_addr().unwrap().to_string())
+        .unwrap();
+    beta.send_to_actor("feeder", "go", Message::Flow).unwrap();
+    // The window (4) is spent and the proxy's send_timeout (50 ms) passes
+    // many times over while the slow actor is stuck.
+    std::thread::sleep(Duration::from_millis(300));
+    release.store(true, Ordering::SeqCst);
+    let got: Vec<i64> = (0..COUNT)
+        .map(|i| {
+            seen.recv_timeout(PATIENCE)
+                .unwrap_or_else(|_| panic!("message {i} missing"))
+        })
+        .collect();
+    assert_eq!(got, (0..COUNT).collect::<Vec<_>>());
+    let failed: Vec<_> = failures
+        .try_iter()
+        .filter(|e| matches!(e, reflow_distributed::runtime::NetworkEvent::ActorFailed { .. }))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    beta.shutdown();
+    alpha.shutdown();
+}

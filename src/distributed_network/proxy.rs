@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::bridge::{Bridge, RemoteMessage};
+use crate::bridge::{Bridge, BridgeError, RemoteMessage};
 use crate::message::Message;
 use crate::runtime::{Actor, ActorContext, ActorError, Forward, Origin, Threading};
 
@@ -96,9 +96,17 @@ impl Actor for RemoteProxy {
         let mut failures = Vec::new();
         for (port, message) in ctx.inputs() {
             let origin = ctx.origin(port);
-            let remote = target.remote_message(port, message.clone(), origin.as_ref());
-            if let Err(e) = bridge.send(remote, target.send_timeout) {
-                failures.push(format!("{port}: {e}"));
+            let mut remote = target.remote_message(port, message.clone(), origin.as_ref());
+            // A full window, queue or outbox is backpressure, not a failure:
+            // this proxy (on its own thread) keeps waiting, its inbox fills
+            // and its local senders are held back in turn. Anything else
+            // (no connection, too large) is reported.
+            while let Err(e) = bridge.send(remote, target.send_timeout) {
+                if !is_backpressure(e.error()) || ctx.is_shutting_down() {
+                    failures.push(format!("{port}: {e}"));
+                    break;
+                }
+                remote = e.into_message();
             }
         }
         if failures.is_empty() {
@@ -111,4 +119,12 @@ impl Actor for RemoteProxy {
             )))
         }
     }
+}
+
+/// Errors that only say "not now": the peer or the link is slow.
+fn is_backpressure(error: &BridgeError) -> bool {
+    matches!(
+        error,
+        BridgeError::QueueFull { .. } | BridgeError::WindowFull { .. } | BridgeError::OutboxFull { .. }
+    )
 }
