@@ -9,6 +9,7 @@
 //! `rfmh-<pid>-<start time>-<n>-<host>`: unique per run, and telling a later
 //! run whether their owner is gone ([`sweep_stale`]).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -270,23 +271,33 @@ impl Topology {
     }
 
     /// Frames from every other host to `host` are lost, the other way still
-    /// works (the mirror of [`Topology::drop_from`]).
-    pub fn drop_to(&self, host: &str) -> Applied {
+    /// works (the mirror of [`Topology::drop_from`]). Each other host's
+    /// entry is made by a command of its own: when each took effect, by host.
+    pub fn drop_to(&self, host: &str) -> BTreeMap<String, Applied> {
         let to = self.host(host).addr;
         let line = format!("neigh replace {to} lladdr {NOWHERE_MAC} dev eth0 nud permanent");
-        timed(|| {
-            self.others(host)
-                .try_for_each(|o| ip_batch(&o.ns, std::slice::from_ref(&line)))
-        })
+        self.others(host)
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    timed(|| ip_batch(&o.ns, std::slice::from_ref(&line))),
+                )
+            })
+            .collect()
     }
 
-    pub fn heal_to(&self, host: &str) -> Applied {
+    /// Ends [`Topology::drop_to`]; when each host's entry went.
+    pub fn heal_to(&self, host: &str) -> BTreeMap<String, Applied> {
         let to = self.host(host).addr;
         let line = format!("neigh del {to} dev eth0");
-        timed(|| {
-            self.others(host)
-                .try_for_each(|o| ip_batch(&o.ns, std::slice::from_ref(&line)))
-        })
+        self.others(host)
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    timed(|| ip_batch(&o.ns, std::slice::from_ref(&line))),
+                )
+            })
+            .collect()
     }
 
     /// Shapes the link of `host` to `kbit` kbit/s each way (the kernel here
