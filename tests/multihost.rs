@@ -107,7 +107,7 @@ fn marks(c: &Cluster) -> BTreeMap<String, usize> {
     c.members().map(|m| (m.name.clone(), m.mark())).collect()
 }
 
-/// Waits until every peer's recorder has logged `n` more messages than at `marks`.
+/// Waits until every peer's recorder has logged `n` more messages than it has now.
 fn wait_flowing(c: &Cluster, n: usize) {
     for peer in &c.peers {
         let before = ledger::arrivals(peer).len();
