@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::bridge::{Bridge, RemoteMessage};
 use crate::message::Message;
-use crate::runtime::{Actor, ActorContext, ActorError, Forward, Threading};
+use crate::runtime::{Actor, ActorContext, ActorError, Forward, Origin, Threading};
 
 /// Where a proxy forwards to; shared by the proxy actor and its forwarder.
 pub(crate) struct ProxyTarget {
@@ -19,8 +19,14 @@ pub(crate) struct ProxyTarget {
 }
 
 impl ProxyTarget {
-    fn remote_message(&self, port: &str, payload: Message) -> RemoteMessage {
-        let source = RemoteProxy::node_name(&self.actor_id, &self.network_id);
+    /// The remote message for `payload` from `origin`: a local node that
+    /// sent it is named as the source actor, so the remote actor can reply
+    /// to it; otherwise the proxy itself is.
+    fn remote_message(&self, port: &str, payload: Message, origin: Option<&Origin>) -> RemoteMessage {
+        let source = match origin {
+            Some(Origin::Node(node)) => node.clone(),
+            _ => RemoteProxy::node_name(&self.actor_id, &self.network_id),
+        };
         RemoteMessage::new(
             &self.local_network,
             source,
@@ -36,14 +42,14 @@ impl ProxyTarget {
 /// thread when the connection's queue has room; otherwise the proxy's own
 /// thread takes it and waits for room.
 impl Forward for ProxyTarget {
-    fn try_forward(&self, port: &str, message: Message) -> Result<(), Message> {
+    fn try_forward(&self, port: &str, message: Message, origin: &Origin) -> Result<(), Message> {
         let Some(bridge) = self.bridge.get() else {
             return Err(message);
         };
         // A reference-count bump: the message is handed back if the queue is full.
         let kept = message.clone();
         bridge
-            .try_send(self.remote_message(port, message))
+            .try_send(self.remote_message(port, message, Some(origin)))
             .map_err(|_| kept)
     }
 }
@@ -89,7 +95,8 @@ impl Actor for RemoteProxy {
             .ok_or_else(|| ActorError::new("the distributed network is not started"))?;
         let mut failures = Vec::new();
         for (port, message) in ctx.inputs() {
-            let remote = target.remote_message(port, message.clone());
+            let origin = ctx.origin(port);
+            let remote = target.remote_message(port, message.clone(), origin.as_ref());
             if let Err(e) = bridge.send(remote, target.send_timeout) {
                 failures.push(format!("{port}: {e}"));
             }
