@@ -107,7 +107,7 @@ fn marks(c: &Cluster) -> BTreeMap<String, usize> {
     c.members().map(|m| (m.name.clone(), m.mark())).collect()
 }
 
-/// Waits until every peer's recorder has logged `n` more messages than at `marks`.
+/// Waits until every peer's recorder has logged `n` more messages than it has now.
 fn wait_flowing(c: &Cluster, n: usize) {
     for peer in &c.peers {
         let before = ledger::arrivals(peer).len();
@@ -474,10 +474,13 @@ fn one_way_drop(host: &str, toward_host: bool) {
     wait_flowing(&c, 20);
     let marks = marks(&c);
     let watch = watch_threads(&c);
-    let cut = if toward_host {
+    // When the drop took effect for each other host's link with `host`
+    // (frames to `host` are dropped by a command on each other host).
+    let cuts: BTreeMap<String, Applied> = if toward_host {
         c.net.drop_to(host)
     } else {
-        c.net.drop_from(host)
+        let cut = c.net.drop_from(host);
+        c.members().map(|m| (m.name.clone(), cut)).collect()
     };
     let ends = wait_cut_off(&c, host, &marks);
     let bound = ms(c.eviction_bound());
@@ -485,7 +488,12 @@ fn one_way_drop(host: &str, toward_host: bool) {
         ends.iter().partition(|e| (e.observer == host) == toward_host);
     let mut deaf_delays = Vec::new();
     for end in &deaf {
-        deaf_delays.push(check_silence_eviction(&c, end, cut));
+        let other_host = if end.observer == host {
+            &end.other
+        } else {
+            &end.observer
+        };
+        deaf_delays.push(check_silence_eviction(&c, end, cuts[other_host]));
     }
     let mut heard_delays = Vec::new();
     for end in &heard {
@@ -508,12 +516,16 @@ fn one_way_drop(host: &str, toward_host: bool) {
     let (gone, _) = check_threads_gone(&c, &ends, watch);
     assert_no_endings(&c, &marks, Some(host));
     let marks = self::marks(&c);
+    let first_cut = cuts.values().map(|a| a.at).min().unwrap_or(0);
     let heal = if toward_host {
         c.net.heal_to(host)
     } else {
-        c.net.heal_from(host)
+        let heal = c.net.heal_from(host);
+        c.members().map(|m| (m.name.clone(), heal)).collect()
     };
-    let (back, sender_back) = wait_relinked(&c, host, &marks, heal);
+    // The links are back within one backoff step of the last repair.
+    let last_heal = *heal.values().max_by_key(|a| a.at).expect("a repair");
+    let (back, sender_back) = wait_relinked(&c, host, &marks, last_heal);
     let way = if toward_host { "to" } else { "from" };
     print_delays(
         &format!(
@@ -528,13 +540,13 @@ fn one_way_drop(host: &str, toward_host: bool) {
     println!("  threads of every ended connection last seen {gone} ms after its end");
     println!(
         "  healed {} ms after the cut; links back after (bound {} ms): {back:?}",
-        heal.at - cut.at,
+        last_heal.at - first_cut,
         ms(relink_bound())
     );
     wait_flowing(&c, 20);
     let streams = c.finish();
     let window = Window {
-        from: cut.at - ms(c.settings.heartbeat),
+        from: first_cut - ms(c.settings.heartbeat),
         until: sender_back + 1,
     };
     check_streams(&c, &streams, &BTreeMap::from([(host.to_string(), vec![window])]));

@@ -9,10 +9,10 @@ use super::procs::{NsProc, log_ms};
 /// How the bridge delivers the sender's messages; every scenario runs in one
 /// mode, written into every peer's config file.
 ///
-/// Only at-most-once exists in the bridge today. Acknowledged delivery
-/// (`[delivery] mode = "acknowledged"`) gets its own variant here when it
-/// lands, with its own check in [`check`]: every message sent during a
-/// fault arrives exactly once after it.
+/// Only at-most-once runs today: a peer's config file cannot select
+/// acknowledged delivery yet. When `[delivery] mode = "acknowledged"` is
+/// read from it, that mode gets its own variant here, with its own check in
+/// [`check`]: every message sent during a fault arrives exactly once after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// `send` returning `Ok` means queued on a live connection; what a

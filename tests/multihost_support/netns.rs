@@ -9,6 +9,7 @@
 //! `rfmh-<pid>-<start time>-<n>-<host>`: unique per run, and telling a later
 //! run whether their owner is gone ([`sweep_stale`]).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -81,7 +82,9 @@ pub fn missing_prerequisite() -> Option<String> {
             return Some(format!("`{tool}` ({package}) is not installed"));
         }
     }
-    let probe = format!("{PREFIX}probe-{}", std::process::id());
+    let pid = std::process::id();
+    let start = process_start_time(pid).unwrap_or(0);
+    let probe = format!("{PREFIX}{pid}-{start}-probe");
     if let Err(e) = run("ip", &["netns", "add", &probe]) {
         return Some(format!("`ip netns add` does not work here: {e}"));
     }
@@ -90,28 +93,42 @@ pub fn missing_prerequisite() -> Option<String> {
 }
 
 /// Removes the namespaces of earlier runs whose owner process is gone (a
-/// test that was killed), after killing what still runs inside them.
-/// Returns their names.
+/// test that was killed), after killing what still runs inside them, and
+/// their scratch directories (`<temp dir>/rfmh-…`). Returns the namespaces.
 pub fn sweep_stale() -> Vec<String> {
     let mut swept = Vec::new();
     for ns in list_namespaces() {
-        let Some(rest) = ns.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let mut fields = rest.split('-');
-        let (Some(pid), Some(start)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
-            continue;
-        };
-        if process_start_time(pid) == Some(start) {
-            continue; // its owner still runs: another run of the suite
+        if owner_is_gone(&ns) {
+            remove_namespace(&ns);
+            swept.push(ns);
         }
-        remove_namespace(&ns);
-        swept.push(ns);
+    }
+    let scratch = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten();
+    for entry in scratch {
+        if owner_is_gone(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
     swept
+}
+
+/// Whether `name` is one of this suite's (`rfmh-<pid>-<start time>-…`) and
+/// the process that made it has ended (a zombie has ended too).
+fn owner_is_gone(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let mut fields = rest.split('-');
+    let (Some(Ok(pid)), Some(Ok(start))) = (
+        fields.next().map(str::parse::<u32>),
+        fields.next().map(str::parse::<u64>),
+    ) else {
+        return false;
+    };
+    process_start_time(pid) != Some(start)
 }
 
 impl Topology {
@@ -270,23 +287,33 @@ impl Topology {
     }
 
     /// Frames from every other host to `host` are lost, the other way still
-    /// works (the mirror of [`Topology::drop_from`]).
-    pub fn drop_to(&self, host: &str) -> Applied {
+    /// works (the mirror of [`Topology::drop_from`]). Each other host's
+    /// entry is made by a command of its own: when each took effect, by host.
+    pub fn drop_to(&self, host: &str) -> BTreeMap<String, Applied> {
         let to = self.host(host).addr;
         let line = format!("neigh replace {to} lladdr {NOWHERE_MAC} dev eth0 nud permanent");
-        timed(|| {
-            self.others(host)
-                .try_for_each(|o| ip_batch(&o.ns, std::slice::from_ref(&line)))
-        })
+        self.others(host)
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    timed(|| ip_batch(&o.ns, std::slice::from_ref(&line))),
+                )
+            })
+            .collect()
     }
 
-    pub fn heal_to(&self, host: &str) -> Applied {
+    /// Ends [`Topology::drop_to`]; when each host's entry went.
+    pub fn heal_to(&self, host: &str) -> BTreeMap<String, Applied> {
         let to = self.host(host).addr;
         let line = format!("neigh del {to} dev eth0");
-        timed(|| {
-            self.others(host)
-                .try_for_each(|o| ip_batch(&o.ns, std::slice::from_ref(&line)))
-        })
+        self.others(host)
+            .map(|o| {
+                (
+                    o.name.clone(),
+                    timed(|| ip_batch(&o.ns, std::slice::from_ref(&line))),
+                )
+            })
+            .collect()
     }
 
     /// Shapes the link of `host` to `kbit` kbit/s each way (the kernel here

@@ -244,12 +244,16 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// When process `pid` started (clock ticks after boot, `/proc/<pid>/stat`
-/// field 22): with the pid, it names one process for good.
+/// field 22): with the pid, it names one process for good. None once it
+/// has ended, zombies included.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields after it do not.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Resident memory of `pid` in KiB (`VmRSS`).

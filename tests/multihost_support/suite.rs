@@ -2,13 +2,18 @@
 //! cores and measure time), each in its own federation, and reports in
 //! libtest's words so that `cargo test`, its filters and `--list` work as
 //! for any other test target. Without root or `ip netns` every scenario is
-//! reported ignored, with the reason, and the run passes.
+//! reported ignored, with the reason, and the run passes; unless
+//! [`REQUIRED`] is set (CI sets it), when the run fails instead.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use super::netns::{missing_prerequisite, sweep_stale};
+
+/// Set (to anything), a missing prerequisite fails the run instead of
+/// skipping it: where the suite must run.
+pub const REQUIRED: &str = "REFLOW_MULTIHOST_REQUIRED";
 
 pub struct Scenario {
     pub name: &'static str,
@@ -60,6 +65,14 @@ pub fn run(args: &[String], scenarios: &[Scenario]) -> ExitCode {
 
     println!("\nrunning {} tests", chosen.len());
     if let Some(why) = missing_prerequisite().filter(|_| !chosen.is_empty()) {
+        if std::env::var_os(REQUIRED).is_some() {
+            println!("multihost: cannot run, and {REQUIRED} is set: {why}");
+            println!(
+                "\ntest result: FAILED. 0 passed; {} failed; 0 ignored; 0 measured; {filtered_out} filtered out\n",
+                chosen.len()
+            );
+            return ExitCode::from(101);
+        }
         for s in &chosen {
             println!("test {} ... ignored, {why}", s.name);
         }
