@@ -72,12 +72,41 @@ pub fn run(args: &PeerArgs) -> u8 {
     if code == EXIT_OK && !args.once {
         log::info!("peer ready, awaiting messages (Ctrl-C to stop)");
         let _ = signals.received.recv();
+    } else if args.once {
+        settle(&peer, &signals.received);
     }
     log::info!("shutting down");
     peer.shutdown();
     signals.stop();
     code
 }
+
+/// With `--once`: lets the local actors consume what was sent to them
+/// before the network stops (a shutdown drops what is still queued), for up
+/// to `SETTLE_TIME` or until a signal.
+fn settle(peer: &DistributedNetwork, signals: &Receiver<i32>) {
+    let network = peer.get_local_network();
+    // Subscribed before the check, so an Idle published in between is seen.
+    let events = network.events();
+    let deadline = Instant::now() + SETTLE_TIME;
+    while !network.is_idle() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            log::warn!(
+                "local actors still busy after {} s; stopping anyway",
+                SETTLE_TIME.as_secs()
+            );
+            return;
+        };
+        crossbeam_channel::select! {
+            recv(events) -> event => if event.is_err() { return },
+            recv(signals) -> _ => return,
+            default(left) => {}
+        }
+    }
+}
+
+/// How long `--once` waits for local actors to finish before stopping.
+const SETTLE_TIME: Duration = Duration::from_secs(5);
 
 /// SIGINT and SIGTERM as a channel, so every wait can also wait for them.
 struct SignalWatch {
