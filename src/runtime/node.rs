@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::actor::{Actor, AwaitRule, Forward};
 use super::origin::{Envelope, Receipt, Source};
 use super::state::ActorState;
+use super::wake::Waits;
 use crate::message::Message;
 
 /// A message held back by a full inbox, with where it goes.
@@ -63,12 +64,11 @@ pub(crate) struct InPort {
 pub(crate) struct NodeInner {
     pub(crate) ports: Vec<InPort>,
     pub(crate) phase: Phase,
-    /// Waiting for room in another node's inbox (it holds us in its `waiters`).
-    pub(crate) blocked: bool,
+    /// Who this node waits for and who waits for it: changed only by
+    /// `wake.rs`, next to the argument that no wake-up is lost.
+    pub(crate) waits: Waits,
     pub(crate) slot: Option<ActorSlot>,
     pub(crate) outbox: Outbox,
-    /// Nodes held back by this node's full inbox, woken when it takes input.
-    pub(crate) waiters: Vec<Arc<Node>>,
     /// Threads waiting on `Node::space` for room (external senders, dedicated nodes).
     pub(crate) external_waiters: usize,
     /// A node without inports gets one tick at start.
@@ -152,13 +152,12 @@ impl Node {
                 source_tick_due: inports.is_empty() && !accepts_any_inport,
                 ports,
                 phase: Phase::Idle,
-                blocked: false,
+                waits: Waits::default(),
                 slot: Some(ActorSlot {
                     actor,
                     state: ActorState::default(),
                 }),
                 outbox: VecDeque::new(),
-                waiters: Vec::new(),
                 external_waiters: 0,
                 required,
             }),
@@ -304,6 +303,6 @@ impl NodeInner {
 
     /// Whether the node should be queued now (checked under its lock).
     pub(crate) fn wants_turn(&self) -> bool {
-        self.phase == Phase::Idle && !self.blocked && (!self.outbox.is_empty() || self.fireable())
+        self.phase == Phase::Idle && !self.waits.is_blocked() && (!self.outbox.is_empty() || self.fireable())
     }
 }

@@ -1,5 +1,6 @@
 //! Running nodes: the worker pool, dedicated runners, one node's turn, and
-//! delivery between nodes. Backpressure rules are explained in `wake.rs`.
+//! delivery between nodes. Blocking a sender on a full inbox and waking it
+//! are `wake.rs`'s, with the rules that make them safe.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use super::config::NetworkConfig;
 use super::events::{EventBus, NetworkEvent};
 use super::node::{Node, NodeInner, Outbox, Pending, Phase, Runner, Taken, lock};
 use super::origin::{Envelope, RemoteSend, Source};
-use super::wake::WaitFor;
+use super::wake::{self, WaitFor};
 use crate::message::Message;
 
 /// Work for a pool worker.
@@ -153,7 +154,7 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
             }
             let freed = inner.take_inputs(&mut taken);
             let waiters = if freed {
-                std::mem::take(&mut inner.waiters)
+                inner.waits.take_waiters()
             } else {
                 Vec::new()
             };
@@ -163,7 +164,7 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
         if notify {
             node.space.notify_all();
         }
-        wake_waiters(shared, waiters);
+        wake::wake_waiters(shared, waiters);
         let mut ctx = ActorContext {
             shared,
             node,
@@ -282,7 +283,7 @@ fn send_pending(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox, pending:
         Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| ())?,
         Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
         Runner::Pool => {
-            if let Err(pending) = offer(shared, node, pending) {
+            if let Err(pending) = wake::offer(shared, node, pending) {
                 outbox.push_back(pending);
             }
         }
@@ -316,7 +317,7 @@ fn flush_outbox(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox) {
     while let Some(pending) = outbox.pop_front() {
         let result = match node.runner {
             Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| None),
-            Runner::Pool => offer(shared, node, pending).map_err(Some),
+            Runner::Pool => wake::offer(shared, node, pending).map_err(Some),
         };
         match result {
             Ok(()) => {}
@@ -356,51 +357,6 @@ pub(crate) fn accept_locked(
     }
     inner.ports[port].queue.push_back(envelope);
     schedule_locked(shared, target, inner);
-}
-
-/// Puts a message in the target's inbox if there is room, else blocks the
-/// sender on the target (or, to break a cycle of waits, overfills the target).
-fn offer(shared: &Shared, from: &Arc<Node>, pending: Pending) -> Result<(), Pending> {
-    let target = &pending.target;
-    {
-        let mut inner = lock(&target.inner);
-        if inner.has_room(pending.port) {
-            accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
-            return Ok(());
-        }
-    }
-    let mut waits = shared.wait_for.lock();
-    if waits.leads_to(target.id(), from.id()) {
-        let mut inner = lock(&target.inner);
-        accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
-        return Ok(());
-    }
-    lock(&from.inner).blocked = true;
-    let mut inner = lock(&target.inner);
-    if inner.has_room(pending.port) {
-        accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
-        drop(inner);
-        lock(&from.inner).blocked = false;
-        return Ok(());
-    }
-    inner.waiters.push(from.clone());
-    drop(inner);
-    waits.set(from.id(), target.id());
-    Err(pending)
-}
-
-/// Unblocks nodes that waited for room and queues them to flush their outboxes.
-fn wake_waiters(shared: &Shared, waiters: Vec<Arc<Node>>) {
-    if waiters.is_empty() {
-        return;
-    }
-    let mut waits = shared.wait_for.lock();
-    for waiter in waiters {
-        waits.clear(waiter.id());
-        let mut inner = lock(&waiter.inner);
-        inner.blocked = false;
-        schedule_locked(shared, &waiter, &mut inner);
-    }
 }
 
 /// Why a waiting send gave up.

@@ -30,23 +30,103 @@
 //! exceed its capacities only by what circulates inside it; a pipeline never does.
 //!
 //! Lock order: `WaitFor` before any node lock, and never two node locks at once.
+//!
+//! # Where the rules are kept
+//!
+//! The state this argument is about, each node's [`Waits`] and the
+//! [`WaitFor`] graph, has private fields: only [`offer`] and
+//! [`wake_waiters`] below change them, so the code that must follow the
+//! rules is the code next to them.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::node::lock;
+use super::node::{Node, Pending, lock};
+use super::scheduler::{Shared, accept_locked, schedule_locked};
 
+/// A node's part in the waits, kept in its `NodeInner` (so under the node's
+/// lock) and changed only by this module, whose functions follow the rules
+/// above: [`offer`] blocks a sender and registers it, [`wake_waiters`]
+/// unblocks it.
+#[derive(Default)]
+pub(crate) struct Waits {
+    /// Waiting for room in another node's inbox (that node holds it in its `waiters`).
+    blocked: bool,
+    /// Nodes held back by this node's full inbox, woken when it takes input.
+    waiters: Vec<Arc<Node>>,
+}
+
+impl Waits {
+    /// Whether the node waits for room downstream (and so must not be scheduled).
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// The nodes to wake, once the node took input that gave a full port room
+    /// (`NodeInner::take_inputs`); the caller wakes them with [`wake_waiters`]
+    /// after releasing the node's lock (never two node locks at once).
+    pub(crate) fn take_waiters(&mut self) -> Vec<Arc<Node>> {
+        std::mem::take(&mut self.waiters)
+    }
+}
+
+/// Puts a message in the target's inbox if there is room, else blocks the
+/// sender on the target (or, to break a cycle of waits, overfills the target).
+pub(crate) fn offer(shared: &Shared, from: &Arc<Node>, pending: Pending) -> Result<(), Pending> {
+    let target = &pending.target;
+    {
+        let mut inner = lock(&target.inner);
+        if inner.has_room(pending.port) {
+            accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+            return Ok(());
+        }
+    }
+    let mut waits = shared.wait_for.lock();
+    if waits.leads_to(target.id(), from.id()) {
+        let mut inner = lock(&target.inner);
+        accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+        return Ok(());
+    }
+    lock(&from.inner).waits.blocked = true;
+    let mut inner = lock(&target.inner);
+    if inner.has_room(pending.port) {
+        accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+        drop(inner);
+        lock(&from.inner).waits.blocked = false;
+        return Ok(());
+    }
+    inner.waits.waiters.push(from.clone());
+    drop(inner);
+    waits.set(from.id(), target.id());
+    Err(pending)
+}
+
+/// Unblocks nodes that waited for room and queues them to flush their outboxes.
+pub(crate) fn wake_waiters(shared: &Shared, waiters: Vec<Arc<Node>>) {
+    if waiters.is_empty() {
+        return;
+    }
+    let mut waits = shared.wait_for.lock();
+    for waiter in waiters {
+        waits.clear(waiter.id());
+        let mut inner = lock(&waiter.inner);
+        inner.waits.blocked = false;
+        schedule_locked(shared, &waiter, &mut inner);
+    }
+}
+
+/// The wait-for graph: which blocked node waits on which.
 #[derive(Default)]
 pub(crate) struct WaitFor {
     blocked_on: Mutex<HashMap<usize, usize>>,
 }
 
-pub(crate) struct WaitForGuard<'a> {
+struct WaitForGuard<'a> {
     blocked_on: MutexGuard<'a, HashMap<usize, usize>>,
 }
 
 impl WaitFor {
-    pub(crate) fn lock(&self) -> WaitForGuard<'_> {
+    fn lock(&self) -> WaitForGuard<'_> {
         WaitForGuard {
             blocked_on: lock(&self.blocked_on),
         }
@@ -55,7 +135,7 @@ impl WaitFor {
 
 impl WaitForGuard<'_> {
     /// Whether following the waits from `start` reaches `goal` (or `start == goal`).
-    pub(crate) fn leads_to(&self, start: usize, goal: usize) -> bool {
+    fn leads_to(&self, start: usize, goal: usize) -> bool {
         let mut current = start;
         // A chain is at most as long as the number of waiting nodes.
         for _ in 0..=self.blocked_on.len() {
@@ -70,11 +150,11 @@ impl WaitForGuard<'_> {
         false
     }
 
-    pub(crate) fn set(&mut self, waiter: usize, target: usize) {
+    fn set(&mut self, waiter: usize, target: usize) {
         self.blocked_on.insert(waiter, target);
     }
 
-    pub(crate) fn clear(&mut self, waiter: usize) {
+    fn clear(&mut self, waiter: usize) {
         self.blocked_on.remove(&waiter);
     }
 }
