@@ -34,7 +34,7 @@ pub trait InboundSink: Send + Sync + 'static {
     /// bridge settles it).
     fn deliver_tracked(&self, message: RemoteMessage, tracking: Tracking) -> Result<(), DeliveryError> {
         self.deliver(message)?;
-        tracking.receipt.complete();
+        tracking.consumed();
         Ok(())
     }
 }
@@ -44,6 +44,22 @@ pub trait InboundSink: Send + Sync + 'static {
 pub struct Tracking {
     pub(crate) receipt: Receipt,
     pub(crate) room: Room,
+}
+
+impl Tracking {
+    /// Whether the message may be taken past a full inbox: it is within the
+    /// credit window its sender was granted, so the bound is the window.
+    /// When false, wait for room as [`InboundSink::deliver`] does.
+    pub fn may_overfill(&self) -> bool {
+        self.room == Room::Overfill
+    }
+
+    /// Marks the message consumed: its credit goes back to the sender and,
+    /// under acknowledged delivery, it is acknowledged. Call it once the
+    /// message has been processed, never for a message that was refused.
+    pub fn consumed(self) {
+        self.receipt.complete();
+    }
 }
 
 /// Any suitable closure is a sink.
