@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use reflow_distributed::cli::{Early, early_flag, usage_error};
-use reflow_distributed::discovery::server::{DiscoveryServer, ServerConfig};
+mod cli;
+
+use cli::{Early, early_flag, usage_error};
+use reflow_distributed::discovery::{DiscoveryServer, ServerConfig};
 
 const HELP: &str = "\
 reflow-discovery: the Reflow discovery server

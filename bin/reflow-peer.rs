@@ -2,9 +2,12 @@
 
 use std::process::ExitCode;
 
-use reflow_distributed::cli::usage_error;
-use reflow_distributed::peer_cli::{Command, EXIT_OK, EXIT_USAGE, HELP, VERSION, parse_args};
-use reflow_distributed::peer_runner;
+mod cli;
+mod peer_cli;
+mod peer_runner;
+
+use cli::usage_error;
+use peer_cli::{Command, EXIT_OK, EXIT_USAGE, HELP, VERSION, parse_args};
 
 fn main() -> ExitCode {
     let args = match parse_args(std::env::args_os().skip(1)) {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reflow_distributed::discovery::server::{DiscoveryServer, ServerConfig};
+use reflow_distributed::discovery::{DiscoveryServer, ServerConfig};
 
 const NETWORKS: usize = 1_000;
 const CLIENT_THREADS: usize = 4;

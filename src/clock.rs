@@ -10,7 +10,7 @@ thread_local! {
 }
 
 /// The current time as `2026-04-28T22:48:32.123Z`.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let now = SystemTime::now();
     let millis = now.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
     LAST.with(|last| {
@@ -24,7 +24,7 @@ pub fn now_rfc3339() -> String {
 
 /// Formats `time` as RFC 3339 in UTC with milliseconds. Times before the Unix
 /// epoch are clamped to it (no clock on a host we support is set that far back).
-pub fn format_rfc3339(time: SystemTime) -> String {
+pub(crate) fn format_rfc3339(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = since_epoch.as_secs();
     let millis = since_epoch.subsec_millis();

@@ -4,9 +4,26 @@
 use crate::bridge::BridgeConfig;
 use crate::discovery::DiscoveryClientConfig;
 use crate::runtime::NetworkConfig;
+use crate::secret::Secret;
 
-/// Settings of one peer. Start from [`DistributedConfig::new`] and change fields.
-#[derive(Clone)]
+/// Settings of one peer. Start from [`DistributedConfig::new`] and change
+/// fields; every default is documented on its field and listed, with its
+/// TOML key, in `docs/configuration.md`.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use reflow_distributed::DistributedConfig;
+///
+/// let mut config = DistributedConfig::new("beta");
+/// assert_eq!(config.instance_id, "beta-1");
+/// config.auth_token = Some("shared-secret".into());
+/// config.bridge.bind_port = 9200;
+/// config.bridge.heartbeat_interval = Duration::from_millis(250);
+/// config.discovery.endpoints = vec!["http://127.0.0.1:9000".into()];
+/// assert!(!format!("{config:?}").contains("shared-secret"));
+/// ```
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct DistributedConfig {
     /// This peer's network name (`alpha`); remote actors are addressed `actor@alpha`.
@@ -18,7 +35,7 @@ pub struct DistributedConfig {
     /// `0.0.0.0`.
     pub advertise_address: Option<String>,
     /// Shared secret checked in the bridge handshake; never logged.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
     /// Hold a link to every network that discovery lists, while it is listed.
     /// Default true.
     pub auto_connect: bool,
@@ -49,22 +66,5 @@ impl DistributedConfig {
             discovery: DiscoveryClientConfig::default(),
             network: NetworkConfig::default(),
         }
-    }
-}
-
-/// Never prints the token.
-impl std::fmt::Debug for DistributedConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DistributedConfig")
-            .field("network_id", &self.network_id)
-            .field("instance_id", &self.instance_id)
-            .field("advertise_address", &self.advertise_address)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
-            .field("auto_connect", &self.auto_connect)
-            .field("legacy_auth", &self.legacy_auth)
-            .field("bridge", &self.bridge)
-            .field("discovery", &self.discovery)
-            .field("network", &self.network)
-            .finish()
     }
 }

@@ -24,7 +24,7 @@ fn seed() -> u64 {
 }
 
 /// A random 64-bit number (xorshift64*, per-thread state).
-pub fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     RNG_STATE.with(|state| {
         let mut x = state.get();
         x ^= x >> 12;
@@ -37,7 +37,7 @@ pub fn random_u64() -> u64 {
 
 /// A random UUID version 4 in its usual hyphenated lower-case form. Written
 /// byte by byte: it is made for every message sent, so it avoids `format!`.
-pub fn uuid_v4() -> String {
+pub(crate) fn uuid_v4() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&random_u64().to_be_bytes());

@@ -114,6 +114,10 @@ impl std::error::Error for IdError {}
 /// Checks `id` against the id rule ([`ID_RULE`]) and names the first rule it
 /// breaks. The length is checked first, so a huge input is refused without
 /// being scanned.
+///
+/// # Errors
+///
+/// The [`IdError`] of the first rule `id` breaks.
 pub fn check_id(id: &str) -> Result<(), IdError> {
     if id.is_empty() {
         return Err(IdError::Empty);

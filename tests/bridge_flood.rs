@@ -105,6 +105,7 @@ fn kind(err: &DistributedError) -> &'static str {
     match err {
         DistributedError::NotSent(e) => match e.error() {
             BridgeError::QueueFull { .. } => "queue full",
+            BridgeError::WindowFull { .. } => "window full",
             BridgeError::ConnectionClosed(_) => "connection closed",
             BridgeError::NoConnection(_) => "no connection",
             _ => "other",
@@ -122,6 +123,10 @@ fn config(network: &str, beat: Duration) -> DistributedConfig {
     config.bridge.handshake_timeout = Duration::from_secs(3);
     config.network.workers = 2;
     config.network.send_timeout = Duration::from_millis(2);
+    // Credits wide open: these cases are about the data lane filling (as it
+    // does toward a peer without credits); per-target credits have their
+    // own suite (tests/delivery.rs).
+    config.bridge.delivery.target_window = 1 << 20;
     config
 }
 

@@ -98,6 +98,9 @@ fn a_blocked_receiver_is_not_evicted_and_the_sender_queue_stays_bounded() {
     });
     let mut config = beating_config();
     config.delivery_timeout = PATIENCE * 3;
+    // A window wider than the queue: this case is about the data lane
+    // filling behind a blocked reader (credits are tests/delivery.rs's).
+    config.delivery.target_window = 1 << 20;
     let alpha = start_with_sink("alpha", None, config, gate.clone(), inbox);
     let mut sender_config = beating_config();
     sender_config.outbound_queue_capacity = 16;

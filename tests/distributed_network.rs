@@ -28,7 +28,7 @@ fn init_logging() {
 
 fn config(network: &str, token: Option<&str>) -> DistributedConfig {
     let mut config = DistributedConfig::new(network);
-    config.auth_token = token.map(str::to_string);
+    config.auth_token = token.map(reflow_distributed::Secret::from);
     config.bridge.bind_address = "127.0.0.1".into();
     config.bridge.bind_port = 0;
     config.bridge.heartbeat_interval = BEAT;
@@ -512,6 +512,10 @@ fn slow_actor(gate: Arc<Gate>, seen: Sender<u64>) -> FnActor {
 fn slow_receiver(delivery_timeout: Duration) -> (Peer, Arc<Gate>, Receiver<u64>) {
     let mut cfg = config("alpha", None);
     cfg.bridge.delivery_timeout = delivery_timeout;
+    // These cases are the flow control toward a peer without credits (Reflow
+    // 1.0, or a 1.1 peer that does not offer them): a blocked reader and TCP
+    // backpressure. Credits have their own suite (tests/delivery.rs).
+    cfg.bridge.delivery.offer = false;
     let alpha = Peer::new(cfg);
     let gate = Arc::new(Gate::default());
     let (tx, seen) = unbounded();

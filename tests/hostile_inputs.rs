@@ -5,8 +5,8 @@
 
 use reflow_distributed::Message;
 use reflow_distributed::bridge::inspect;
-use reflow_distributed::discovery::inspect::{head_len, parse_head};
-use reflow_distributed::discovery::parse_registration;
+use reflow_distributed::discovery::inspect::{head_len, parse_head, parse_registration};
+
 use reflow_distributed::peer_config::PeerConfig;
 use reflow_distributed::router::{self, RegistryConfig, SharedRegistry, Step};
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use reflow_distributed::bridge::{RemoteMessage, inspect};
-use reflow_distributed::message::{Message, RemoteReference};
 use reflow_distributed::runtime::stream_channel;
+use reflow_distributed::{Message, RemoteReference};
 use serde_json::{Value, json};
 
 /// Whether our writer must produce the fixture's payload for the message.

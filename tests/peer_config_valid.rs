@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use reflow_distributed::DistributedConfig;
 use reflow_distributed::peer_config::{AUTH_TOKEN_ENV, ConfigErrorKind, PeerConfig};
 
 fn no_env(_: &str) -> Option<OsString> {
@@ -13,6 +14,10 @@ fn no_env(_: &str) -> Option<OsString> {
 
 fn token_env(token: &'static str) -> impl Fn(&str) -> Option<OsString> {
     move |var| (var == AUTH_TOKEN_ENV).then(|| OsString::from(token))
+}
+
+fn token(config: &PeerConfig) -> Option<&str> {
+    config.distributed.auth_token.as_ref().map(|t| t.expose())
 }
 
 fn example(name: &str) -> PathBuf {
@@ -78,27 +83,29 @@ network_id = "beta"
 #[test]
 fn a_file_with_every_key() {
     let config = PeerConfig::from_str_with_env(FULL, "gamma.toml", no_env).expect("valid");
-    assert_eq!(config.network_id, "gamma");
-    assert_eq!(config.instance_id, "gamma-2");
-    assert_eq!(config.bind_address.to_string(), "0.0.0.0");
-    assert_eq!(config.bind_port, 9300);
-    assert_eq!(config.advertise_address.as_deref(), Some("gamma.example"));
-    assert_eq!(config.auth_token.as_deref(), Some("in-the-file"));
-    assert!(!config.auto_connect);
+    let d = &config.distributed;
+    assert_eq!(d.network_id, "gamma");
+    assert_eq!(d.instance_id, "gamma-2");
+    assert_eq!(d.bridge.bind_address, "0.0.0.0");
+    assert_eq!(d.bridge.bind_port, 9300);
+    assert_eq!(d.advertise_address.as_deref(), Some("gamma.example"));
+    assert_eq!(token(&config), Some("in-the-file"));
+    assert!(!d.auto_connect);
     assert_eq!(
-        config.discovery_endpoints,
+        d.discovery.endpoints,
         ["http://127.0.0.1:9000", "http://10.0.0.9:9000"]
     );
-    assert_eq!(config.discovery_refresh, Duration::from_secs(2));
-    assert_eq!(config.heartbeat_interval, Duration::from_millis(100));
-    assert_eq!(config.max_connections, 4);
-    assert_eq!(config.max_frame_bytes, 65536);
-    assert_eq!(config.inbox_capacity, 8);
-    assert_eq!(config.workers, Some(2));
-    assert_eq!(config.reconnect.initial_delay, Duration::from_millis(50));
-    assert_eq!(config.reconnect.max_delay, Duration::from_millis(400));
-    assert_eq!(config.reconnect.multiplier, 3);
-    assert_eq!(config.reconnect.max_attempts, 7);
+    assert_eq!(d.discovery.refresh_interval, Duration::from_secs(2));
+    assert_eq!(d.bridge.heartbeat_interval, Duration::from_millis(100));
+    assert_eq!(d.bridge.max_connections, 4);
+    assert_eq!(d.bridge.max_frame_bytes, 65536);
+    assert_eq!(d.network.inbox_capacity, 8);
+    assert_eq!(d.network.workers, 2);
+    let reconnect = &d.bridge.reconnect;
+    assert_eq!(reconnect.initial_delay, Duration::from_millis(50));
+    assert_eq!(reconnect.max_delay, Duration::from_millis(400));
+    assert_eq!(reconnect.multiplier, 3);
+    assert_eq!(reconnect.max_attempts, 7);
     let endpoints: Vec<&str> = config.connect.iter().map(|c| c.endpoint.as_str()).collect();
     assert_eq!(endpoints, ["127.0.0.1:9100", "[::1]:9200"]);
     let actors: Vec<(&str, &str)> = config
@@ -107,65 +114,72 @@ fn a_file_with_every_key() {
         .map(|a| (a.actor_id.as_str(), a.network_id.as_str()))
         .collect();
     assert_eq!(actors, [("recorder", "alpha"), ("printer", "beta")]);
-
-    let distributed = config.to_distributed_config();
-    assert_eq!(distributed.bridge.bind_address, "0.0.0.0");
-    assert_eq!(distributed.bridge.bind_port, 9300);
-    assert_eq!(distributed.network.workers, 2);
+    assert_eq!(config.to_distributed_config(), config.distributed);
 }
 
 #[test]
 fn only_network_id_is_required() {
     let config =
         PeerConfig::from_str_with_env("network_id = \"alpha\"", "alpha.toml", no_env).expect("valid");
-    assert_eq!(config.instance_id, "alpha-1");
-    assert_eq!(config.bind_address.to_string(), "127.0.0.1");
-    assert_eq!(config.bind_port, 0);
-    assert_eq!(config.advertise_address, None);
-    assert_eq!(config.auth_token, None);
-    assert!(config.auto_connect);
-    assert!(config.discovery_endpoints.is_empty());
-    assert_eq!(config.discovery_refresh, Duration::from_secs(15));
-    assert_eq!(config.heartbeat_interval, Duration::from_millis(1000));
-    assert_eq!(config.max_connections, 64);
-    assert_eq!(config.max_frame_bytes, 1 << 20);
-    assert_eq!(config.inbox_capacity, 64);
-    assert_eq!(config.workers, None);
-    assert_eq!(config.reconnect.initial_delay, Duration::from_millis(200));
-    assert_eq!(config.reconnect.max_delay, Duration::from_millis(3200));
-    assert_eq!(config.reconnect.multiplier, 2);
-    assert_eq!(config.reconnect.max_attempts, 5);
+    let d = &config.distributed;
+    assert_eq!(d.instance_id, "alpha-1");
+    assert_eq!(d.bridge.bind_address, "127.0.0.1");
+    assert_eq!(d.bridge.bind_port, 0);
+    assert_eq!(d.advertise_address, None);
+    assert_eq!(token(&config), None);
+    assert!(d.auto_connect);
+    assert!(d.discovery.endpoints.is_empty());
+    assert_eq!(d.discovery.refresh_interval, Duration::from_secs(15));
+    assert_eq!(d.bridge.heartbeat_interval, Duration::from_millis(1000));
+    assert_eq!(d.bridge.max_connections, 64);
+    assert_eq!(d.bridge.max_frame_bytes, 1 << 20);
+    assert_eq!(d.network.inbox_capacity, 64);
+    assert!(d.network.workers >= 1);
+    let reconnect = &d.bridge.reconnect;
+    assert_eq!(reconnect.initial_delay, Duration::from_millis(200));
+    assert_eq!(reconnect.max_delay, Duration::from_millis(3200));
+    assert_eq!(reconnect.multiplier, 2);
+    assert_eq!(reconnect.max_attempts, 5);
     assert!(config.connect.is_empty());
     assert!(config.remote_actors.is_empty());
+    // Every default is the library's own.
+    assert_eq!(*d, DistributedConfig::new("alpha"));
+}
 
-    let distributed = config.to_distributed_config();
-    assert_eq!(distributed.bridge.bind_address, "127.0.0.1");
-    assert!(distributed.network.workers >= 1);
+#[test]
+fn a_connect_entry_takes_the_top_level_legacy_auth_unless_it_has_its_own() {
+    let text = "network_id = \"a\"\nlegacy_auth = true\n\n[[connect]]\nendpoint = \"h:1\"\n\n\
+                [[connect]]\nendpoint = \"h:2\"\nnetwork_id = \"b\"\nlegacy_auth = false\n";
+    let config = PeerConfig::from_str_with_env(text, "a.toml", no_env).expect("valid");
+    let options: Vec<(Option<&str>, bool)> = config
+        .connect
+        .iter()
+        .map(|c| (c.options.network_id.as_deref(), c.options.legacy_auth))
+        .collect();
+    assert_eq!(options, [(None, true), (Some("b"), false)]);
 }
 
 #[test]
 fn the_environment_token_overrides_the_file() {
     let from_env = PeerConfig::from_str_with_env(FULL, "gamma.toml", token_env("from-env")).expect("valid");
-    assert_eq!(from_env.auth_token.as_deref(), Some("from-env"));
-    assert_eq!(
-        from_env.to_distributed_config().auth_token.as_deref(),
-        Some("from-env")
-    );
+    assert_eq!(token(&from_env), Some("from-env"));
 
     let text = "network_id = \"alpha\"\n";
     let only_env = PeerConfig::from_str_with_env(text, "alpha.toml", token_env("s3cret")).expect("valid");
-    assert_eq!(only_env.auth_token.as_deref(), Some("s3cret"));
+    assert_eq!(token(&only_env), Some("s3cret"));
     assert!(!format!("{only_env:?}").contains("s3cret"));
+    assert!(!format!("{:#?}", only_env.distributed).contains("s3cret"));
 
     let empty_env = PeerConfig::from_str_with_env(FULL, "gamma.toml", token_env("")).expect("valid");
-    assert_eq!(empty_env.auth_token.as_deref(), Some("in-the-file"));
+    assert_eq!(token(&empty_env), Some("in-the-file"));
 }
 
 #[test]
 fn from_str_named_reads_like_a_file() {
     let config =
         PeerConfig::from_str_named("network_id = \"omega\"\nworkers = 1\n", "omega.toml").expect("valid");
-    assert_eq!((config.network_id.as_str(), config.workers), ("omega", Some(1)));
+    let d = &config.distributed;
+    assert_eq!((d.network_id.as_str(), d.network.workers), ("omega", 1));
     let err = PeerConfig::from_str_named("workers = 1\n", "omega.toml").expect_err("no network_id");
     assert_eq!(err.to_string(), "omega.toml: missing required key `network_id`");
 }
@@ -174,8 +188,9 @@ fn from_str_named_reads_like_a_file() {
 fn from_path_reads_a_file_and_the_environment_hook() {
     let file = TempFile::new("delta.toml", "network_id = \"delta\"\nbind_port = 9400\n");
     let config = PeerConfig::from_path_with_env(&file.0, token_env("t")).expect("valid");
-    assert_eq!((config.network_id.as_str(), config.bind_port), ("delta", 9400));
-    assert_eq!(config.auth_token.as_deref(), Some("t"));
+    let d = &config.distributed;
+    assert_eq!((d.network_id.as_str(), d.bridge.bind_port), ("delta", 9400));
+    assert_eq!(token(&config), Some("t"));
 }
 
 #[test]
@@ -195,16 +210,18 @@ fn an_unreadable_file_names_the_path_and_the_os_error() {
 #[test]
 fn the_shipped_examples_are_valid() {
     let alpha = PeerConfig::from_path_with_env(example("alpha.toml"), no_env).expect("alpha.toml");
-    assert_eq!((alpha.network_id.as_str(), alpha.bind_port), ("alpha", 9100));
-    assert_eq!(alpha.discovery_endpoints, ["http://127.0.0.1:9000"]);
-    assert_eq!(alpha.auth_token.as_deref(), Some("shared-secret"));
+    let a = &alpha.distributed;
+    assert_eq!((a.network_id.as_str(), a.bridge.bind_port), ("alpha", 9100));
+    assert_eq!(a.discovery.endpoints, ["http://127.0.0.1:9000"]);
+    assert_eq!(token(&alpha), Some("shared-secret"));
 
     let beta = PeerConfig::from_path_with_env(example("beta.toml"), no_env).expect("beta.toml");
-    assert_eq!((beta.network_id.as_str(), beta.bind_port), ("beta", 9200));
+    let b = &beta.distributed;
+    assert_eq!((b.network_id.as_str(), b.bridge.bind_port), ("beta", 9200));
     assert_eq!(beta.connect[0].endpoint, "127.0.0.1:9100");
     assert_eq!(beta.remote_actors[0].actor_id, "recorder");
     assert_eq!(beta.remote_actors[0].network_id, "alpha");
-    assert_eq!(beta.auth_token, alpha.auth_token);
+    assert_eq!(b.auth_token, a.auth_token);
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use reflow_distributed::Message;
 use reflow_distributed::runtime::{
-    AwaitRule, FnActor, Network, NetworkConfig, NetworkEvent, RecorderLog, RuntimeError, SendErrorKind,
-    StreamFrame, Threading, stream_channel,
+    AwaitRule, FnActor, Network, NetworkConfig, NetworkEvent, Origin, RecorderLog, RuntimeError,
+    SendErrorKind, StreamFrame, Threading, stream_channel,
 };
 use serde_json::json;
 
@@ -491,7 +491,7 @@ struct Relay {
 }
 
 impl reflow_distributed::runtime::Forward for Relay {
-    fn try_forward(&self, _port: &str, message: Message) -> Result<(), Message> {
+    fn try_forward(&self, _port: &str, message: Message, _origin: &Origin) -> Result<(), Message> {
         if !self.open.load(Ordering::SeqCst) {
             return Err(message);
         }

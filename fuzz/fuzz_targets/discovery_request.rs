@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reflow_distributed::discovery::inspect::{head_len, parse_head};
-use reflow_distributed::discovery::parse_registration;
+use reflow_distributed::discovery::inspect::{head_len, parse_head, parse_registration};
+
 use reflow_distributed::router::{self, RegistryConfig, SharedRegistry, Step};
 
 fuzz_target!(|data: &[u8]| {

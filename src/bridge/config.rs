@@ -1,19 +1,25 @@
 //! Settings of the bridge. Every bound in the bridge is one of these fields.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::secret::Secret;
+
 /// Who this side of a bridge connection is, as told in the handshake.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BridgeIdentity {
+    /// This side's network, an id (`names::check_id`).
     pub network_id: String,
+    /// This process's instance, an id.
     pub instance_id: String,
     /// Shared secret. `None` on an acceptor accepts anyone; on a dialer it is sent as `null`.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
     /// Listed in the handshake; `["actor_messaging"]` by default.
     pub capabilities: Vec<String>,
 }
 
 impl BridgeIdentity {
+    /// An identity without a token, listing `["actor_messaging"]`.
     pub fn new(network_id: impl Into<String>, instance_id: impl Into<String>) -> Self {
         BridgeIdentity {
             network_id: network_id.into(),
@@ -21,18 +27,6 @@ impl BridgeIdentity {
             auth_token: None,
             capabilities: vec!["actor_messaging".to_string()],
         }
-    }
-}
-
-/// Never prints the token.
-impl std::fmt::Debug for BridgeIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BridgeIdentity")
-            .field("network_id", &self.network_id)
-            .field("instance_id", &self.instance_id)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
-            .field("capabilities", &self.capabilities)
-            .finish()
     }
 }
 
@@ -112,6 +106,80 @@ pub struct BridgeConfig {
     pub accept_legacy_auth: bool,
     /// A held link down longer than this is reported once at warn. Default 30 s.
     pub link_down_warning: Duration,
+    /// Acknowledged delivery and per-target credits (docs/delivery.md).
+    pub delivery: DeliveryConfig,
+}
+
+/// How a message is delivered to another network (docs/delivery.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Sent once; lost if its connection ends before it is written, and
+    /// counted then (`Bridge::lost_messages`). The default, as in Reflow.
+    #[default]
+    AtMostOnce,
+    /// Kept in the network's outbox until the receiver acknowledges that the
+    /// target actor consumed it; replayed in order after a reconnect;
+    /// duplicates dropped by the receiver. Protocol 1.1 peers of this
+    /// project only: toward others a send fails with
+    /// `BridgeError::DeliveryUnavailable`.
+    Acknowledged,
+}
+
+impl DeliveryMode {
+    /// `"at-most-once"` or `"acknowledged"`, as written in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeliveryMode::AtMostOnce => "at-most-once",
+            DeliveryMode::Acknowledged => "acknowledged",
+        }
+    }
+}
+
+/// Bounds of acknowledged delivery and credits. Every default is sized for
+/// the per-connection memory budget in docs/delivery.md.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct DeliveryConfig {
+    /// The mode of `Bridge::send` (and so of proxies and `send_to_actor`).
+    /// Default at-most-once.
+    pub mode: DeliveryMode,
+    /// Unacknowledged messages kept per remote network. A send that finds
+    /// the outbox full waits up to its timeout, then fails with `QueueFull`
+    /// and the message back. Default 4096.
+    pub outbox_messages: usize,
+    /// Encoded bytes kept per remote network's outbox, likewise. Default 8 MiB.
+    pub outbox_bytes: usize,
+    /// Messages sent and not yet acknowledged, per remote network: the most
+    /// a receiver crash can turn into duplicates. Default 1024.
+    pub ack_window: usize,
+    /// Messages this side takes per target actor and connection before the
+    /// sender must wait for credit: the receiving inbox may hold this many
+    /// past its capacity, so one slow actor never blocks the connection.
+    /// Default 1024, the size of a connection's outbound queue: a stream of
+    /// 1,000 messages/s rides out a stall of half a second.
+    pub target_window: u32,
+    /// Keep the outbox in this directory, so that unacknowledged messages
+    /// survive a restart of this process. Default none (memory only).
+    pub outbox_dir: Option<PathBuf>,
+    /// Offer credits and acknowledged delivery in 1.1 handshakes. Off, this
+    /// side behaves as a 1.1 peer without them: no credits (a full inbox
+    /// blocks the reader, as toward Reflow 1.0) and acknowledged sends fail
+    /// with `DeliveryUnavailable`. For comparisons and tests. Default true.
+    pub offer: bool,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            mode: DeliveryMode::AtMostOnce,
+            outbox_messages: 4096,
+            outbox_bytes: 8 << 20,
+            ack_window: 1024,
+            target_window: 1024,
+            outbox_dir: None,
+            offer: true,
+        }
+    }
 }
 
 impl Default for BridgeConfig {
@@ -133,6 +201,7 @@ impl Default for BridgeConfig {
             reconnect: ReconnectPolicy::default(),
             accept_legacy_auth: true,
             link_down_warning: Duration::from_secs(30),
+            delivery: DeliveryConfig::default(),
         }
     }
 }

@@ -92,7 +92,8 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
         target.expected.as_deref(),
         mode,
         hub.config.max_frame_bytes,
-    )?;
+    )?
+    .with_delivery(hub.delivery_offer());
     ws.send(WsMessage::text(dialer.first_frame()))
         .map_err(|err| stopped_or(hub, handshake_error(err, limit)))?;
     let reply = read_text(&mut ws, limit).map_err(|err| stopped_or(hub, err))?;

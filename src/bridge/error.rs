@@ -25,7 +25,12 @@ pub enum HandshakeError {
     /// it (no 1.1 proof, or a wrong one): nothing was sent to it.
     Unproven(String),
     /// The acceptor answered as another network than the one dialed for.
-    WrongNetwork { expected: String, found: String },
+    WrongNetwork {
+        /// The network this dialer expected (`HoldOptions::network_id`).
+        expected: String,
+        /// The network the acceptor named in its answer.
+        found: String,
+    },
 }
 
 impl fmt::Display for HandshakeError {
@@ -79,33 +84,100 @@ impl std::error::Error for HandshakeError {
 #[non_exhaustive]
 pub enum BridgeError {
     /// The listener could not bind `address`.
-    Bind { address: String, source: io::Error },
+    Bind {
+        /// `bind_address:bind_port` as configured.
+        address: String,
+        /// The operating system's error (address in use, not on this host…).
+        source: io::Error,
+    },
     /// `endpoint` is not `host:port` or did not resolve.
-    Resolve { endpoint: String, reason: String },
+    Resolve {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What was wrong with it.
+        reason: String,
+    },
     /// TCP connect to `endpoint` failed.
-    Connect { endpoint: String, source: io::Error },
+    Connect {
+        /// The endpoint dialed.
+        endpoint: String,
+        /// The operating system's error (refused, unreachable…).
+        source: io::Error,
+    },
     /// TCP connect to `endpoint` did not finish within `connect_timeout`.
-    ConnectTimedOut { endpoint: String, timeout: Duration },
+    ConnectTimedOut {
+        /// The endpoint dialed.
+        endpoint: String,
+        /// `BridgeConfig::connect_timeout`.
+        timeout: Duration,
+    },
     /// The handshake with a peer failed.
     Handshake(HandshakeError),
     /// No live connection to the target network.
     NoConnection(String),
     /// The outbound queue to `network_id` stayed full for the whole timeout.
-    QueueFull { network_id: String, capacity: usize },
+    QueueFull {
+        /// The network the message was for.
+        network_id: String,
+        /// The queue's bound, `BridgeConfig::outbound_queue_capacity` frames.
+        capacity: usize,
+    },
     /// The connection closed while the message was being queued.
     ConnectionClosed(String),
+    /// Actor `target` of `network_id` still had `window` messages not
+    /// consumed at the end of the timeout (per-target credits).
+    WindowFull {
+        /// The network the message was for.
+        network_id: String,
+        /// The target actor whose window is used up.
+        target: String,
+        /// The window the peer grants per target actor (its `target_window`).
+        window: u32,
+    },
+    /// The outbox of unacknowledged messages to `network_id` stayed full
+    /// for the whole timeout.
+    OutboxFull {
+        /// The network the message was for.
+        network_id: String,
+        /// The bounds, as text: `DeliveryConfig::outbox_messages` and `outbox_bytes`.
+        limit: String,
+    },
+    /// Acknowledged delivery was asked for toward a peer that cannot do it.
+    DeliveryUnavailable {
+        /// The network the message was for.
+        network_id: String,
+        /// Why: it speaks protocol 1.0, or does not offer the feature.
+        reason: String,
+    },
+    /// The durable outbox could not store the message (the text names the
+    /// path and the cause).
+    Journal(String),
     /// The message could not be encoded.
     Encode(String),
     /// The message holds a kind the peer's protocol cannot carry.
-    Unrepresentable { network_id: String, reason: String },
+    Unrepresentable {
+        /// The network the message was for.
+        network_id: String,
+        /// Which kind of value, and why protocol 1.0 cannot carry it.
+        reason: String,
+    },
     /// The encoded message is larger than the peer said it accepts.
     TooLarge {
+        /// The network the message was for.
         network_id: String,
+        /// The encoded message, in bytes.
         size: usize,
+        /// The largest message the peer accepts, in bytes (its
+        /// `max_frame_bytes`, told in the handshake).
         limit: usize,
     },
     /// Another instance of the network is connected and alive.
-    LiveInstance { network_id: String, instance_id: String },
+    LiveInstance {
+        /// The network both instances claim.
+        network_id: String,
+        /// The instance already connected.
+        instance_id: String,
+    },
     /// This bridge already has `max_connections` live connections.
     MaxConnections(usize),
     /// The bridge is shutting down or has shut down.
@@ -143,6 +215,26 @@ impl fmt::Display for BridgeError {
             BridgeError::ConnectionClosed(network) => {
                 write!(f, "connection to network {network} closed while sending")
             }
+            BridgeError::WindowFull {
+                network_id,
+                target,
+                window,
+            } => write!(
+                f,
+                "actor {} of network {network_id} has {window} messages not yet consumed \
+                 (its credit window); it is not keeping up",
+                crate::names::escaped(target)
+            ),
+            BridgeError::OutboxFull { network_id, limit } => write!(
+                f,
+                "outbox of unacknowledged messages to network {network_id} is full ({limit}); \
+                 the network is not acknowledging"
+            ),
+            BridgeError::DeliveryUnavailable { network_id, reason } => write!(
+                f,
+                "acknowledged delivery to network {network_id} is unavailable: {reason}"
+            ),
+            BridgeError::Journal(why) => write!(f, "durable outbox: {why}"),
             BridgeError::Encode(why) => write!(f, "cannot encode message: {why}"),
             BridgeError::Unrepresentable { network_id, reason } => write!(
                 f,
@@ -256,7 +348,12 @@ pub enum DeliveryError {
     /// No actor of that name in the local network.
     UnknownActor(String),
     /// The actor exists but has no such input port.
-    UnknownPort { actor: String, port: String },
+    UnknownPort {
+        /// The actor addressed.
+        actor: String,
+        /// The port it does not have.
+        port: String,
+    },
     /// The actor's inbox stayed full for the whole delivery timeout.
     Full,
     /// The local network is shutting down.

@@ -13,18 +13,32 @@ pub enum BridgeEvent {
     /// `dialed` is true when this side dialed it; `endpoint` is the dialed
     /// `host:port` or, for an accepted connection, the peer's socket address.
     Connected {
+        /// The peer's network.
         network_id: String,
+        /// Dialed `host:port`, or the accepted peer's socket address.
         endpoint: String,
+        /// True when this side dialed.
         dialed: bool,
     },
     /// A connection closed (peer closed, socket error, bad frame).
-    Disconnected { network_id: String, reason: String },
+    Disconnected {
+        /// The peer's network.
+        network_id: String,
+        /// Why, as logged (the peer's Close reason is escaped).
+        reason: String,
+    },
     /// A connection was silent for 3 heartbeat intervals and was dropped.
-    Evicted { network_id: String },
+    Evicted {
+        /// The peer's network.
+        network_id: String,
+    },
     /// A held target was linked again after a drop or failed dials.
     Reconnected {
+        /// The peer's network.
         network_id: String,
+        /// The held target's `host:port`.
         endpoint: String,
+        /// The dial that succeeded, counted from 1 after the drop.
         attempt: u32,
     },
     /// One dial of a held target failed; another follows after the backoff
@@ -32,8 +46,11 @@ pub enum BridgeEvent {
     /// when known, else its endpoint; `attempt` counts from 1 after a drop
     /// (0 is the first dial of a target that was never linked).
     ReconnectFailed {
+        /// The target's network, or its endpoint when the network is not known.
         network_id: String,
+        /// Which dial failed (see above).
         attempt: u32,
+        /// The dial's error, as logged.
         reason: String,
     },
 }

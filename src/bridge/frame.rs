@@ -11,13 +11,17 @@
 //! | 1   | DATA      | the [`RemoteMessage`], with its field names        |
 //! | 2   | FRAGMENT  | `more`: bool, `chunk`: bin (at most 64 KiB)        |
 //! | 3   | HEARTBEAT | `network_id`: str, `timestamp_ms`: uint            |
-//! | 4   | ACK       | `seq`: uint (acknowledged delivery, reserved)      |
-//! | 5   | CREDIT    | `grant`: uint (per-target credits, reserved)       |
+//! | 4   | ACK       | `through`: uint, `except`: [uint]                  |
+//! | 5   | CREDIT    | `target`: str, `grant`: uint                       |
 //! | 6   | CLOSE     | `reason`: str (longer than a Close frame allows)   |
+//! | 7   | SEQUENCED | `seq`: uint, `message`: a DATA body                |
 //!
-//! A DATA frame longer than one fragment travels as FRAGMENT frames whose
-//! chunks concatenate to the whole DATA frame, tag included; control frames
-//! may go between them. Unknown keys in a body are ignored, as in 1.0.
+//! ACK, CREDIT and SEQUENCED belong to the delivery features
+//! (docs/delivery.md) and go only to a peer that offered them in its
+//! handshake. A DATA or SEQUENCED frame longer than one fragment travels as
+//! FRAGMENT frames whose chunks concatenate to the whole frame, tag
+//! included; control frames may go between them. Unknown keys in a body are
+//! ignored, as in 1.0.
 //!
 //! MessagePack (rmp-serde) because it is self-describing like the 1.0 JSON
 //! and measured smaller and faster than both JSON and CBOR for the message
@@ -42,6 +46,11 @@ const HEARTBEAT: u8 = 3;
 const ACK: u8 = 4;
 const CREDIT: u8 = 5;
 const CLOSE: u8 = 6;
+const SEQUENCED: u8 = 7;
+
+/// Most sequence numbers an ACK lists as not yet consumed; the receiver's
+/// credit windows keep the real count far below (docs/delivery.md).
+pub(crate) const MAX_ACK_EXCEPTIONS: usize = 65_536;
 
 /// Deepest nesting of arrays and maps in a body: serde_json's default, so a
 /// message the 1.0 text frames accept is accepted here too, and a hostile
@@ -53,6 +62,11 @@ const MAX_DEPTH: usize = 128;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Frame {
     Data(Box<RemoteMessage>),
+    /// A message under acknowledged delivery: `seq` in its sender's incarnation.
+    Sequenced {
+        seq: u64,
+        message: Box<RemoteMessage>,
+    },
     /// A piece of a DATA frame; give it to a [`Reassembly`].
     Fragment {
         more: bool,
@@ -68,12 +82,15 @@ pub(crate) enum Control {
         network_id: String,
         timestamp_ms: u64,
     },
-    /// Reserved for acknowledged delivery.
+    /// Every SEQUENCED message up to `through` was consumed, except those
+    /// in `except` (ascending), which arrived and wait in an inbox.
     Ack {
-        seq: u64,
+        through: u64,
+        except: Vec<u64>,
     },
-    /// Reserved for per-target credits.
+    /// `grant` more messages may be sent to actor `target`.
     Credit {
+        target: String,
         grant: u64,
     },
     Close {
@@ -96,8 +113,10 @@ pub(crate) enum FrameError {
     FragmentTooLarge(usize),
     /// The message being reassembled went over the receiver's limit.
     OverLimit { limit: usize },
-    /// Reassembled fragments begin with this tag instead of DATA's.
+    /// Reassembled fragments begin with this tag instead of DATA's or SEQUENCED's.
     NotData(u8),
+    /// An ACK listing more than [`MAX_ACK_EXCEPTIONS`] exceptions.
+    TooManyExceptions(usize),
     /// Reassembled fragments begin with FRAGMENT's tag.
     NestedFragment,
 }
@@ -121,6 +140,10 @@ impl fmt::Display for FrameError {
                 "fragment reassembly yielded a frame with tag {tag}, not a DATA frame"
             ),
             FrameError::NestedFragment => f.write_str("fragment reassembly yielded a nested fragment"),
+            FrameError::TooManyExceptions(n) => write!(
+                f,
+                "acknowledgement lists {n} exceptions, over the maximum of {MAX_ACK_EXCEPTIONS}"
+            ),
         }
     }
 }
@@ -144,6 +167,18 @@ pub(crate) fn encode_data(message: &RemoteMessage) -> Result<Vec<u8>, FrameError
     };
     rmp_serde::encode::write_named(&mut frame, &body).map_err(|err| FrameError::Encode(err.to_string()))?;
     Ok(frame)
+}
+
+/// The SEQUENCED frame of a message whose DATA frame is `data_frame`: the
+/// DATA body is reused as is, so a message is encoded once whatever its seq.
+pub(crate) fn encode_sequenced(seq: u64, data_frame: &[u8]) -> Vec<u8> {
+    let body = data_frame.get(1..).unwrap_or_default();
+    let mut frame = Body::new(SEQUENCED, 2, body.len() + 16);
+    frame.str("seq");
+    frame.uint(seq);
+    frame.str("message");
+    frame.0.extend_from_slice(body);
+    frame.0
 }
 
 /// A DATA body as written: the message's fields, with the payload in the
@@ -175,14 +210,21 @@ pub(crate) fn encode_control(control: &Control) -> Vec<u8> {
             body.uint(*timestamp_ms);
             body.0
         }
-        Control::Ack { seq } => {
-            let mut body = Body::new(ACK, 1, 0);
-            body.str("seq");
-            body.uint(*seq);
+        Control::Ack { through, except } => {
+            let mut body = Body::new(ACK, 2, except.len() * 9);
+            body.str("through");
+            body.uint(*through);
+            body.str("except");
+            body.array(except.len());
+            for seq in except {
+                body.uint(*seq);
+            }
             body.0
         }
-        Control::Credit { grant } => {
-            let mut body = Body::new(CREDIT, 1, 0);
+        Control::Credit { target, grant } => {
+            let mut body = Body::new(CREDIT, 2, target.len());
+            body.str("target");
+            body.str(target);
             body.str("grant");
             body.uint(*grant);
             body.0
@@ -269,13 +311,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
                 timestamp_ms,
             })
         }
+        SEQUENCED => {
+            let SequencedBody { seq, message } = body_of(tag, body)?;
+            Frame::Sequenced { seq, message }
+        }
         ACK => {
-            let AckBody { seq } = body_of(tag, body)?;
-            Frame::Control(Control::Ack { seq })
+            let AckBody { through, except } = body_of(tag, body)?;
+            if except.len() > MAX_ACK_EXCEPTIONS {
+                return Err(FrameError::TooManyExceptions(except.len()));
+            }
+            Frame::Control(Control::Ack { through, except })
         }
         CREDIT => {
-            let CreditBody { grant } = body_of(tag, body)?;
-            Frame::Control(Control::Credit { grant })
+            let CreditBody { target, grant } = body_of(tag, body)?;
+            Frame::Control(Control::Credit { target, grant })
         }
         CLOSE => {
             let CloseBody { reason } = body_of(tag, body)?;
@@ -318,13 +367,9 @@ impl Reassembly {
         !matches!(self.state, State::Idle)
     }
 
-    /// Takes one FRAGMENT frame's fields; the message once its last fragment
-    /// (`more: false`) has come.
-    pub(crate) fn push(
-        &mut self,
-        more: bool,
-        chunk: &[u8],
-    ) -> Result<Option<Box<RemoteMessage>>, FrameError> {
+    /// Takes one FRAGMENT frame's fields; the DATA or SEQUENCED frame once
+    /// its last fragment (`more: false`) has come.
+    pub(crate) fn push(&mut self, more: bool, chunk: &[u8]) -> Result<Option<Frame>, FrameError> {
         let mut buffer = match std::mem::replace(&mut self.state, State::Idle) {
             State::Discarding => {
                 if more {
@@ -373,16 +418,16 @@ impl Reassembly {
 
 fn data_tag(tag: u8) -> Result<(), FrameError> {
     match tag {
-        DATA => Ok(()),
+        DATA | SEQUENCED => Ok(()),
         FRAGMENT => Err(FrameError::NestedFragment),
         other => Err(FrameError::NotData(other)),
     }
 }
 
-fn decode_data(frame: &[u8]) -> Result<Box<RemoteMessage>, FrameError> {
-    let (&tag, body) = frame.split_first().ok_or(FrameError::Empty)?;
+fn decode_data(frame: &[u8]) -> Result<Frame, FrameError> {
+    let tag = *frame.first().ok_or(FrameError::Empty)?;
     data_tag(tag)?;
-    body_of(tag, body).map(Box::new)
+    decode(frame)
 }
 
 /// Exactly one MessagePack value of type `T`, and nothing after it.
@@ -427,12 +472,20 @@ struct HeartbeatBody {
 }
 
 #[derive(Deserialize)]
-struct AckBody {
+struct SequencedBody {
     seq: u64,
+    message: Box<RemoteMessage>,
+}
+
+#[derive(Deserialize)]
+struct AckBody {
+    through: u64,
+    except: Vec<u64>,
 }
 
 #[derive(Deserialize)]
 struct CreditBody {
+    target: String,
     grant: u64,
 }
 
@@ -513,6 +566,22 @@ impl Body {
             _ => {
                 self.0.push(0xcf);
                 self.0.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+    }
+
+    /// The header of an array of `len` values (written next).
+    fn array(&mut self, len: usize) {
+        match len {
+            0..=15 => self.0.push(0x90 | len as u8),
+            16..=0xffff => {
+                self.0.push(0xdc);
+                self.0.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                self.0.push(0xdd);
+                self.0
+                    .extend_from_slice(&(len.min(u32::MAX as usize) as u32).to_be_bytes());
             }
         }
     }
@@ -600,9 +669,18 @@ mod tests {
                 network_id: "beta".into(),
                 timestamp_ms: 1_777_416_513_001,
             },
-            Control::Ack { seq: 0 },
-            Control::Ack { seq: u64::MAX },
-            Control::Credit { grant: 300 },
+            Control::Ack {
+                through: 0,
+                except: Vec::new(),
+            },
+            Control::Ack {
+                through: u64::MAX,
+                except: vec![1, 200, 70_000, u64::MAX - 1],
+            },
+            Control::Credit {
+                target: "recorder".into(),
+                grant: 300,
+            },
             Control::Close {
                 // Longer than the 123 bytes a WebSocket Close frame allows.
                 reason: format!("peer shut down: {}", "é".repeat(200)),
@@ -668,10 +746,12 @@ mod tests {
         }
         #[derive(Serialize)]
         struct Ack {
-            seq: u64,
+            through: u64,
+            except: Vec<u64>,
         }
         #[derive(Serialize)]
-        struct Credit {
+        struct Credit<'a> {
+            target: &'a str,
             grant: u64,
         }
         #[derive(Serialize)]
@@ -707,13 +787,36 @@ mod tests {
             u64::MAX,
         ];
         for n in numbers {
+            let except: Vec<u64> = numbers.iter().copied().filter(|&e| e < n).collect();
             assert_eq!(
-                encode_control(&Control::Ack { seq: n }),
-                reference(ACK, &Ack { seq: n })
+                encode_control(&Control::Ack {
+                    through: n,
+                    except: except.clone()
+                }),
+                reference(ACK, &Ack { through: n, except })
             );
             assert_eq!(
-                encode_control(&Control::Credit { grant: n }),
-                reference(CREDIT, &Credit { grant: n })
+                encode_control(&Control::Credit {
+                    target: "recorder".into(),
+                    grant: n
+                }),
+                reference(
+                    CREDIT,
+                    &Credit {
+                        target: "recorder",
+                        grant: n
+                    }
+                )
+            );
+        }
+        for len in [0, 15, 16, 0xffff, 0x1_0000] {
+            let except: Vec<u64> = (0..len as u64).collect();
+            assert_eq!(
+                encode_control(&Control::Ack {
+                    through: 9,
+                    except: except.clone()
+                }),
+                reference(ACK, &Ack { through: 9, except })
             );
         }
         for len in [0, 1, 31, 32, 0xff, 0x100, 0xffff, 0x1_0000, 200_000] {
@@ -775,7 +878,10 @@ mod tests {
             assert_eq!(more, i + 1 < pieces.len());
             joined.extend_from_slice(&chunk);
             // A control frame between fragments changes nothing.
-            let beat = encode_control(&Control::Ack { seq: i as u64 });
+            let beat = encode_control(&Control::Credit {
+                target: "t".into(),
+                grant: i as u64,
+            });
             assert!(matches!(decode(&beat), Ok(Frame::Control(_))));
             let out = reassembly.push(more, &chunk).unwrap();
             assert_eq!(reassembly.in_progress(), more);
@@ -786,7 +892,7 @@ mod tests {
             }
         }
         assert_eq!(joined, frame);
-        assert_eq!(received, Some(Box::new(sent)));
+        assert_eq!(received, Some(Frame::Data(Box::new(sent))));
     }
 
     #[test]
@@ -800,7 +906,7 @@ mod tests {
                 assert!(chunk.len() <= size);
                 received = reassembly.push(more, &chunk).unwrap();
             }
-            assert_eq!(received.as_deref(), Some(&sent), "size {size}");
+            assert_eq!(received, Some(Frame::Data(Box::new(sent.clone()))), "size {size}");
         }
     }
 
@@ -857,7 +963,7 @@ mod tests {
             let (more, chunk) = unpack(&piece);
             received = reassembly.push(more, &chunk).unwrap();
         }
-        assert_eq!(received.as_deref(), Some(&sent));
+        assert_eq!(received, Some(Frame::Data(Box::new(sent.clone()))));
     }
 
     #[test]
@@ -873,7 +979,7 @@ mod tests {
                 assert!(buffer.capacity() <= limit, "{} > {limit}", buffer.capacity());
             }
         }
-        assert_eq!(received.as_deref(), Some(&sent));
+        assert_eq!(received, Some(Frame::Data(Box::new(sent.clone()))));
         let mut short = Reassembly::new(limit - 1);
         let refused = fragments(frame, 10_000)
             .map(|piece| unpack(&piece))
@@ -886,8 +992,11 @@ mod tests {
     fn reassembly_refuses_what_is_not_one_data_frame() {
         let mut reassembly = Reassembly::new(1 << 20);
         // Judged at the first byte, not after buffering.
-        let beat = encode_control(&Control::Ack { seq: 1 });
-        assert_eq!(reassembly.push(true, &beat), Err(FrameError::NotData(ACK)));
+        let beat = encode_control(&Control::Credit {
+            target: "t".into(),
+            grant: 1,
+        });
+        assert_eq!(reassembly.push(true, &beat), Err(FrameError::NotData(CREDIT)));
         assert_eq!(reassembly.push(false, b"rest"), Ok(None));
         let nested = fragment_frame(false, b"x");
         assert_eq!(reassembly.push(true, &nested), Err(FrameError::NestedFragment));
@@ -913,7 +1022,7 @@ mod tests {
     #[test]
     fn unknown_tags_and_empty_frames_are_named() {
         assert_eq!(decode(&[]), Err(FrameError::Empty));
-        for tag in [0, 7, 0x7f, 0x80, 0xff] {
+        for tag in [0, 8, 0x7f, 0x80, 0xff] {
             assert_eq!(decode(&[tag, 0x80]), Err(FrameError::UnknownTag(tag)));
         }
         assert_eq!(FrameError::UnknownTag(9).to_string(), "unknown frame tag 9");
@@ -938,7 +1047,10 @@ mod tests {
             Err(FrameError::BadBody { tag, reason }) => (tag, reason),
             other => panic!("{frame:?}: {other:?}"),
         };
-        let trailing = encode_control(&Control::Ack { seq: 3 });
+        let trailing = encode_control(&Control::Credit {
+            target: "t".into(),
+            grant: 3,
+        });
         for extra in [
             &[0xc0][..],
             &[0xcd],
@@ -946,7 +1058,7 @@ mod tests {
             &[0xdd, 0xff, 0xff, 0xff, 0xff],
         ] {
             let frame = [&trailing[..], extra].concat();
-            assert_eq!(bad(&frame), (ACK, "bytes after the body".into()), "{extra:?}");
+            assert_eq!(bad(&frame), (CREDIT, "bytes after the body".into()), "{extra:?}");
         }
         // A string where a number belongs, a missing field, not a map.
         let wrong = rmp_serde::to_vec_named(&json!({"network_id": "b", "timestamp_ms": "now"})).unwrap();
@@ -969,10 +1081,63 @@ mod tests {
 
     #[test]
     fn unknown_keys_in_a_body_are_ignored() {
-        let body = rmp_serde::to_vec_named(&json!({"seq": 9, "window": [1, 2]})).unwrap();
+        let body = rmp_serde::to_vec_named(&json!({"through": 9, "except": [], "window": [1, 2]})).unwrap();
         assert_eq!(
             decode(&[&[ACK][..], &body].concat()),
-            Ok(Frame::Control(Control::Ack { seq: 9 }))
+            Ok(Frame::Control(Control::Ack {
+                through: 9,
+                except: vec![]
+            }))
+        );
+    }
+
+    #[test]
+    fn sequenced_frames_carry_the_data_body_and_reassemble_from_fragments() {
+        let (sent, data) = big_message(100_000);
+        let frame = encode_sequenced(77, &data);
+        assert_eq!(frame[0], SEQUENCED);
+        let expected = Frame::Sequenced {
+            seq: 77,
+            message: Box::new(sent.clone()),
+        };
+        assert_eq!(decode(&frame), Ok(expected.clone()));
+        let mut reassembly = Reassembly::new(frame.len());
+        let mut received = None;
+        for piece in fragments(frame, FRAGMENT_BYTES) {
+            let (more, chunk) = unpack(&piece);
+            received = reassembly.push(more, &chunk).unwrap();
+        }
+        assert_eq!(received, Some(expected));
+        let small = encode_sequenced(u64::MAX, &encode_data(&message(Message::Integer(1))).unwrap());
+        assert!(matches!(
+            decode(&small),
+            Ok(Frame::Sequenced { seq: u64::MAX, .. })
+        ));
+    }
+
+    /// The example in docs/protocol.md.
+    #[test]
+    fn the_documented_ack_example_is_what_is_written() {
+        let ack = encode_control(&Control::Ack {
+            through: 5,
+            except: vec![],
+        });
+        let hex: Vec<String> = ack.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex.join(" "),
+            "04 82 a7 74 68 72 6f 75 67 68 05 a6 65 78 63 65 70 74 90"
+        );
+    }
+
+    #[test]
+    fn an_ack_with_too_many_exceptions_is_refused() {
+        let ack = Control::Ack {
+            through: 1,
+            except: (0..=MAX_ACK_EXCEPTIONS as u64).collect(),
+        };
+        assert_eq!(
+            decode(&encode_control(&ack)),
+            Err(FrameError::TooManyExceptions(MAX_ACK_EXCEPTIONS + 1))
         );
     }
 

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::config::{BridgeConfig, BridgeIdentity, HoldOptions};
+use super::config::{BridgeConfig, BridgeIdentity, DeliveryMode, HoldOptions};
 use super::dial::{DialTarget, dial};
 use super::error::{BridgeError, SendError};
 use super::events::{BridgeEvent, lock};
 use super::hub::Hub;
 use super::protocol::RemoteMessage;
+use super::sending::{self, SendOptions};
 use super::session::CloseReason;
 use super::sink::InboundSink;
 use super::stats::BridgeStats;
@@ -26,6 +27,37 @@ use super::{heartbeat, listener};
 
 /// One side of the WebSocket bridge: a listener for peers that dial in, and
 /// the sessions with peers, dialed or accepted, keyed by network id.
+///
+/// A `DistributedNetwork` runs one; use it directly to carry
+/// [`RemoteMessage`]s without a local actor graph. Inbound messages go to
+/// the [`InboundSink`] given at start (a closure will do).
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use crossbeam_channel::unbounded;
+/// use reflow_distributed::Message;
+/// use reflow_distributed::bridge::{Bridge, BridgeConfig, BridgeIdentity, DeliveryError, RemoteMessage};
+///
+/// let (inbox, received) = unbounded();
+/// let sink = move |message: RemoteMessage| -> Result<(), DeliveryError> {
+///     inbox.send(message).map_err(|_| DeliveryError::ShuttingDown)
+/// };
+/// let alpha = Bridge::start(BridgeIdentity::new("alpha", "alpha-1"), BridgeConfig::default(), Arc::new(sink))?;
+/// let drop_all = |_: RemoteMessage| -> Result<(), DeliveryError> { Ok(()) };
+/// let beta = Bridge::start(BridgeIdentity::new("beta", "beta-1"), BridgeConfig::default(), Arc::new(drop_all))?;
+///
+/// assert_eq!(beta.connect(&alpha.local_addr().to_string())?, "alpha");
+/// let message = RemoteMessage::new("beta", "unknown", "alpha", "recorder", "in", Message::from("hi"));
+/// beta.send(message, Duration::from_secs(5))?; // a failure hands the message back
+/// let got = received.recv_timeout(Duration::from_secs(10)).expect("delivered");
+/// assert_eq!((got.target_actor.as_str(), got.payload.as_str()), ("recorder", Some("hi")));
+///
+/// beta.shutdown();
+/// alpha.shutdown();
+/// # Ok::<(), reflow_distributed::bridge::BridgeError>(())
+/// ```
 pub struct Bridge {
     hub: Arc<Hub>,
     local_addr: SocketAddr,
@@ -52,6 +84,7 @@ impl Bridge {
     /// and heartbeat threads.
     ///
     /// # Errors
+    ///
     /// [`BridgeError::Bind`] when the address cannot be bound;
     /// [`BridgeError::Spawn`] when a thread cannot be started.
     pub fn start(
@@ -66,7 +99,10 @@ impl Bridge {
         };
         let tcp_listener = TcpListener::bind(address.as_str()).map_err(bind_error)?;
         let local_addr = tcp_listener.local_addr().map_err(bind_error)?;
-        let hub = Arc::new(Hub::new(identity, config, sink));
+        let incarnation = getrandom::u64().map_err(|err| {
+            BridgeError::Spawn(std::io::Error::other(format!("no random incarnation: {err}")))
+        })?;
+        let hub = Arc::new(Hub::new(identity, config, sink, incarnation.max(1), None));
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let bridge = Bridge {
             hub: Arc::clone(&hub),
@@ -104,6 +140,7 @@ impl Bridge {
     /// backoff whenever its session ends, until shutdown.
     ///
     /// # Errors
+    ///
     /// The dial's error ([`BridgeError::Resolve`], [`BridgeError::Connect`],
     /// [`BridgeError::ConnectTimedOut`], [`BridgeError::Handshake`] …); the
     /// endpoint is then not held (use [`Bridge::hold`] for that).
@@ -114,6 +151,7 @@ impl Bridge {
     /// [`Bridge::connect`] with the options of a configured link.
     ///
     /// # Errors
+    ///
     /// As [`Bridge::connect`]; [`BridgeError::Handshake`] with
     /// `WrongNetwork` when the endpoint answers as another network than
     /// `options.network_id`.
@@ -142,6 +180,7 @@ impl Bridge {
     /// down. Watch [`Bridge::subscribe`] or [`Bridge::is_connected_to`].
     ///
     /// # Errors
+    ///
     /// [`BridgeError::ShuttingDown`]; [`BridgeError::Spawn`].
     pub fn hold(&self, endpoint: &str, options: HoldOptions) -> Result<(), BridgeError> {
         if self.hub.is_stopping() {
@@ -160,6 +199,7 @@ impl Bridge {
     /// (a new endpoint replaces the old target).
     ///
     /// # Errors
+    ///
     /// [`BridgeError::ShuttingDown`]; [`BridgeError::Spawn`].
     pub fn hold_network(
         &self,
@@ -230,30 +270,71 @@ impl Bridge {
         Ok(())
     }
 
-    /// Queues `message` for `message.target_network`, waiting up to `timeout`
-    /// for room in that session's data lane.
+    /// Sends `message` to `message.target_network` in the configured
+    /// delivery mode (`BridgeConfig::delivery.mode`), waiting up to
+    /// `timeout` for room. See [`Bridge::send_with`].
     ///
     /// # Errors
-    /// A [`SendError`] that hands the message back, with the reason:
-    /// no session to that network, the peer's size limit, a kind the peer's
-    /// protocol cannot carry, the lane still full after `timeout`, the
-    /// session closing, or the bridge shutting down.
+    ///
+    /// As [`Bridge::send_with`].
     pub fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), SendError> {
-        if self.hub.is_stopping() {
-            return Err(SendError::new(BridgeError::ShuttingDown, message));
+        let mode = self.hub.config.delivery.mode;
+        self.send_with(message, SendOptions::new(mode, timeout))
+    }
+
+    /// Sends `message` in `options.mode`. At most once: queued on the live
+    /// session. Acknowledged: accepted into the network's outbox, kept until
+    /// the receiver acknowledges it (see [`Bridge::wait_acknowledged`]),
+    /// even while the link is down if it is held. Toward a peer that grants
+    /// per-target credits, both wait for a credit of the target actor.
+    ///
+    /// # Errors
+    /// A [`SendError`] that hands the message back, with the reason: no
+    /// session to that network (and, for acknowledged, no held link); the
+    /// peer's size limit; a kind the peer's protocol cannot carry; the
+    /// target's credit window, the queue or the outbox still full after the
+    /// timeout; acknowledged delivery toward a peer without it; the durable
+    /// outbox failing; the session closing; the bridge shutting down.
+    pub fn send_with(&self, message: RemoteMessage, options: SendOptions) -> Result<(), SendError> {
+        sending::send(&self.hub, message, options, |network| self.is_held(network))
+    }
+
+    /// Messages to `network_id` accepted under acknowledged delivery and
+    /// not acknowledged yet.
+    pub fn unacknowledged(&self, network_id: &str) -> usize {
+        self.hub
+            .existing_outbox(network_id)
+            .map_or(0, |outbox| outbox.unacknowledged())
+    }
+
+    /// Waits until every message to `network_id` under acknowledged
+    /// delivery has been acknowledged, or `timeout` passes; returns how many
+    /// are still unacknowledged (0: all delivered and consumed).
+    pub fn wait_acknowledged(&self, network_id: &str, timeout: Duration) -> usize {
+        match self.hub.existing_outbox(network_id) {
+            Some(outbox) => outbox.wait_empty(Instant::now() + timeout),
+            None => 0,
         }
-        match self.hub.sessions.get(&message.target_network) {
-            Some(session) => session.send(message, timeout),
-            None => {
-                let network = message.target_network.clone();
-                Err(SendError::new(BridgeError::NoConnection(network), message))
-            }
-        }
+    }
+
+    /// The configured delivery mode of [`Bridge::send`].
+    pub fn delivery_mode(&self) -> DeliveryMode {
+        self.hub.config.delivery.mode
+    }
+
+    /// Whether a supervisor holds a link to `network_id`.
+    fn is_held(&self, network_id: &str) -> bool {
+        let supervisors = lock(&self.supervisors);
+        supervisors.contains_key(&format!("network:{network_id}"))
+            || supervisors
+                .values()
+                .any(|s| s.target.expected.as_deref() == Some(network_id))
     }
 
     /// Queues `message` if there is room now.
     ///
     /// # Errors
+    ///
     /// As [`Bridge::send`], with a full lane reported at once.
     pub fn try_send(&self, message: RemoteMessage) -> Result<(), SendError> {
         self.send(message, Duration::ZERO)
@@ -313,6 +394,9 @@ impl Bridge {
         let retired = std::mem::take(&mut *lock(&self.retired));
         retired.into_iter().for_each(join_quietly);
 
+        for outbox in hub.outboxes() {
+            outbox.wake_all();
+        }
         let sessions = hub.sessions.close();
         for session in &sessions {
             session.close(CloseReason::Shutdown);

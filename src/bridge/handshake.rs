@@ -31,6 +31,7 @@ use super::config::BridgeIdentity;
 use super::error::HandshakeError;
 use super::session::Wire;
 use crate::names::{check_id, escaped};
+use crate::secret::Secret;
 
 /// The protocol version written in the 1.0-shaped frames.
 pub(crate) const PROTOCOL_VERSION: &str = "1.0";
@@ -45,14 +46,28 @@ pub(crate) struct HandshakeRequest {
     pub(crate) network_id: String,
     pub(crate) instance_id: String,
     pub(crate) protocol_version: String,
-    #[serde(default)]
-    pub(crate) auth_token: Option<String>,
+    #[serde(default, with = "crate::secret::optional_text")]
+    pub(crate) auth_token: Option<Secret>,
     #[serde(default)]
     pub(crate) capabilities: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) nonce: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_message_bytes: Option<u64>,
+    /// The delivery features offered (1.1 only; absent from older peers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) delivery: Option<DeliveryOffer>,
+}
+
+/// What a 1.1 peer states about acknowledged delivery and credits in its
+/// handshake frame. Both sides must state it for either feature to be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DeliveryOffer {
+    /// The sender's incarnation: the space its sequence numbers belong to.
+    pub(crate) incarnation: u64,
+    /// Messages this side accepts per target actor before it grants more
+    /// (its credit window as a receiver).
+    pub(crate) target_window: u32,
 }
 
 /// Never prints the token.
@@ -61,7 +76,7 @@ impl std::fmt::Debug for HandshakeRequest {
         f.debug_struct("HandshakeRequest")
             .field("network_id", &escaped(&self.network_id).to_string())
             .field("instance_id", &escaped(&self.instance_id).to_string())
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .field("auth_token", &self.auth_token)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +107,8 @@ struct Challenge {
     /// HMAC proof that the acceptor knows the token; null when it has none.
     proof: Option<String>,
     max_message_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delivery: Option<DeliveryOffer>,
 }
 
 /// The dialer's proof frame. `declined` is set by a dialer that will not go
@@ -189,7 +206,10 @@ impl Refusal {
 }
 
 fn token_bytes(identity: &BridgeIdentity) -> Option<&[u8]> {
-    identity.auth_token.as_deref().map(str::as_bytes)
+    identity
+        .auth_token
+        .as_ref()
+        .map(|token| token.expose().as_bytes())
 }
 
 // ---------------------------------------------------------------- dialer
@@ -210,6 +230,7 @@ pub(crate) struct Dialer<'a> {
     mode: DialMode,
     nonce: Nonce,
     max_message_bytes: usize,
+    delivery: Option<DeliveryOffer>,
 }
 
 /// What the dialer does after the acceptor's first answer.
@@ -237,7 +258,14 @@ impl<'a> Dialer<'a> {
             mode,
             nonce,
             max_message_bytes,
+            delivery: None,
         })
+    }
+
+    /// Offers the delivery features (with 1.1 only), when `offer` is some.
+    pub(crate) fn with_delivery(mut self, offer: Option<DeliveryOffer>) -> Self {
+        self.delivery = offer;
+        self
     }
 
     /// The first frame, as JSON text.
@@ -254,6 +282,7 @@ impl<'a> Dialer<'a> {
                     capabilities,
                     nonce: Some(self.nonce.to_hex()),
                     max_message_bytes: Some(self.max_message_bytes as u64),
+                    delivery: self.delivery,
                 }
             }
             DialMode::LegacyPlaintext => HandshakeRequest {
@@ -264,6 +293,7 @@ impl<'a> Dialer<'a> {
                 capabilities,
                 nonce: None,
                 max_message_bytes: None,
+                delivery: None,
             },
         };
         serde_json::to_string(&request).unwrap_or_default()
@@ -334,7 +364,10 @@ impl<'a> Dialer<'a> {
             peer: PeerInfo {
                 network_id: challenge.network_id,
                 instance_id: challenge.instance_id,
-                wire: Wire::V11 { peer_max_message },
+                wire: Wire::V11 {
+                    peer_max_message,
+                    delivery: self.delivery.and(challenge.delivery),
+                },
             },
         })
     }
@@ -376,6 +409,8 @@ pub(crate) struct AcceptorPolicy<'a> {
     pub(crate) identity: &'a BridgeIdentity,
     pub(crate) accept_legacy_auth: bool,
     pub(crate) max_message_bytes: usize,
+    /// Offered back to a dialer that offers delivery.
+    pub(crate) delivery: Option<DeliveryOffer>,
 }
 
 /// What the acceptor does with a first frame.
@@ -395,6 +430,8 @@ pub(crate) struct Challenged {
     dialer_nonce: Nonce,
     acceptor_nonce: Nonce,
     pub(crate) peer_max_message: usize,
+    /// The dialer's offer, when both sides offered delivery.
+    pub(crate) peer_delivery: Option<DeliveryOffer>,
 }
 
 /// Reads the dialer's first frame. Anything else is `Malformed`.
@@ -437,8 +474,8 @@ pub(crate) fn on_request(
         if !policy.accept_legacy_auth {
             return Err(Refusal::LegacyAuthRefused);
         }
-        let given = request.auth_token.as_deref().unwrap_or("");
-        if !auth::tokens_equal(expected.as_bytes(), given.as_bytes()) {
+        let given = request.auth_token.as_ref().map_or("", Secret::expose);
+        if !auth::tokens_equal(expected.expose().as_bytes(), given.as_bytes()) {
             return Err(Refusal::TokenMismatch);
         }
     }
@@ -459,6 +496,7 @@ fn challenge(request: &HandshakeRequest, policy: &AcceptorPolicy<'_>) -> Result<
         peer_max_message: request
             .max_message_bytes
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        peer_delivery: policy.delivery.and(request.delivery),
     };
     let proof = token_bytes(acceptor)
         .map(|token| auth::prove_hex(token, Direction::AcceptorToDialer, &state.transcript(acceptor)));
@@ -469,6 +507,7 @@ fn challenge(request: &HandshakeRequest, policy: &AcceptorPolicy<'_>) -> Result<
         nonce: state.acceptor_nonce.to_hex(),
         proof,
         max_message_bytes: policy.max_message_bytes as u64,
+        delivery: state.peer_delivery.and(policy.delivery),
     };
     Ok(AcceptorNext::Challenge {
         frame: serde_json::to_string(&frame).unwrap_or_default(),

@@ -2,7 +2,7 @@ use super::*;
 
 fn identity(network: &str, token: Option<&str>) -> BridgeIdentity {
     let mut id = BridgeIdentity::new(network, format!("{network}-1"));
-    id.auth_token = token.map(str::to_string);
+    id.auth_token = token.map(crate::Secret::from);
     id
 }
 
@@ -11,6 +11,7 @@ fn policy(identity: &BridgeIdentity) -> AcceptorPolicy<'_> {
         identity,
         accept_legacy_auth: true,
         max_message_bytes: 4096,
+        delivery: None,
     }
 }
 
@@ -62,7 +63,8 @@ fn peers_with_the_same_token_prove_it_without_sending_it() {
     assert_eq!(
         peer.wire,
         Wire::V11 {
-            peer_max_message: 4096
+            peer_max_message: 4096,
+            delivery: None,
         }
     );
 }

@@ -15,12 +15,17 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::config::{BridgeConfig, BridgeIdentity};
+use super::delivery::{Credits, InboundLog, Limits, Outbox, Store};
 use super::events::{BridgeEvent, EventBus, lock};
 use super::frame::{self, Frame};
+use super::handshake::DeliveryOffer;
 use super::liveness;
 use super::protocol::{Inbound, parse_frame};
 use super::registry::{Insert, Registry};
-use super::session::{self, CloseReason, DUPLICATE_CLOSE, Ended, Lanes, Peer, Session, SessionContext, Wire};
+use super::session::{
+    self, CloseReason, DUPLICATE_CLOSE, Ended, Lanes, Peer, Session, SessionContext, SessionDelivery,
+    Targets, Wire,
+};
 use super::sink::InboundSink;
 use super::stats::{Counters, bump};
 use super::stream::{WsStream, ws_config};
@@ -54,6 +59,15 @@ pub(crate) struct Hub {
     /// Dropped when the bridge stops: every `stopped()` receiver wakes.
     stop_tx: Mutex<Option<Sender<()>>>,
     stop_rx: Receiver<()>,
+    /// This side's sequence space for acknowledged delivery: random per
+    /// start, or the durable outbox's own.
+    incarnation: u64,
+    /// Unacknowledged messages per remote network (outlive sessions).
+    outboxes: Mutex<HashMap<String, Arc<Outbox>>>,
+    /// What arrived under acknowledged delivery, per sending network.
+    inbound_logs: Mutex<HashMap<String, Arc<InboundLog>>>,
+    /// The durable outbox, when `outbox_dir` is set.
+    store: Option<Arc<dyn Store>>,
 }
 
 /// Removes a socket from the pending handshakes when the handshake ends.
@@ -88,9 +102,21 @@ pub(crate) enum NotAdmitted {
 }
 
 impl Hub {
-    pub(crate) fn new(identity: BridgeIdentity, config: BridgeConfig, sink: Arc<dyn InboundSink>) -> Self {
+    /// `incarnation` and `store` come from the durable outbox when there
+    /// is one (with its recovered messages put back by the caller).
+    pub(crate) fn new(
+        identity: BridgeIdentity,
+        config: BridgeConfig,
+        sink: Arc<dyn InboundSink>,
+        incarnation: u64,
+        store: Option<Arc<dyn Store>>,
+    ) -> Self {
         let (stop_tx, stop_rx) = bounded(0);
         Hub {
+            incarnation,
+            outboxes: Mutex::new(HashMap::new()),
+            inbound_logs: Mutex::new(HashMap::new()),
+            store,
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
             ws_config: ws_config(&config),
@@ -153,6 +179,70 @@ impl Hub {
         });
     }
 
+    /// What this side offers in its handshakes (nothing when `offer` is off).
+    pub(crate) fn delivery_offer(&self) -> Option<DeliveryOffer> {
+        self.config.delivery.offer.then(|| DeliveryOffer {
+            incarnation: self.incarnation,
+            target_window: self.config.delivery.target_window.max(1),
+        })
+    }
+
+    /// The outbox of `network_id`, made empty on first use.
+    pub(crate) fn outbox(&self, network_id: &str) -> Arc<Outbox> {
+        self.outbox_from(network_id, 1)
+    }
+
+    /// The outbox of `network_id`, made on first use with `next_seq`.
+    pub(crate) fn outbox_from(&self, network_id: &str, next_seq: u64) -> Arc<Outbox> {
+        let delivery = &self.config.delivery;
+        let limits = Limits {
+            messages: delivery.outbox_messages.max(1),
+            bytes: delivery.outbox_bytes.max(1),
+            ack_window: delivery.ack_window.max(1),
+        };
+        lock(&self.outboxes)
+            .entry(network_id.to_string())
+            .or_insert_with(|| Arc::new(Outbox::new(network_id, limits, next_seq, self.store.clone())))
+            .clone()
+    }
+
+    /// The outbox of `network_id` if it has one.
+    pub(crate) fn existing_outbox(&self, network_id: &str) -> Option<Arc<Outbox>> {
+        lock(&self.outboxes).get(network_id).cloned()
+    }
+
+    /// Every outbox (shutdown wakes their waiters).
+    pub(crate) fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        lock(&self.outboxes).values().cloned().collect()
+    }
+
+    fn inbound_log(&self, network_id: &str) -> Arc<InboundLog> {
+        lock(&self.inbound_logs)
+            .entry(network_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The delivery share of a new session with `peer`, when both offered it.
+    fn session_delivery(&self, peer: &Peer) -> Option<SessionDelivery> {
+        let Wire::V11 {
+            delivery: Some(offer),
+            ..
+        } = peer.wire
+        else {
+            return None;
+        };
+        let log = self.inbound_log(&peer.network_id);
+        Some(SessionDelivery {
+            credits: Credits::new(offer.target_window, HashMap::new()),
+            outbox: self.outbox(&peer.network_id),
+            targets: Targets::new(log.clone(), offer.incarnation),
+            log,
+            peer_incarnation: offer.incarnation,
+            window: self.config.delivery.target_window.max(1),
+        })
+    }
+
     /// Messages lost with their connection to `network_id` so far.
     pub(crate) fn lost_to(&self, network_id: &str) -> u64 {
         lock(&self.lost).get(network_id).copied().unwrap_or(0)
@@ -166,6 +256,7 @@ impl Hub {
             ws_config: self.ws_config,
             heartbeat_interval: self.config.heartbeat_interval,
             close_grace: self.config.close_timeout,
+            delivery_timeout: self.config.delivery_timeout,
             max_message_bytes: self.config.max_frame_bytes,
             epoch: self.epoch,
         }
@@ -218,7 +309,15 @@ impl Hub {
     /// this may wait up to one heartbeat interval.
     pub(crate) fn admit(&self, peer: Peer, tcp: TcpStream) -> Result<Admitted, NotAdmitted> {
         let capacity = self.config.outbound_queue_capacity;
-        let (session, lanes) = Session::new(self.next_id(), peer, self.session_context(), tcp, capacity);
+        let delivery = self.session_delivery(&peer);
+        let (session, lanes) = Session::new(
+            self.next_id(),
+            peer,
+            self.session_context(),
+            tcp,
+            capacity,
+            delivery,
+        );
         loop {
             match self.sessions.insert(&session) {
                 Insert::Added { replaced } => {
@@ -291,6 +390,13 @@ impl Hub {
             self.sessions.remove_if_same(session);
             session.abort(CloseReason::Failed("cannot start its reader".into()));
             return Err(err);
+        }
+        if let Some(delivery) = &session.delivery {
+            // From here the outbox replays to this session; its credits
+            // start with the replayed messages spent.
+            let used = delivery.outbox.attach(session.id);
+            delivery.credits.preload(used);
+            session.wake();
         }
         if let Some(old) = replaced {
             if old.peer.instance_id != session.peer.instance_id {

@@ -76,6 +76,7 @@ fn accept_one(hub: &Arc<Hub>, tcp: TcpStream, peer: SocketAddr) {
         identity: &hub.identity,
         accept_legacy_auth: hub.config.accept_legacy_auth,
         max_message_bytes: hub.config.max_frame_bytes,
+        delivery: hub.delivery_offer(),
     };
     // Ids are only logged once they passed the rules (and escaped before).
     let who = escaped(&request.network_id).to_string();
@@ -93,6 +94,7 @@ fn accept_one(hub: &Arc<Hub>, tcp: TcpStream, peer: SocketAddr) {
             }
             Wire::V11 {
                 peer_max_message: state.peer_max_message,
+                delivery: state.peer_delivery,
             }
         }
         Err(refusal) => return refuse(hub, &mut ws, peer, &who, &refusal),

@@ -19,10 +19,10 @@
 //! route to the wire, which hands the message back on every failure it can
 //! know of. The bridge knows nothing about actors.
 
-pub mod config;
-
 mod auth;
 mod backoff;
+mod config;
+mod delivery;
 mod dial;
 mod error;
 mod events;
@@ -38,6 +38,7 @@ mod listener;
 mod liveness;
 mod protocol;
 mod registry;
+mod sending;
 mod session;
 mod sink;
 mod stats;
@@ -45,12 +46,13 @@ mod stream;
 mod supervisor;
 mod threads;
 
-pub use config::{BridgeConfig, BridgeIdentity, HoldOptions, ReconnectPolicy};
+pub use config::{BridgeConfig, BridgeIdentity, DeliveryConfig, DeliveryMode, HoldOptions, ReconnectPolicy};
 pub use error::{BridgeError, DeliveryError, HandshakeError, SendError};
 pub use events::BridgeEvent;
 pub use handle::Bridge;
-pub use protocol::{ActorInfo, DiscoveryRequest, DiscoveryResponse, Heartbeat, RemoteMessage};
-pub use sink::InboundSink;
+pub use protocol::RemoteMessage;
+pub use sending::SendOptions;
+pub use sink::{InboundSink, Tracking};
 pub use stats::BridgeStats;
 
 /// Entry points into the bridge's input parsing for fuzz targets and
@@ -93,7 +95,7 @@ pub mod inspect {
         let mut messages = 0;
         for bytes in frames {
             match decode(bytes) {
-                Ok(Frame::Data(_)) => messages += 1,
+                Ok(Frame::Data(_) | Frame::Sequenced { .. }) => messages += 1,
                 Ok(Frame::Fragment { more, chunk }) => {
                     if let Ok(Some(_)) = reassembly.push(more, &chunk) {
                         messages += 1;
@@ -115,12 +117,13 @@ pub mod inspect {
             .is_ok_and(|dialer| dialer.on_reply(text).is_ok())
     }
 
-    /// What a 1.1 reader makes of one binary frame: `"data"`, `"fragment"`,
+    /// What a 1.1 reader makes of one binary frame: `"data"`, `"sequenced"`, `"fragment"`,
     /// `"heartbeat"`, `"ack"`, `"credit"`, `"close"` or `"bad-frame"`.
     pub fn classify_binary_frame(bytes: &[u8]) -> &'static str {
         use super::frame::{Control, Frame, decode};
         match decode(bytes) {
             Ok(Frame::Data(_)) => "data",
+            Ok(Frame::Sequenced { .. }) => "sequenced",
             Ok(Frame::Fragment { .. }) => "fragment",
             Ok(Frame::Control(Control::Heartbeat { .. })) => "heartbeat",
             Ok(Frame::Control(Control::Ack { .. })) => "ack",

@@ -9,16 +9,23 @@ use crate::clock::now_rfc3339;
 use crate::ids::uuid_v4;
 use crate::message::Message;
 
-/// A message for an actor's port in another network.
+/// A message for an actor's port in another network: the envelope of
+/// protocol 1.0's message frame (`docs/protocol.md`), field for field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RemoteMessage {
+    /// A UUID v4, unique per message.
     pub message_id: String,
+    /// The sending peer's network.
     pub source_network: String,
     /// `"unknown"` when the sender is not an actor.
     pub source_actor: String,
+    /// The network that hosts the target actor.
     pub target_network: String,
+    /// The target actor's id in its network.
     pub target_actor: String,
+    /// The target actor's input port.
     pub target_port: String,
+    /// What is delivered to the port.
     pub payload: Message,
     /// RFC 3339, UTC.
     pub timestamp: String,
@@ -49,21 +56,21 @@ impl RemoteMessage {
 
 /// Sign of life, sent by both sides every heartbeat interval.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Heartbeat {
+pub(crate) struct Heartbeat {
     pub network_id: String,
     pub timestamp: String,
 }
 
 /// Asks the peer which actors it offers (optional in 1.0).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DiscoveryRequest {
+pub(crate) struct DiscoveryRequest {
     pub request_id: String,
     pub requesting_network: String,
 }
 
 /// One actor listed in a [`DiscoveryResponse`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ActorInfo {
+pub(crate) struct ActorInfo {
     pub actor_id: String,
     #[serde(default)]
     pub capabilities: Vec<String>,
@@ -73,7 +80,7 @@ pub struct ActorInfo {
 
 /// Answer to a [`DiscoveryRequest`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DiscoveryResponse {
+pub(crate) struct DiscoveryResponse {
     pub request_id: String,
     pub network_id: String,
     pub actors: Vec<ActorInfo>,

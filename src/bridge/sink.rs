@@ -2,16 +2,48 @@
 
 use super::error::DeliveryError;
 use super::protocol::RemoteMessage;
+use crate::runtime::{Receipt, Room};
 
-/// Where inbound remote messages go. The bridge calls `deliver` on the
+/// Where inbound remote messages go. The bridge calls it on the
 /// connection's reader thread, one message at a time, in arrival order.
 ///
-/// `deliver` may block while the target actor's inbox is full, up to the
-/// configured `delivery_timeout`; meanwhile the connection counts as alive and
-/// the sender feels TCP backpressure. An error drops that message only: the
-/// bridge logs a warning naming the actor and counts it.
+/// [`InboundSink::deliver`] may block while the target actor's inbox is
+/// full, up to the configured `delivery_timeout`; meanwhile the connection
+/// counts as alive and the sender feels TCP backpressure. An error drops
+/// that message only: the bridge logs a warning naming the actor and counts
+/// it.
 pub trait InboundSink: Send + Sync + 'static {
+    /// Hands one inbound message to the local side.
+    ///
+    /// # Errors
+    ///
+    /// A [`DeliveryError`] when the target does not exist, its inbox stayed
+    /// full, or the local network is shutting down; the bridge drops the
+    /// message, logs it and counts it.
     fn deliver(&self, message: RemoteMessage) -> Result<(), DeliveryError>;
+
+    /// Hands one message to the local network under the delivery features
+    /// (credits, acknowledged delivery): `tracking` says whether it may go
+    /// past a full inbox and carries the receipt to complete once the
+    /// message is consumed. The default takes the message with
+    /// [`InboundSink::deliver`] and counts it consumed on return, which is
+    /// right for a sink that does not queue messages.
+    ///
+    /// # Errors
+    /// As [`InboundSink::deliver`]; the receipt must then be left alone (the
+    /// bridge settles it).
+    fn deliver_tracked(&self, message: RemoteMessage, tracking: Tracking) -> Result<(), DeliveryError> {
+        self.deliver(message)?;
+        tracking.receipt.complete();
+        Ok(())
+    }
+}
+
+/// What travels with a message under the delivery features; see
+/// [`InboundSink::deliver_tracked`].
+pub struct Tracking {
+    pub(crate) receipt: Receipt,
+    pub(crate) room: Room,
 }
 
 /// Any suitable closure is a sink.

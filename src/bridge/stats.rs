@@ -30,6 +30,12 @@ pub struct BridgeStats {
     /// Messages accepted by a send and lost with their connection before
     /// they were written (also counted per network: `Bridge::lost_messages`).
     pub lost_with_connection: u64,
+    /// Sequenced messages that arrived again (replays after a reconnect)
+    /// and were settled without a second delivery.
+    pub duplicates_dropped: u64,
+    /// Messages under acknowledged delivery that their receivers
+    /// acknowledged as consumed.
+    pub messages_acknowledged: u64,
 }
 
 #[derive(Default)]
@@ -43,6 +49,8 @@ pub(crate) struct Counters {
     pub(crate) oversized_frames: AtomicU64,
     pub(crate) evictions: AtomicU64,
     pub(crate) lost_with_connection: AtomicU64,
+    pub(crate) duplicates_dropped: AtomicU64,
+    pub(crate) messages_acknowledged: AtomicU64,
 }
 
 /// Adds `n` to a counter.
@@ -63,6 +71,8 @@ impl Counters {
             oversized_frames: get(&self.oversized_frames),
             evictions: get(&self.evictions),
             lost_with_connection: get(&self.lost_with_connection),
+            duplicates_dropped: get(&self.duplicates_dropped),
+            messages_acknowledged: get(&self.messages_acknowledged),
         }
     }
 }

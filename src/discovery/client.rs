@@ -75,6 +75,16 @@ impl DiscoveryService {
     /// Checks the settings and `me`, then starts the thread, which registers
     /// at once. With no endpoints configured no thread starts and nothing is
     /// ever published.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError::InvalidConfig`] for a zero `refresh_interval` or
+    /// `subscriber_capacity`; [`DiscoveryError::InvalidEndpoint`] for an
+    /// endpoint that is not `http://host:port`;
+    /// [`DiscoveryError::InvalidRegistration`] when `me`'s ids or endpoint
+    /// break the rules;
+    /// [`DiscoveryError::Spawn`] when the thread cannot start. A server that
+    /// cannot be reached is no error: the thread keeps trying.
     pub fn start(
         config: DiscoveryClientConfig,
         me: RegistrationInfo,

@@ -68,6 +68,11 @@ pub fn head_len(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parses a complete head as found by [`head_len`].
+///
+/// # Errors
+///
+/// A [`HeadError`] for a head that is not UTF-8, a bad request line or
+/// header, or too many headers.
 pub fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
     let text = std::str::from_utf8(head).map_err(|_| HeadError::Malformed("head is not UTF-8".into()))?;
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
@@ -139,7 +144,7 @@ fn apply_header(head: &mut RequestHead, name: &str, value: &str) -> Result<(), H
 }
 
 /// The reason phrase for the statuses the server sends.
-pub fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         200 => "OK",
@@ -161,7 +166,12 @@ pub fn reason(status: u16) -> &'static str {
 
 /// Writes `reply` as one HTTP/1.1 response; `head_only` leaves out the body
 /// (for `HEAD`), `keep_alive` chooses the `Connection` header.
-pub fn write_reply(out: &mut impl Write, reply: &Reply, keep_alive: bool, head_only: bool) -> io::Result<()> {
+pub(crate) fn write_reply(
+    out: &mut impl Write,
+    reply: &Reply,
+    keep_alive: bool,
+    head_only: bool,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
         reply.status,

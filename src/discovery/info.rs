@@ -9,9 +9,9 @@ use crate::names::{check_id, escaped, is_format};
 
 /// Longest accepted endpoint or capability, in characters. Ids follow
 /// [`crate::names::MAX_ID_BYTES`] instead.
-pub const MAX_FIELD_CHARS: usize = 256;
+pub(crate) const MAX_FIELD_CHARS: usize = 256;
 /// Most capabilities one registration may list.
-pub const MAX_CAPABILITIES: usize = 64;
+pub(crate) const MAX_CAPABILITIES: usize = 64;
 
 /// What a peer sends to `POST /register`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +66,7 @@ struct RawRegistration {
 
 /// Parses and validates a `POST /register` body. The error text is the one
 /// the server sends back in `{"error": …}`. A wildcard endpoint is refused;
-/// see [`parse_registration_from`] for a server that knows the request's source.
+/// a server that knows the request's source resolves it instead.
 ///
 /// # Errors
 ///
@@ -84,7 +84,7 @@ pub fn parse_registration(body: &[u8]) -> Result<RegistrationInfo, String> {
 /// # Errors
 ///
 /// The reason the body is not a valid registration.
-pub fn parse_registration_from(
+pub(crate) fn parse_registration_from(
     body: &[u8],
     source: Option<std::net::IpAddr>,
 ) -> Result<(RegistrationInfo, Option<String>), String> {
@@ -113,7 +113,7 @@ pub fn parse_registration_from(
 
 /// `source:PORT` when `endpoint` is the wildcard address with a port other
 /// than 0; `None` for anything else (which validation then judges).
-pub fn resolve_wildcard(endpoint: &str, source: std::net::IpAddr) -> Option<String> {
+pub(crate) fn resolve_wildcard(endpoint: &str, source: std::net::IpAddr) -> Option<String> {
     let (host, port) = endpoint.rsplit_once(':')?;
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -137,7 +137,7 @@ fn required(name: &str, value: Option<String>) -> Result<String, String> {
 /// Checks a registration: ids by [`crate::names::check_id`], a dialable
 /// `host:port` endpoint, bounded capabilities. The error text names the field
 /// and the rule broken, and never holds a raw control or format character.
-pub fn validate_registration(info: &RegistrationInfo) -> Result<(), DiscoveryError> {
+pub(crate) fn validate_registration(info: &RegistrationInfo) -> Result<(), DiscoveryError> {
     check_fields(
         &info.network_id,
         &info.instance_id,
@@ -204,7 +204,7 @@ fn check_text(what: &str, value: &str) -> Result<(), String> {
 
 /// Checks that `endpoint` is `host:port` (IPv6 in brackets), with a port in
 /// 1..=65535 and a host other than the wildcard address.
-pub fn validate_endpoint(endpoint: &str) -> Result<(), String> {
+pub(crate) fn validate_endpoint(endpoint: &str) -> Result<(), String> {
     let shape = || format!("endpoint {:?} is not host:port", escaped(endpoint));
     let (host, port) = endpoint.rsplit_once(':').ok_or_else(shape)?;
     // Digits only: `u16::from_str` also takes a leading `+`, which no dialer does.

@@ -20,32 +20,32 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one accepted registration.
-    pub fn count_registration(&self) {
+    pub(crate) fn count_registration(&self) {
         self.registrations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one entry removed by its instance (`DELETE /networks/{id}`).
-    pub fn count_deregistration(&self) {
+    pub(crate) fn count_deregistration(&self) {
         self.deregistrations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts entries removed by the periodic sweep.
-    pub fn count_pruned(&self, n: usize) {
+    pub(crate) fn count_pruned(&self, n: usize) {
         self.pruned.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Counts one failed `accept()` on the listening socket.
-    pub fn count_accept_error(&self) {
+    pub(crate) fn count_accept_error(&self) {
         self.accept_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one connection turned away because the server was at its limit.
-    pub fn count_connection_refused(&self) {
+    pub(crate) fn count_connection_refused(&self) {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one response with `status`.
-    pub fn count_response(&self, status: u16) {
+    pub(crate) fn count_response(&self, status: u16) {
         let mut map = self
             .responses
             .lock()

@@ -1,35 +1,45 @@
-//! Discovery: how peers find each other.
+//! Discovery: how peers find each other (`docs/discovery.md`).
 //!
-//! - [`registry`]: the roster with TTL (pure logic plus a shared handle).
-//! - [`router`]: the HTTP contract, mountable in any `tiny_http` application.
-//! - [`server`]: [`DiscoveryServer`](server::DiscoveryServer), the contract on
-//!   its own socket with health, metrics and hardened connection handling.
 //! - [`DiscoveryService`]: the client a peer runs to register and to follow
-//!   the roster as [`DiscoveryEvent`]s.
+//!   the roster as [`DiscoveryEvent`]s. A `DistributedNetwork` runs one
+//!   when its config lists discovery endpoints.
+//! - [`DiscoveryServer`]: the contract on its own socket, with health,
+//!   metrics and hardened connection handling; `reflow-discovery` runs it.
+//! - [`router`]: the HTTP contract alone, mountable in any `tiny_http`
+//!   application, over a [`router::SharedRegistry`] (the roster with TTL).
+//!
+//! ```
+//! use reflow_distributed::discovery::{DiscoveryServer, ServerConfig};
+//!
+//! let server = DiscoveryServer::start(ServerConfig::new("127.0.0.1:0"))?;
+//! assert!(server.local_addr().port() > 0);
+//! assert_eq!(server.registry().live_count(), 0);
+//! server.shutdown();
+//! # Ok::<(), reflow_distributed::discovery::DiscoveryError>(())
+//! ```
 mod client;
-pub mod config;
+mod config;
 mod connection;
 mod error;
 mod http;
 mod info;
-pub mod metrics;
-pub mod registry;
+mod metrics;
+mod registry;
 mod roster;
 pub mod router;
-pub mod server;
+mod server;
 
 pub use client::DiscoveryService;
 pub use config::DiscoveryClientConfig;
 pub use error::DiscoveryError;
-pub use info::{
-    NetworkInfo, RegistrationInfo, parse_registration, parse_registration_from, resolve_wildcard,
-    validate_endpoint, validate_registration,
-};
+pub use info::{NetworkInfo, RegistrationInfo};
 pub use roster::DiscoveryEvent;
+pub use server::{DiscoveryServer, ServerConfig};
 
 /// The server's request-head parser, for fuzz targets and regression tests.
 /// Not part of the supported API.
 #[doc(hidden)]
 pub mod inspect {
     pub use super::http::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
+    pub use super::info::parse_registration;
 }

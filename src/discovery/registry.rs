@@ -13,11 +13,11 @@ use crate::clock::format_rfc3339;
 use crate::names::escaped;
 
 /// Default time an entry stays live without a re-registration.
-pub const DEFAULT_ENTRY_TTL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_ENTRY_TTL: Duration = Duration::from_secs(60);
 /// Default cap on distinct networks held at once.
-pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
+pub(crate) const DEFAULT_MAX_ENTRIES: usize = 10_000;
 /// Default cap on a request body the router accepts (bytes).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
 
 struct Entry {
     info: RegistrationInfo,
@@ -29,7 +29,7 @@ struct Entry {
 
 /// What a registration did to the roster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Registered {
+pub(crate) enum Registered {
     /// A network not in the roster (or expired) was added.
     Added,
     /// The same instance re-registered; only `last_seen` moved.
@@ -40,7 +40,7 @@ pub enum Registered {
 
 /// What a registration did, with the entry it displaced (for the log).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Registration {
+pub(crate) struct Registration {
     /// Added, refreshed or replaced.
     pub outcome: Registered,
     /// The entry held before, live or expired but not yet swept.
@@ -51,7 +51,7 @@ pub struct Registration {
 
 /// An entry a registration found in place.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Previous {
+pub(crate) struct Previous {
     /// What it registered.
     pub info: RegistrationInfo,
     /// Time since its last registration.
@@ -66,7 +66,7 @@ impl Registration {
     /// two refresh periods at the default 15 s refresh and 60 s TTL. A peer
     /// that stopped cleanly deregistered first, so this means two processes
     /// claim the network (or one crashed and restarted within TTL/2).
-    pub fn is_contested(&self, ttl: Duration) -> bool {
+    pub(crate) fn is_contested(&self, ttl: Duration) -> bool {
         self.outcome == Registered::Replaced
             && self.instance_changed
             && self.previous.as_ref().is_some_and(|p| p.live && p.age < ttl / 2)
@@ -75,7 +75,7 @@ impl Registration {
 
 /// What a deregistration did.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Deregistered {
+pub(crate) enum Deregistered {
     /// The entry of that instance was removed; this is what it held.
     Removed(RegistrationInfo),
     /// No live entry for the network.
@@ -86,13 +86,13 @@ pub enum Deregistered {
 
 /// Why a registration was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RegisterError {
+pub(crate) enum RegisterError {
     /// The roster holds `max_entries` live networks already.
     Full,
 }
 
 /// One entry per `network_id`, each live for `ttl` after its last registration.
-pub struct Registry {
+pub(crate) struct Registry {
     ttl: Duration,
     max_entries: usize,
     entries: HashMap<String, Entry>,
@@ -100,7 +100,7 @@ pub struct Registry {
 
 impl Registry {
     /// An empty roster whose entries live `ttl`, holding at most `max_entries`.
-    pub fn new(ttl: Duration, max_entries: usize) -> Self {
+    pub(crate) fn new(ttl: Duration, max_entries: usize) -> Self {
         Registry {
             ttl,
             max_entries,
@@ -109,7 +109,7 @@ impl Registry {
     }
 
     /// The entry TTL.
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.ttl
     }
 
@@ -124,7 +124,8 @@ impl Registry {
     ///
     /// [`RegisterError::Full`] for a new network when `max_entries` live
     /// networks are held.
-    pub fn register(
+    #[cfg(test)]
+    pub(crate) fn register(
         &mut self,
         info: RegistrationInfo,
         now: Instant,
@@ -138,7 +139,7 @@ impl Registry {
     /// # Errors
     ///
     /// [`RegisterError::Full`] as for [`register`](Self::register).
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         info: RegistrationInfo,
         now: Instant,
@@ -189,7 +190,7 @@ impl Registry {
 
     /// Removes the entry of `network_id` if `instance_id` holds it, so that
     /// an old instance shutting down never removes its successor's entry.
-    pub fn deregister(&mut self, network_id: &str, instance_id: &str, now: Instant) -> Deregistered {
+    pub(crate) fn deregister(&mut self, network_id: &str, instance_id: &str, now: Instant) -> Deregistered {
         let Some(entry) = self.entries.get(network_id) else {
             return Deregistered::Absent;
         };
@@ -207,7 +208,7 @@ impl Registry {
     }
 
     /// Live entries at `now`, sorted by `network_id`.
-    pub fn live(&self, now: Instant) -> Vec<NetworkInfo> {
+    pub(crate) fn live(&self, now: Instant) -> Vec<NetworkInfo> {
         let mut list: Vec<NetworkInfo> = self
             .entries
             .values()
@@ -225,7 +226,7 @@ impl Registry {
     }
 
     /// When the first live entry expires (after `now`), if any is live.
-    pub fn earliest_expiry(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn earliest_expiry(&self, now: Instant) -> Option<Instant> {
         self.entries
             .values()
             .filter(|e| self.is_live(e, now))
@@ -234,17 +235,17 @@ impl Registry {
     }
 
     /// Number of live entries at `now`.
-    pub fn live_count(&self, now: Instant) -> usize {
+    pub(crate) fn live_count(&self, now: Instant) -> usize {
         self.entries.values().filter(|e| self.is_live(e, now)).count()
     }
 
     /// Drops entries expired at `now`; returns how many went.
-    pub fn prune(&mut self, now: Instant) -> usize {
+    pub(crate) fn prune(&mut self, now: Instant) -> usize {
         self.prune_expired(now).len()
     }
 
     /// Drops entries expired at `now` and returns them with their age.
-    pub fn prune_expired(&mut self, now: Instant) -> Vec<(RegistrationInfo, Duration)> {
+    pub(crate) fn prune_expired(&mut self, now: Instant) -> Vec<(RegistrationInfo, Duration)> {
         let ttl = self.ttl;
         let expired: Vec<String> = self
             .entries
@@ -260,12 +261,14 @@ impl Registry {
     }
 
     /// Entries held, live or not yet swept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// True when nothing is held.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 }
@@ -344,7 +347,7 @@ impl SharedRegistry {
     /// # Errors
     ///
     /// [`RegisterError::Full`] for a new network when the roster is full.
-    pub fn register(&self, info: RegistrationInfo) -> Result<Registered, RegisterError> {
+    pub(crate) fn register(&self, info: RegistrationInfo) -> Result<Registered, RegisterError> {
         let (network, instance, endpoint) = (
             info.network_id.clone(),
             info.instance_id.clone(),
@@ -398,7 +401,7 @@ impl SharedRegistry {
 
     /// Removes `network_id`'s entry if `instance_id` holds it, and logs a
     /// removal at info.
-    pub fn deregister(&self, network_id: &str, instance_id: &str) -> Deregistered {
+    pub(crate) fn deregister(&self, network_id: &str, instance_id: &str) -> Deregistered {
         let outcome = self.lock().deregister(network_id, instance_id, Instant::now());
         if let Deregistered::Removed(info) = &outcome {
             *self.roster_cache() = None;
@@ -416,7 +419,7 @@ impl SharedRegistry {
     /// The live roster as the JSON array `GET /networks` returns. Encoded at
     /// most once per change: the cached text is reused until a network is
     /// added or replaced, the first entry expires, or it is a second old.
-    pub fn roster_json(&self) -> Result<Arc<str>, serde_json::Error> {
+    pub(crate) fn roster_json(&self) -> Result<Arc<str>, serde_json::Error> {
         let now = Instant::now();
         let mut cache = self.roster_cache();
         if let Some(cached) = cache.as_ref().filter(|c| now < c.valid_until) {

@@ -14,6 +14,7 @@
 use std::io::Read;
 use std::net::IpAddr;
 
+pub use super::metrics::Metrics;
 use super::registry::{Deregistered, RegisterError, Registered};
 pub use super::registry::{RegistryConfig, SharedRegistry};
 use crate::names::escaped;

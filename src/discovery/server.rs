@@ -172,6 +172,13 @@ pub struct DiscoveryServer {
 
 impl DiscoveryServer {
     /// Binds `config.bind`, starts the threads and logs the listening address.
+    ///
+    /// # Errors
+    ///
+    /// [`DiscoveryError::InvalidConfig`] for a zero limit or interval in
+    /// `config`; [`DiscoveryError::Bind`] when the address cannot be bound,
+    /// naming the cause (port in use, address not on this host, privileged
+    /// port); [`DiscoveryError::Spawn`] when a thread cannot start.
     pub fn start(config: ServerConfig) -> Result<DiscoveryServer, DiscoveryError> {
         config.validate()?;
         let bind_err = |source| DiscoveryError::Bind {

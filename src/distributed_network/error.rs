@@ -6,20 +6,30 @@ use crate::bridge::{BridgeError, SendError as BridgeSendError};
 use crate::discovery::DiscoveryError;
 use crate::runtime::{RuntimeError, SendError};
 
+/// Why an operation of a [`DistributedNetwork`](super::DistributedNetwork)
+/// failed. Each variant wraps the error of the layer it came from, whose
+/// `Display` text it shows unchanged (and returns as `source()`).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DistributedError {
+    /// The local network refused (duplicate node, already started, thread
+    /// not started…).
     Runtime(RuntimeError),
+    /// A message for a local node was not delivered (unknown node or port,
+    /// inbox full); the message is inside.
     Send(SendError),
+    /// The bridge failed: bind, dial, handshake, or it is shutting down.
     Bridge(BridgeError),
     /// A message for another network was not queued; the message is inside
     /// (`into_message`).
     NotSent(BridgeSendError),
+    /// The discovery client could not start (a bad endpoint, or its thread).
     Discovery(DiscoveryError),
     /// An actor or network id that cannot be used (empty, or containing `@`).
     InvalidName(String),
     /// The call needs `start()` first.
     NotStarted,
+    /// `start()` was called twice.
     AlreadyStarted,
 }
 

@@ -15,17 +15,59 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use serde_json::Value;
 
 pub use self::error::DistributedError;
-use self::inbound::LocalRouter;
+use self::inbound::{BridgeSender, LocalRouter};
 use self::proxy::{ProxyTarget, RemoteProxy};
 use self::watcher::Watcher;
-use crate::bridge::{Bridge, BridgeEvent, BridgeIdentity, BridgeStats, HoldOptions, RemoteMessage};
+use crate::bridge::{
+    Bridge, BridgeEvent, BridgeIdentity, BridgeStats, HoldOptions, RemoteMessage, SendOptions,
+};
 use crate::discovery::{DiscoveryService, RegistrationInfo};
 use crate::distributed_config::DistributedConfig;
 use crate::message::Message;
 use crate::runtime::{Actor, Network};
 
-/// One peer of a federation. All methods take `&self`; share it in an `Arc`
-/// to use it from several threads.
+/// One peer of a federation: a local [`Network`], the bridge that links it
+/// to other peers, and the discovery client that finds them. All methods
+/// take `&self`; share it in an `Arc` to use it from several threads.
+///
+/// Register actors, [`start`](Self::start), then link to other peers
+/// ([`connect_to_network`](Self::connect_to_network),
+/// [`hold_connection`](Self::hold_connection), or discovery with
+/// `auto_connect`). An actor of another peer is reached through a proxy node
+/// `actor@network` ([`register_remote_actor`](Self::register_remote_actor)).
+/// [`shutdown`](Self::shutdown) (also run on drop) joins every thread.
+///
+/// # Example
+///
+/// Two peers in one process, on free ports of 127.0.0.1:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use reflow_distributed::runtime::Recorder;
+/// use reflow_distributed::{DistributedConfig, DistributedNetwork, Message};
+///
+/// let alpha = DistributedNetwork::new(DistributedConfig::new("alpha"))?;
+/// let recorder = Recorder::new(Recorder::DEFAULT_HISTORY);
+/// let seen = recorder.log();
+/// alpha.register_local_actor("recorder", Box::new(recorder), serde_json::Value::Null)?;
+/// alpha.start()?;
+///
+/// let beta = DistributedNetwork::new(DistributedConfig::new("beta"))?;
+/// let proxy = beta.register_remote_actor("recorder", "alpha")?;
+/// assert_eq!(proxy, "recorder@alpha");
+/// beta.start()?;
+/// let endpoint = alpha.local_addr().expect("started").to_string();
+/// assert_eq!(beta.connect_to_network(&endpoint)?, "alpha");
+///
+/// beta.send_to_actor(&proxy, "in", "hello")?;
+/// assert!(seen.wait_until(Duration::from_secs(10), |records| !records.is_empty()));
+/// assert_eq!(seen.records()[0].message, Message::string("hello"));
+///
+/// beta.shutdown();
+/// alpha.shutdown();
+/// # Ok::<(), reflow_distributed::DistributedError>(())
+/// ```
 pub struct DistributedNetwork {
     config: DistributedConfig,
     network: Network,
@@ -41,6 +83,12 @@ pub struct DistributedNetwork {
 
 impl DistributedNetwork {
     /// A peer that is not started yet: register actors, then call `start`.
+    /// Nothing is bound and no thread runs until then.
+    ///
+    /// # Errors
+    ///
+    /// [`DistributedError::InvalidName`] when `config.network_id` is not an
+    /// id (`names::check_id`).
     pub fn new(config: DistributedConfig) -> Result<DistributedNetwork, DistributedError> {
         check_name("network_id", &config.network_id)?;
         let network = Network::new(config.network.clone());
@@ -57,15 +105,25 @@ impl DistributedNetwork {
         })
     }
 
+    /// The settings this peer was made with.
     pub fn config(&self) -> &DistributedConfig {
         &self.config
     }
 
+    /// This peer's network id.
     pub fn network_id(&self) -> &str {
         &self.config.network_id
     }
 
-    /// Adds a local node `id` running `actor`; remote peers address it by `id`.
+    /// Adds a local node `id` running `actor`; remote peers address it by
+    /// `id`. `metadata` is kept with the node (`Value::Null` for none).
+    /// Before or after `start`.
+    ///
+    /// # Errors
+    ///
+    /// [`DistributedError::InvalidName`] when `id` is not an id;
+    /// [`DistributedError::Runtime`] when a node `id` exists already, the
+    /// actor's declaration is inconsistent, or the network is shut down.
     pub fn register_local_actor(
         &self,
         id: &str,
@@ -79,6 +137,11 @@ impl DistributedNetwork {
     /// Adds (once) a proxy node `actor@network` that forwards every message it
     /// receives, on any port, to `actor`'s port of that name in `network`. Use
     /// it with `send_to_actor` or as the target of connections. Returns its name.
+    ///
+    /// # Errors
+    ///
+    /// [`DistributedError::InvalidName`] when either id is not an id;
+    /// [`DistributedError::Runtime`] when the local network is shut down.
     pub fn register_remote_actor(
         &self,
         actor_id: &str,
@@ -108,7 +171,17 @@ impl DistributedNetwork {
     }
 
     /// Starts the local network, the bridge listener and discovery (register,
-    /// poll, and dial what it reports when `auto_connect` is on).
+    /// poll, and dial what it reports when `auto_connect` is on). Returns
+    /// once the listener is bound; discovery works in the background.
+    ///
+    /// # Errors
+    ///
+    /// [`DistributedError::AlreadyStarted`] on a second call,
+    /// [`DistributedError::NotStarted`] after `shutdown`;
+    /// [`DistributedError::Bridge`] when the listener cannot bind (the
+    /// error names the cause: port in use, address not on this host…);
+    /// [`DistributedError::Discovery`] or [`DistributedError::Runtime`] when
+    /// a thread cannot start. On an error nothing is left running.
     pub fn start(&self) -> Result<(), DistributedError> {
         if self.stopped.load(Ordering::Acquire) {
             return Err(DistributedError::NotStarted);
@@ -116,6 +189,11 @@ impl DistributedNetwork {
         if self.started.swap(true, Ordering::AcqRel) {
             return Err(DistributedError::AlreadyStarted);
         }
+        self.network.set_remote(Arc::new(BridgeSender {
+            local_network: self.config.network_id.clone(),
+            bridge: self.bridge.clone(),
+            send_timeout: self.config.network.send_timeout,
+        }));
         self.network.start()?;
         let mut identity = BridgeIdentity::new(&self.config.network_id, &self.config.instance_id);
         identity.auth_token = self.config.auth_token.clone();
@@ -165,6 +243,7 @@ impl DistributedNetwork {
     /// whenever it drops) until shutdown.
     ///
     /// # Errors
+    ///
     /// [`DistributedError::NotStarted`]; [`DistributedError::Bridge`] with
     /// the dial's error (the endpoint is then not held: see
     /// [`DistributedNetwork::hold_connection`]).
@@ -179,6 +258,7 @@ impl DistributedNetwork {
     /// token in clear toward an async Reflow 1.0 peer.
     ///
     /// # Errors
+    ///
     /// [`DistributedError::NotStarted`]; [`DistributedError::Bridge`] when
     /// the supervisor thread cannot start or the bridge is shutting down.
     pub fn hold_connection(&self, endpoint: &str, options: HoldOptions) -> Result<(), DistributedError> {
@@ -195,7 +275,8 @@ impl DistributedNetwork {
     /// `unknown`), waiting up to `send_timeout` for room.
     ///
     /// # Errors
-    /// [`DistributedError::NotSent`], which hands the message back
+    ///
+    /// [`DistributedError::NotStarted`]; [`DistributedError::NotSent`], which hands the message back
     /// ([`DistributedError::into_message`]): no connection to `network`, a
     /// message larger than the peer accepts, a kind its protocol cannot
     /// carry, or the queue still full after the timeout.
@@ -206,6 +287,25 @@ impl DistributedNetwork {
         port: &str,
         message: impl Into<Message>,
     ) -> Result<(), DistributedError> {
+        let mode = self.config.bridge.delivery.mode;
+        let options = SendOptions::new(mode, self.config.network.send_timeout);
+        self.send_to_remote_actor_with(network, actor, port, message, options)
+    }
+
+    /// Sends `message` to `actor.port` in `network` with explicit options
+    /// (delivery mode and timeout), as source actor `unknown`.
+    ///
+    /// # Errors
+    /// As [`DistributedNetwork::send_to_remote_actor`], plus those of
+    /// acknowledged delivery ([`Bridge::send_with`]).
+    pub fn send_to_remote_actor_with(
+        &self,
+        network: &str,
+        actor: &str,
+        port: &str,
+        message: impl Into<Message>,
+        options: SendOptions,
+    ) -> Result<(), DistributedError> {
         let remote = RemoteMessage::new(
             &self.config.network_id,
             "unknown",
@@ -214,7 +314,22 @@ impl DistributedNetwork {
             port,
             message.into(),
         );
-        Ok(self.bridge()?.send(remote, self.config.network.send_timeout)?)
+        Ok(self.bridge()?.send_with(remote, options)?)
+    }
+
+    /// Messages to `network` accepted under acknowledged delivery and not
+    /// yet acknowledged by it.
+    pub fn unacknowledged(&self, network: &str) -> usize {
+        self.bridge.get().map_or(0, |b| b.unacknowledged(network))
+    }
+
+    /// Waits up to `timeout` until `network` has acknowledged every message
+    /// sent to it under acknowledged delivery; returns how many are still
+    /// unacknowledged (0: all were consumed by their actors).
+    pub fn wait_acknowledged(&self, network: &str, timeout: std::time::Duration) -> usize {
+        self.bridge
+            .get()
+            .map_or(0, |b| b.wait_acknowledged(network, timeout))
     }
 
     /// Delivers `message` to a local node, proxies included (`recorder@alpha`).
@@ -223,6 +338,7 @@ impl DistributedNetwork {
     /// queue), which saves the hand-off to the proxy's thread.
     ///
     /// # Errors
+    ///
     /// For a proxy, as [`DistributedNetwork::send_to_remote_actor`]; for a
     /// local node, [`DistributedError::Send`] (unknown node or port, inbox
     /// full), which hands the message back too.
@@ -267,22 +383,32 @@ impl DistributedNetwork {
     }
 
     /// A new receiver of bridge events (connections made, lost, redialed).
+    /// It holds up to `BridgeConfig::event_queue_capacity` events; a receiver
+    /// that falls further behind loses events rather than slowing the bridge.
+    ///
+    /// # Errors
+    ///
+    /// [`DistributedError::NotStarted`].
     pub fn bridge_events(&self) -> Result<crossbeam_channel::Receiver<BridgeEvent>, DistributedError> {
         Ok(self.bridge()?.subscribe())
     }
 
+    /// The bridge's counters; `None` before `start`.
     pub fn bridge_stats(&self) -> Option<BridgeStats> {
         self.bridge.get().map(|b| b.stats())
     }
 
+    /// Live bridge connections now (0 before `start`).
     pub fn connection_count(&self) -> usize {
         self.bridge.get().map_or(0, |b| b.connection_count())
     }
 
+    /// Whether a live connection to `network` is in the bridge's map now.
     pub fn is_connected_to(&self, network: &str) -> bool {
         self.bridge.get().is_some_and(|b| b.is_connected_to(network))
     }
 
+    /// The networks with a live connection now.
     pub fn connected_networks(&self) -> Vec<String> {
         self.bridge
             .get()
@@ -335,13 +461,6 @@ impl Drop for DistributedNetwork {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// Whether `name` can be a network or actor id: the rules of
-/// [`crate::names::check_id`] (1 to 256 bytes; no control, format or white
-/// space characters; no `@`, `:` or `/`).
-pub fn is_valid_name(name: &str) -> bool {
-    crate::names::check_id(name).is_ok()
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), DistributedError> {

@@ -4,9 +4,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::bridge::{Bridge, RemoteMessage};
+use crate::bridge::{Bridge, BridgeError, RemoteMessage};
 use crate::message::Message;
-use crate::runtime::{Actor, ActorContext, ActorError, Forward, Threading};
+use crate::runtime::{Actor, ActorContext, ActorError, Forward, Origin, Threading};
 
 /// Where a proxy forwards to; shared by the proxy actor and its forwarder.
 pub(crate) struct ProxyTarget {
@@ -19,8 +19,14 @@ pub(crate) struct ProxyTarget {
 }
 
 impl ProxyTarget {
-    fn remote_message(&self, port: &str, payload: Message) -> RemoteMessage {
-        let source = RemoteProxy::node_name(&self.actor_id, &self.network_id);
+    /// The remote message for `payload` from `origin`: a local node that
+    /// sent it is named as the source actor, so the remote actor can reply
+    /// to it; otherwise the proxy itself is.
+    fn remote_message(&self, port: &str, payload: Message, origin: Option<&Origin>) -> RemoteMessage {
+        let source = match origin {
+            Some(Origin::Node(node)) => node.clone(),
+            _ => RemoteProxy::node_name(&self.actor_id, &self.network_id),
+        };
         RemoteMessage::new(
             &self.local_network,
             source,
@@ -36,14 +42,14 @@ impl ProxyTarget {
 /// thread when the connection's queue has room; otherwise the proxy's own
 /// thread takes it and waits for room.
 impl Forward for ProxyTarget {
-    fn try_forward(&self, port: &str, message: Message) -> Result<(), Message> {
+    fn try_forward(&self, port: &str, message: Message, origin: &Origin) -> Result<(), Message> {
         let Some(bridge) = self.bridge.get() else {
             return Err(message);
         };
         // A reference-count bump: the message is handed back if the queue is full.
         let kept = message.clone();
         bridge
-            .try_send(self.remote_message(port, message))
+            .try_send(self.remote_message(port, message, Some(origin)))
             .map_err(|_| kept)
     }
 }
@@ -89,9 +95,18 @@ impl Actor for RemoteProxy {
             .ok_or_else(|| ActorError::new("the distributed network is not started"))?;
         let mut failures = Vec::new();
         for (port, message) in ctx.inputs() {
-            let remote = target.remote_message(port, message.clone());
-            if let Err(e) = bridge.send(remote, target.send_timeout) {
-                failures.push(format!("{port}: {e}"));
+            let origin = ctx.origin(port);
+            let mut remote = target.remote_message(port, message.clone(), origin.as_ref());
+            // A full window, queue or outbox is backpressure, not a failure:
+            // this proxy (on its own thread) keeps waiting, its inbox fills
+            // and its local senders are held back in turn. Anything else
+            // (no connection, too large) is reported.
+            while let Err(e) = bridge.send(remote, target.send_timeout) {
+                if !is_backpressure(e.error()) || ctx.is_shutting_down() {
+                    failures.push(format!("{port}: {e}"));
+                    break;
+                }
+                remote = e.into_message();
             }
         }
         if failures.is_empty() {
@@ -104,4 +119,12 @@ impl Actor for RemoteProxy {
             )))
         }
     }
+}
+
+/// Errors that only say "not now": the peer or the link is slow.
+fn is_backpressure(error: &BridgeError) -> bool {
+    matches!(
+        error,
+        BridgeError::QueueFull { .. } | BridgeError::WindowFull { .. } | BridgeError::OutboxFull { .. }
+    )
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::runtime::stream::StreamHandle;
+use crate::runtime::StreamHandle;
 
 pub(crate) mod inline;
 mod read;
@@ -30,7 +30,27 @@ mod read;
 mod tests;
 mod wire;
 
-/// One value travelling through a graph.
+/// One value travelling through a graph, and across the bridge.
+///
+/// Payloads are shared (`Arc`): cloning a message for fan-out costs a
+/// reference count, not a copy. The kinds are Reflow's, with the same names
+/// in the JSON `type` field (`{"type": "String", "data": "hello"}`).
+///
+/// `Serialize` writes the protocol 1.0 form that async Reflow reads, and
+/// fails for a kind 1.0 cannot carry; `Deserialize` reads both protocol
+/// forms plus Reflow 1.0's `Stream`, `Encoded` and `NetworkEvent`
+/// (`docs/protocol.md`, "Messages").
+///
+/// ```
+/// use reflow_distributed::Message;
+///
+/// let message = Message::from("hello");
+/// assert_eq!(message, Message::string("hello"));
+/// assert_eq!(message.as_str(), Some("hello"));
+/// assert_eq!(message.type_name(), "String");
+/// assert_eq!(format!("{message:?}"), "String(\"hello\")");
+/// assert_eq!(Message::from(7).as_i64(), Some(7));
+/// ```
 #[derive(Clone, PartialEq)]
 pub enum Message {
     /// A signal without data.
@@ -38,18 +58,29 @@ pub enum Message {
     /// Any JSON value, meant as an event notification. Reflow 1.0's
     /// `NetworkEvent` arrives as `Event({"event_type": …, "data": …})`.
     Event(Arc<Value>),
+    /// `true` or `false`.
     Boolean(bool),
+    /// A signed 64-bit integer.
     Integer(i64),
+    /// A 64-bit float; crosses the JSON wire unchanged (no lost ulp).
     Float(f64),
+    /// UTF-8 text.
     String(Arc<str>),
+    /// A JSON object.
     Object(Arc<Map<String, Value>>),
+    /// A JSON array. Reflow 1.0 sends each element wrapped as a message of
+    /// its own; both forms arrive as this.
     Array(Arc<Vec<Value>>),
     /// Raw bytes. Reflow 1.0 has no `Bytes`: it sends `Stream` and `Encoded`,
     /// which both arrive as `Bytes`, and reads `Bytes` sent as `Stream`.
     Bytes(Arc<[u8]>),
+    /// A value that may be absent (`null` on the wire).
     Optional(Option<Arc<Value>>),
+    /// Any JSON value, untyped.
     Any(Arc<Value>),
+    /// An error text, carried as data (not a failure of the send).
     Error(Arc<str>),
+    /// Points at an actor's port in another network.
     RemoteReference(Arc<RemoteReference>),
     /// A handle to an in-process stream. Only its metadata crosses the bridge,
     /// and only toward a 1.1 peer: Reflow 1.0 has no such kind, so writing it
@@ -60,16 +91,21 @@ pub enum Message {
 /// Points at a port of an actor in another network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteReference {
+    /// The network that hosts the actor.
     pub network_id: String,
+    /// The actor's id in that network.
     pub actor_id: String,
+    /// One of its ports.
     pub port: String,
 }
 
 impl Message {
+    /// A `String` message.
     pub fn string(text: impl Into<Arc<str>>) -> Self {
         Message::String(text.into())
     }
 
+    /// An `Error` message.
     pub fn error(text: impl Into<Arc<str>>) -> Self {
         Message::Error(text.into())
     }
@@ -102,6 +138,7 @@ impl Message {
         }
     }
 
+    /// The number of an `Integer` message.
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Message::Integer(i) => Some(*i),

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::wire::{unwrap_wrapper, wrapped_json};
 use super::{Message, RemoteReference};
-use crate::runtime::stream::StreamHandle;
+use crate::runtime::StreamHandle;
 
 impl Message {
     /// Builds a message of kind `type_name` from its `data` field (`None`
@@ -21,6 +21,11 @@ impl Message {
     /// data, `Flow`, `Event`/`Any` (`null`), `Optional` (`None`) and
     /// `StreamHandle` are still built; other kinds are an error. `Err` names
     /// the kind and what its data must be.
+    ///
+    /// # Errors
+    ///
+    /// An unknown `type_name`, missing data for a kind that needs it, or
+    /// data of the wrong shape for the kind; the text says which.
     pub fn from_parts(type_name: &str, data: Option<Value>) -> Result<Self, String> {
         let kind = Kind::from_name(type_name).ok_or_else(|| unknown_kind(type_name))?;
         match data {

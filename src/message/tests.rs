@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Message, RemoteReference, inline};
-use crate::runtime::stream::stream_channel;
+use crate::runtime::stream_channel;
 
 fn object(value: Value) -> Message {
     Message::Object(Arc::new(value.as_object().cloned().unwrap_or_default()))

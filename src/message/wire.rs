@@ -44,6 +44,10 @@ impl Message {
     /// no such kind) or a `Float` that is NaN or infinite (JSON has no such
     /// number). `Serialize` fails with the same text, so a sender may check
     /// first or just encode.
+    ///
+    /// # Errors
+    ///
+    /// The reason, as text, when the message has no 1.0 form.
     pub fn check_v10(&self) -> Result<(), String> {
         match self {
             Message::StreamHandle(_) => Err(

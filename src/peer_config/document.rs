@@ -1,8 +1,14 @@
 //! The peer configuration format: which keys exist, what each must hold, and
 //! how the document becomes a [`PeerConfig`]. `docs/configuration.md`
-//! describes the same keys for users; keep the two in step.
+//! describes the same keys for users; keep the two in step (a test checks).
+//!
+//! A new section is a list of its keys here (and in `TABLES`), a reader
+//! that writes into the settings struct it configures and, if those
+//! settings are new, a field of `DistributedConfig`: the file's keys are
+//! never copied into a struct of their own.
 
 use std::ffi::OsString;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -12,8 +18,12 @@ use super::error::{ConfigError, ConfigErrorKind};
 use super::reader::{Reader, Section};
 use super::validate;
 use super::{AUTH_TOKEN_ENV, ConnectTarget, PeerConfig, RemoteActor};
-use crate::bridge::ReconnectPolicy;
+use crate::bridge::{HoldOptions, ReconnectPolicy};
+use crate::discovery::DiscoveryClientConfig;
+use crate::distributed_config::DistributedConfig;
 use crate::names::{self, ID_RULE};
+use crate::runtime::NetworkConfig;
+use crate::secret::Secret;
 
 const TOP_KEYS: &[&str] = &[
     "network_id",
@@ -40,6 +50,19 @@ const TOP_KEYS: &[&str] = &[
 const RECONNECT_KEYS: &[&str] = &["initial_delay_ms", "max_delay_ms", "multiplier", "max_attempts"];
 const CONNECT_KEYS: &[&str] = &["endpoint", "network_id", "legacy_auth"];
 const REMOTE_ACTOR_KEYS: &[&str] = &["actor_id", "network_id"];
+
+/// Every table of the format with its keys: `""` is the top level, the
+/// others are top-level keys holding a table (`[reconnect]`) or an array of
+/// tables (`[[connect]]`). A new section goes here and in `TOP_KEYS`; the
+/// documentation test then wants a row in `docs/configuration.md` for each
+/// of its keys, with the code's default.
+#[cfg(test)]
+pub(crate) const TABLES: &[(&str, &[&str])] = &[
+    ("", TOP_KEYS),
+    ("reconnect", RECONNECT_KEYS),
+    ("connect", CONNECT_KEYS),
+    ("remote_actor", REMOTE_ACTOR_KEYS),
+];
 
 /// Longest accepted interval or delay: one day. Anything longer is a typo.
 const MAX_MS: u64 = 86_400_000;
@@ -71,11 +94,12 @@ pub(crate) fn read(
         r.missing(&top, "network_id");
     }
     let mut cfg = PeerConfig::new(network_id.unwrap_or_default());
+    let peer = &mut cfg.distributed;
     if let Some(instance_id) = id_key(&mut r, &top, "instance_id") {
-        cfg.instance_id = instance_id;
+        peer.instance_id = instance_id;
     } else if !top.table.contains_key("instance_id")
-        && !cfg.network_id.is_empty()
-        && names::check_id(&cfg.instance_id).is_err()
+        && !peer.network_id.is_empty()
+        && names::check_id(&peer.instance_id).is_err()
         && let Some(value) = top.table.get("network_id")
     {
         // A valid network id can only break the rule here by length: the
@@ -86,23 +110,16 @@ pub(crate) fn read(
         );
         r.invalid("network_id".into(), value, &rule);
     }
-    read_bridge_keys(&mut r, &top, &mut cfg);
-    read_discovery_keys(&mut r, &top, &mut cfg);
-    read_runtime_keys(&mut r, &top, &mut cfg);
-    cfg.auth_token = read_auth_token(&mut r, &top, env);
+    read_bridge_keys(&mut r, &top, peer);
+    read_discovery_keys(&mut r, &top, &mut peer.discovery);
+    read_runtime_keys(&mut r, &top, &mut peer.network);
+    peer.auth_token = read_auth_token(&mut r, &top, env);
     if let Some(reconnect) = single_table(&mut r, &top, "reconnect", "[reconnect] ", RECONNECT_KEYS) {
-        read_reconnect(&mut r, &reconnect, &mut cfg.reconnect);
+        read_reconnect(&mut r, &reconnect, &mut peer.bridge.reconnect);
     }
-    cfg.connect = read_connect(&mut r, &top);
     // An entry without its own `legacy_auth` follows the top-level key.
-    let legacy_default = cfg.legacy_auth;
-    let explicit: Vec<bool> = connect_legacy_keys(&top);
-    for (target, has_own) in cfg.connect.iter_mut().zip(explicit) {
-        if !has_own {
-            target.legacy_auth = legacy_default;
-        }
-    }
-    cfg.remote_actors = read_remote_actors(&mut r, &top, &cfg.network_id);
+    cfg.connect = read_connect(&mut r, &top, peer.legacy_auth);
+    cfg.remote_actors = read_remote_actors(&mut r, &top, &cfg.distributed.network_id);
 
     r.finish()?;
     Ok(cfg)
@@ -130,42 +147,44 @@ fn size(r: &mut Reader<'_>, section: &Section<'_, '_>, key: &str, min: u64, max:
         .and_then(|n| usize::try_from(n).ok())
 }
 
-fn read_bridge_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, cfg: &mut PeerConfig) {
+/// The top-level keys of the bridge and of how this peer is reached.
+fn read_bridge_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, peer: &mut DistributedConfig) {
+    let bridge = &mut peer.bridge;
     let ip_rule = "an IP address such as 127.0.0.1 or 0.0.0.0";
-    if let Some(ip) = r.checked_string(top, "bind_address", ip_rule, |s| s.parse().ok()) {
-        cfg.bind_address = ip;
+    if let Some(ip) = r.checked_string(top, "bind_address", ip_rule, |s| s.parse::<IpAddr>().ok()) {
+        bridge.bind_address = ip.to_string();
     }
     if let Some(port) = r.integer(top, "bind_port", 0, u64::from(u16::MAX)) {
-        cfg.bind_port = u16::try_from(port).unwrap_or_default();
+        bridge.bind_port = u16::try_from(port).unwrap_or_default();
     }
-    cfg.advertise_address =
+    peer.advertise_address =
         r.checked_string(top, "advertise_address", ADVERTISE_RULE, validate::advertise_host);
     if let Some(b) = r.boolean(top, "auto_connect") {
-        cfg.auto_connect = b;
+        peer.auto_connect = b;
     }
     if let Some(interval) = millis(r, top, "heartbeat_interval_ms") {
-        cfg.heartbeat_interval = interval;
+        bridge.heartbeat_interval = interval;
     }
     if let Some(n) = size(r, top, "max_connections", 1, 65_535) {
-        cfg.max_connections = n;
+        bridge.max_connections = n;
     }
     if let Some(n) = size(r, top, "max_frame_bytes", MIN_FRAME_BYTES, 1 << 30) {
-        cfg.max_frame_bytes = n;
+        bridge.max_frame_bytes = n;
     }
     if let Some(b) = r.boolean(top, "legacy_auth") {
-        cfg.legacy_auth = b;
+        peer.legacy_auth = b;
     }
     if let Some(b) = r.boolean(top, "accept_legacy_auth") {
-        cfg.accept_legacy_auth = b;
+        bridge.accept_legacy_auth = b;
     }
     if let Some(warning) = millis(r, top, "link_down_warning_ms") {
-        cfg.link_down_warning = warning;
+        bridge.link_down_warning = warning;
     }
 }
 
-fn read_discovery_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, cfg: &mut PeerConfig) {
+fn read_discovery_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, discovery: &mut DiscoveryClientConfig) {
     if let Some(refresh) = millis(r, top, "discovery_refresh_ms") {
-        cfg.discovery_refresh = refresh;
+        discovery.refresh_interval = refresh;
     }
     let Some(value) = top.table.get("discovery_endpoints") else {
         return;
@@ -176,17 +195,19 @@ fn read_discovery_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, cfg: &mut Peer
     };
     for item in items {
         match item.get_ref().as_str().and_then(validate::discovery_url) {
-            Some(url) => cfg.discovery_endpoints.push(url),
+            Some(url) => discovery.endpoints.push(url),
             None => r.invalid("discovery_endpoints".into(), item, DISCOVERY_RULE),
         }
     }
 }
 
-fn read_runtime_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, cfg: &mut PeerConfig) {
+fn read_runtime_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, network: &mut NetworkConfig) {
     if let Some(n) = size(r, top, "inbox_capacity", 1, 1 << 20) {
-        cfg.inbox_capacity = n;
+        network.inbox_capacity = n;
     }
-    cfg.workers = size(r, top, "workers", 1, 1024);
+    if let Some(n) = size(r, top, "workers", 1, 1024) {
+        network.workers = n;
+    }
 }
 
 /// The token from the file, replaced by `REFLOW_AUTH_TOKEN` when that is set
@@ -195,7 +216,7 @@ fn read_auth_token(
     r: &mut Reader<'_>,
     top: &Section<'_, '_>,
     env: &dyn Fn(&str) -> Option<OsString>,
-) -> Option<String> {
+) -> Option<Secret> {
     let from_file = match r.string(top, "auth_token") {
         Some(("", value)) => {
             r.invalid(
@@ -205,13 +226,13 @@ fn read_auth_token(
             );
             None
         }
-        Some((token, _)) => Some(token.to_string()),
+        Some((token, _)) => Some(Secret::from(token)),
         None => None,
     };
     match env(AUTH_TOKEN_ENV) {
         Some(os) if os.is_empty() => from_file,
         Some(os) => match os.into_string() {
-            Ok(token) => Some(token),
+            Ok(token) => Some(Secret::from(token)),
             Err(_) => {
                 let kind = ConfigErrorKind::Env {
                     var: AUTH_TOKEN_ENV,
@@ -258,7 +279,8 @@ fn read_reconnect(r: &mut Reader<'_>, section: &Section<'_, '_>, policy: &mut Re
     }
 }
 
-fn read_connect(r: &mut Reader<'_>, top: &Section<'_, '_>) -> Vec<ConnectTarget> {
+/// The `[[connect]]` tables; `legacy_default` is the top-level `legacy_auth`.
+fn read_connect(r: &mut Reader<'_>, top: &Section<'_, '_>, legacy_default: bool) -> Vec<ConnectTarget> {
     let mut targets: Vec<ConnectTarget> = Vec::new();
     for entry in array_of_tables(r, top, "connect", "[[connect]] ", CONNECT_KEYS) {
         // A misspelt key explains a missing one better than "missing" does.
@@ -279,32 +301,13 @@ fn read_connect(r: &mut Reader<'_>, top: &Section<'_, '_>) -> Vec<ConnectTarget>
         }
         let network_id = id_key(r, &entry, "network_id");
         let legacy_auth = r.boolean(&entry, "legacy_auth");
-        targets.push(ConnectTarget {
-            endpoint,
+        let options = HoldOptions {
             network_id,
-            legacy_auth: legacy_auth.unwrap_or(false),
-        });
+            legacy_auth: legacy_auth.unwrap_or(legacy_default),
+        };
+        targets.push(ConnectTarget { endpoint, options });
     }
     targets
-}
-
-/// For each `[[connect]]` table, whether it sets `legacy_auth` itself.
-fn connect_legacy_keys(top: &Section<'_, '_>) -> Vec<bool> {
-    let Some(connect) = top.table.get("connect") else {
-        return Vec::new();
-    };
-    let Some(entries) = connect.get_ref().as_array() else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .map(|entry| {
-            entry
-                .get_ref()
-                .as_table()
-                .is_some_and(|table| table.contains_key("legacy_auth"))
-        })
-        .collect()
 }
 
 fn read_remote_actors(r: &mut Reader<'_>, top: &Section<'_, '_>, own_network: &str) -> Vec<RemoteActor> {

@@ -30,15 +30,22 @@ pub enum ConfigErrorKind {
     Syntax(String),
     /// A key that is not part of the format, most often a typo.
     UnknownKey {
+        /// The key as written (escaped when shown).
         key: String,
-        /// The closest known key, when one is close enough to be a likely typo.
+        /// The closest known key, when one is close enough to be a likely typo
+        /// (at most a third of its length in edits).
         suggestion: Option<&'static str>,
+        /// Every key known in that table.
         expected: &'static [&'static str],
     },
     /// A required key is absent.
-    MissingKey { key: String },
+    MissingKey {
+        /// The key that must be there.
+        key: String,
+    },
     /// A key has a value of the wrong type or out of range.
     InvalidValue {
+        /// The key whose value is wrong.
         key: String,
         /// What the value must be, e.g. `an integer 0..=65535`.
         expected: String,
@@ -46,10 +53,17 @@ pub enum ConfigErrorKind {
         got: String,
     },
     /// Two entries that must be distinct are the same.
-    Duplicate { key: String, value: String },
+    Duplicate {
+        /// Which entries (`[[connect]] endpoint`, `[[remote_actor]]`).
+        key: String,
+        /// The value found twice.
+        value: String,
+    },
     /// An environment variable that is set but unusable.
     Env {
+        /// The variable, e.g. `REFLOW_AUTH_TOKEN`.
         var: &'static str,
+        /// What is wrong with it, e.g. `is not valid UTF-8`.
         problem: &'static str,
     },
 }

@@ -1,7 +1,15 @@
+use std::time::Duration;
+
 use super::*;
+use crate::Secret;
+use crate::bridge::ReconnectPolicy;
 
 fn read(text: &str) -> Result<PeerConfig, ConfigError> {
     PeerConfig::from_str_with_env(text, "alpha.toml", |_| None)
+}
+
+fn token(config: &PeerConfig) -> Option<&str> {
+    config.distributed.auth_token.as_ref().map(Secret::expose)
 }
 
 fn error(text: &str) -> ConfigError {
@@ -15,12 +23,13 @@ fn error(text: &str) -> ConfigError {
 fn minimal_file_takes_every_default() {
     let config = read("network_id = \"alpha\"\n").expect("valid");
     assert_eq!(config, PeerConfig::new("alpha"));
-    assert_eq!(config.instance_id, "alpha-1");
-    assert_eq!(config.bind_address.to_string(), "127.0.0.1");
-    assert_eq!(config.bind_port, 0);
-    assert_eq!(config.heartbeat_interval, Duration::from_millis(1000));
-    assert_eq!(config.discovery_refresh, Duration::from_secs(15));
-    assert_eq!(config.reconnect, ReconnectPolicy::default());
+    let d = &config.distributed;
+    assert_eq!(d.instance_id, "alpha-1");
+    assert_eq!(d.bridge.bind_address, "127.0.0.1");
+    assert_eq!(d.bridge.bind_port, 0);
+    assert_eq!(d.bridge.heartbeat_interval, Duration::from_millis(1000));
+    assert_eq!(d.discovery.refresh_interval, Duration::from_secs(15));
+    assert_eq!(d.bridge.reconnect, ReconnectPolicy::default());
 }
 
 #[test]
@@ -70,7 +79,7 @@ fn the_token_never_reaches_errors_or_debug() {
     let err = error("network_id = \"a\"\nauth_token = hunter2\n");
     assert!(!err.to_string().contains("hunter2"), "{err}");
     let config = read("network_id = \"a\"\nauth_token = \"hunter2\"\n").expect("valid");
-    assert_eq!(config.auth_token.as_deref(), Some("hunter2"));
+    assert_eq!(token(&config), Some("hunter2"));
     assert!(!format!("{config:?}").contains("hunter2"));
     assert!(!format!("{:?}", config.to_distributed_config()).contains("hunter2"));
 }
@@ -80,9 +89,9 @@ fn environment_token_replaces_the_file_one_unless_empty() {
     let text = "network_id = \"a\"\nauth_token = \"from-file\"\n";
     let env = |value: &'static str| move |var: &str| (var == AUTH_TOKEN_ENV).then(|| OsString::from(value));
     let config = PeerConfig::from_str_with_env(text, "a.toml", env("from-env")).expect("valid");
-    assert_eq!(config.auth_token.as_deref(), Some("from-env"));
+    assert_eq!(token(&config), Some("from-env"));
     let config = PeerConfig::from_str_with_env(text, "a.toml", env("")).expect("valid");
-    assert_eq!(config.auth_token.as_deref(), Some("from-file"));
+    assert_eq!(token(&config), Some("from-file"));
 }
 
 #[test]
@@ -115,7 +124,7 @@ max_attempts = 0
         ("alpha", "alpha-7")
     );
     assert_eq!(d.advertise_address.as_deref(), Some("10.0.0.5"));
-    assert_eq!(d.auth_token.as_deref(), Some("s"));
+    assert_eq!(d.auth_token.as_ref().map(Secret::expose), Some("s"));
     assert!(!d.auto_connect);
     assert_eq!(
         (d.bridge.bind_address.as_str(), d.bridge.bind_port),

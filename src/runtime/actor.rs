@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::node::{Node, Outbox};
+use super::origin::{Origin, Source};
 use super::scheduler::{self, Shared};
 use super::state::ActorState;
 use crate::message::Message;
@@ -42,6 +43,8 @@ pub enum Threading {
 pub struct ActorError(String);
 
 impl ActorError {
+    /// An error with this text; it is logged and sent as
+    /// [`NetworkEvent::ActorFailed`](super::NetworkEvent::ActorFailed).
     pub fn new(text: impl Into<String>) -> Self {
         ActorError(text.into())
     }
@@ -82,10 +85,12 @@ pub trait Actor: Send + 'static {
     /// Names of the ports the actor emits on.
     fn outports(&self) -> Vec<String>;
 
+    /// When the node fires; default [`AwaitRule::Any`].
     fn await_rule(&self) -> AwaitRule {
         AwaitRule::Any
     }
 
+    /// Where its ticks run; default [`Threading::Pool`].
     fn threading(&self) -> Threading {
         Threading::Pool
     }
@@ -112,15 +117,26 @@ pub trait Actor: Send + 'static {
     }
 
     /// One tick. An actor with no inports gets exactly one tick, at start.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the actor reports. The error (or a panic) is logged and
+    /// sent as [`NetworkEvent::ActorFailed`](super::NetworkEvent::ActorFailed);
+    /// the node keeps serving later ticks.
     fn run(&mut self, ctx: &mut ActorContext<'_>) -> Result<(), ActorError>;
 }
 
 /// Passes a message on without blocking; see [`Actor::forwarder`].
 pub trait Forward: Send + Sync {
-    /// Forwards `message` that arrived on `port`, or gives it back when it
-    /// cannot be passed on right now (the message is then queued for a tick).
-    /// Must not block: it runs on the sender's thread, possibly a pool worker.
-    fn try_forward(&self, port: &str, message: Message) -> Result<(), Message>;
+    /// Forwards `message` that arrived on `port` from `origin`, or gives it
+    /// back when it cannot be passed on right now (the message is then queued
+    /// for a tick). Must not block: it runs on the sender's thread, possibly a
+    /// pool worker.
+    ///
+    /// # Errors
+    ///
+    /// The message itself, handed back, when it cannot be passed on now.
+    fn try_forward(&self, port: &str, message: Message, origin: &Origin) -> Result<(), Message>;
 }
 
 /// What an actor sees during one tick.
@@ -129,6 +145,8 @@ pub struct ActorContext<'a> {
     pub(crate) node: &'a Arc<Node>,
     pub(crate) outbox: &'a mut Outbox,
     pub(crate) inputs: Vec<(Arc<str>, Message)>,
+    /// Who sent each input, by port; kept when an input is taken.
+    pub(crate) sources: Vec<(Arc<str>, Source)>,
     pub(crate) emitted: Vec<(usize, Message)>,
     pub(crate) state: &'a mut ActorState,
     pub(crate) config: &'a Value,
@@ -157,6 +175,10 @@ impl<'a> ActorContext<'a> {
     }
 
     /// Queues `message` on `port`; it is delivered when the tick ends.
+    ///
+    /// # Errors
+    ///
+    /// An [`ActorError`] naming the outports when the actor has no outport `port`.
     pub fn emit(&mut self, port: &str, message: impl Into<Message>) -> Result<(), ActorError> {
         let index = self.outport_index(port)?;
         self.emitted.push((index, message.into()));
@@ -167,10 +189,97 @@ impl<'a> ActorContext<'a> {
     /// full downstream inbox keeps the message (and what follows) until there is
     /// room; on a dedicated thread the call waits for room. Fails only for an
     /// unknown port or when the network is shutting down.
+    ///
+    /// # Errors
+    ///
+    /// An [`ActorError`] for an unknown outport, or when the network is
+    /// shutting down.
     pub fn send(&mut self, port: &str, message: impl Into<Message>) -> Result<(), ActorError> {
         let index = self.outport_index(port)?;
         scheduler::deliver(self.shared, self.node, self.outbox, index, message.into())
             .map_err(|_| ActorError::new("network is shutting down"))
+    }
+
+    /// Where this tick's message on `port` came from: the application, a
+    /// node of this network, or an actor of another network.
+    pub fn origin(&self, port: &str) -> Option<Origin> {
+        self.source(port).map(Source::origin)
+    }
+
+    /// Answers this tick's message on `port`: sends `message` to port
+    /// `reply_port` of whoever sent it. A local sender gets it with the same
+    /// backpressure as [`ActorContext::send`]; a remote one over the bridge,
+    /// with no proxy registered for it (see
+    /// [`ActorContext::send_to_remote_actor`] for when that waits).
+    ///
+    /// # Errors
+    /// No message on `port` this tick; a sender outside the graph (nothing
+    /// to answer); a local sender without a `reply_port` inport; the
+    /// network shutting down; for a remote sender, the bridge's reason.
+    pub fn reply(
+        &mut self,
+        port: &str,
+        reply_port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), ActorError> {
+        let source = self
+            .source(port)
+            .cloned()
+            .ok_or_else(|| ActorError(format!("no message arrived on port {port:?} this tick")))?;
+        match source {
+            Source::External => Err(ActorError(format!(
+                "the message on port {port:?} came from outside the graph: there is no one to reply to"
+            ))),
+            Source::Node(node) => {
+                let target = node
+                    .upgrade()
+                    .ok_or_else(|| ActorError::new("the sender of this message was removed"))?;
+                let index = target
+                    .inport_index(reply_port, self.shared.config.inbox_capacity)
+                    .ok_or_else(|| {
+                        ActorError(format!(
+                            "node {} has no inport {reply_port:?} to reply to",
+                            target.name()
+                        ))
+                    })?;
+                scheduler::deliver_to(self.shared, self.node, self.outbox, target, index, message.into())
+                    .map_err(|_| ActorError::new("network is shutting down"))
+            }
+            Source::Remote(remote) => {
+                self.send_to_remote_actor(&remote.network, &remote.actor, reply_port, message)
+            }
+        }
+    }
+
+    /// Sends `message` to `actor.port` in `network` over the bridge, with
+    /// this node as the sender (so the remote actor can reply). On the pool
+    /// it does not wait: a full connection queue or credit window is an
+    /// error; a [`Threading::Dedicated`] node waits up to the network's
+    /// `send_timeout`.
+    ///
+    /// # Errors
+    /// This network is not part of a distributed network; no connection to
+    /// `network`; a full queue or window; the message's size or kind.
+    pub fn send_to_remote_actor(
+        &mut self,
+        network: &str,
+        actor: &str,
+        port: &str,
+        message: impl Into<Message>,
+    ) -> Result<(), ActorError> {
+        let remote = self
+            .shared
+            .remote
+            .get()
+            .ok_or_else(|| ActorError::new("this network is not linked to other networks"))?;
+        let wait = matches!(self.node.runner, super::node::Runner::Dedicated(_));
+        remote
+            .send_remote(self.node.name(), network, actor, port, message.into(), wait)
+            .map_err(|(why, _message)| ActorError(why))
+    }
+
+    fn source(&self, port: &str) -> Option<&Source> {
+        self.sources.iter().find(|(p, _)| &**p == port).map(|(_, s)| s)
     }
 
     /// State that persists across this node's ticks.
@@ -183,18 +292,22 @@ impl<'a> ActorContext<'a> {
         self.state.pool_upsert(pool, key, value);
     }
 
+    /// The value of `key` in the node's pool `pool`, if any.
     pub fn pool_get(&self, pool: &str, key: &str) -> Option<&Value> {
         self.state.pool_get(pool, key)
     }
 
+    /// Removes `key` from pool `pool` and returns its value.
     pub fn pool_remove(&mut self, pool: &str, key: &str) -> Option<Value> {
         self.state.pool_remove(pool, key)
     }
 
+    /// How many keys pool `pool` holds.
     pub fn pool_count(&self, pool: &str) -> usize {
         self.state.pool_count(pool)
     }
 
+    /// Empties pool `pool`.
     pub fn pool_clear(&mut self, pool: &str) {
         self.state.pool_clear(pool);
     }
@@ -246,6 +359,8 @@ pub struct FnActor {
 }
 
 impl FnActor {
+    /// An actor with these ports whose tick is `tick`; it fires on any
+    /// input ([`AwaitRule::Any`]) on the worker pool ([`Threading::Pool`]).
     pub fn new(
         inports: &[&str],
         outports: &[&str],
@@ -260,11 +375,13 @@ impl FnActor {
         }
     }
 
+    /// The same actor with another [`AwaitRule`].
     pub fn with_await_rule(mut self, rule: AwaitRule) -> Self {
         self.await_rule = rule;
         self
     }
 
+    /// The same actor with another [`Threading`].
     pub fn with_threading(mut self, threading: Threading) -> Self {
         self.threading = threading;
         self

@@ -29,7 +29,9 @@ pub(crate) fn builtin_templates() -> Vec<(&'static str, Arc<ActorFactory>)> {
 /// One message a recorder received.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
+    /// The inport it arrived on.
     pub port: String,
+    /// What arrived.
     pub message: Message,
 }
 
@@ -65,10 +67,12 @@ impl RecorderLog {
         lock(&self.records).iter().cloned().collect()
     }
 
+    /// How many records are kept (at most the history capacity).
     pub fn len(&self) -> usize {
         lock(&self.records).len()
     }
 
+    /// True before the first message.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -103,8 +107,10 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// Records kept when the metadata sets no `history_capacity`: 1000.
     pub const DEFAULT_HISTORY: usize = 1000;
 
+    /// A recorder that keeps the newest `history_capacity` records (at least 1).
     pub fn new(history_capacity: usize) -> Self {
         Recorder {
             log: Arc::new(RecorderLog::new(history_capacity)),
@@ -119,6 +125,7 @@ impl Recorder {
         Recorder::new(capacity)
     }
 
+    /// Its history, to read from the application while it runs.
     pub fn log(&self) -> Arc<RecorderLog> {
         self.log.clone()
     }

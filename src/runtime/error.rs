@@ -9,21 +9,33 @@ use crate::message::Message;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RuntimeError {
+    /// No node of that name.
     UnknownNode(String),
+    /// The node has no port of that name.
     UnknownPort {
+        /// The node.
         node: String,
+        /// The port asked for.
         port: String,
+        /// The ports it has, for the message.
         available: Vec<String>,
     },
+    /// No template registered under that id.
     UnknownTemplate(String),
+    /// A node of that name exists already.
     DuplicateNode(String),
+    /// A template of that id exists already.
     DuplicateTemplate(String),
     /// The actor's declaration is inconsistent (an await rule naming no inport…).
     InvalidActor {
+        /// The node it was added as.
         node: String,
+        /// What is inconsistent.
         reason: String,
     },
+    /// `start()` was called twice.
     AlreadyStarted,
+    /// The network is shut down (or shutting down).
     ShutDown,
     /// The OS refused a thread.
     Spawn(std::io::Error),
@@ -61,17 +73,25 @@ impl std::error::Error for RuntimeError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendErrorKind {
+    /// No node of that name.
     UnknownNode(String),
+    /// The node has no such inport.
     UnknownPort {
+        /// The node.
         node: String,
+        /// The port asked for.
         port: String,
     },
     /// The inbox stayed full for the whole wait (zero for `try_` sends).
     Full {
+        /// The node.
         node: String,
+        /// Its inport.
         port: String,
+        /// How long the send waited (`NetworkConfig::send_timeout` at most).
         waited: Duration,
     },
+    /// The network is shutting down or shut down.
     ShuttingDown,
 }
 
@@ -86,10 +106,12 @@ impl SendError {
         SendError { kind, message }
     }
 
+    /// Why the send failed.
     pub fn kind(&self) -> &SendErrorKind {
         &self.kind
     }
 
+    /// True when the inbox was full: the same send may succeed later.
     pub fn is_full(&self) -> bool {
         matches!(self.kind, SendErrorKind::Full { .. })
     }

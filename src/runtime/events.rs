@@ -13,9 +13,17 @@ pub enum NetworkEvent {
     /// `start()` finished: workers run and initial packets are queued.
     Started,
     /// A node's actor is ready to receive (at start, or when added later).
-    ActorStarted { node: String },
+    ActorStarted {
+        /// The node.
+        node: String,
+    },
     /// A tick returned an error or panicked; the node keeps serving.
-    ActorFailed { node: String, error: String },
+    ActorFailed {
+        /// The node.
+        node: String,
+        /// The error's text, or the panic's message.
+        error: String,
+    },
     /// No node is queued or running.
     Idle,
     /// `shutdown()` began.

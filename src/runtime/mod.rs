@@ -3,14 +3,15 @@
 
 mod actor;
 mod catalog;
-pub mod config;
+mod config;
 mod error;
 mod events;
 mod network;
 mod node;
+mod origin;
 mod scheduler;
 mod state;
-pub mod stream;
+mod stream;
 mod wake;
 
 pub use actor::{Actor, ActorContext, ActorError, AwaitRule, FnActor, Forward, Threading};
@@ -18,5 +19,7 @@ pub use catalog::{Passthrough, Record, Recorder, RecorderLog};
 pub use config::NetworkConfig;
 pub use error::{RuntimeError, SendError, SendErrorKind};
 pub use events::NetworkEvent;
-pub use network::{ActorFactory, Network};
+pub use network::Network;
+pub use origin::Origin;
+pub(crate) use origin::{Consumed, Receipt, RemoteSend, RemoteSource, Room, Source};
 pub use stream::{StreamError, StreamFrame, StreamHandle, StreamWriter, stream_channel};

@@ -16,11 +16,12 @@ use super::config::NetworkConfig;
 use super::error::{RuntimeError, SendError, SendErrorKind};
 use super::events::NetworkEvent;
 use super::node::{Node, Pending, Route, Runner, lock};
+use super::origin::{Envelope, Receipt, RemoteSend, Room, Source};
 use super::scheduler::{self, Job, Shared, WaitError};
 use crate::message::Message;
 
 /// Makes an actor for a node from the node's metadata.
-pub type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
+pub(crate) type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
 
 #[derive(Default)]
 struct Registry {
@@ -43,7 +44,32 @@ struct NetworkInner {
 }
 
 /// A local actor graph. Cheap to clone: every clone is a handle to the same
-/// network, usable from any thread.
+/// network, usable from any thread. `docs/runtime.md` explains the model:
+/// bounded inboxes, a worker pool, backpressure that cannot deadlock.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use reflow_distributed::runtime::{FnActor, Network, NetworkConfig, RecorderLog};
+/// use serde_json::Value;
+///
+/// let network = Network::new(NetworkConfig::default());
+/// let doubler = FnActor::new(&["in"], &["out"], |ctx| {
+///     let n = ctx.input("in").and_then(|m| m.as_i64()).unwrap_or(0);
+///     ctx.emit("out", n * 2)
+/// });
+/// network.add_actor("double", Box::new(doubler), Value::Null)?;
+/// network.add_node("sink", "recorder", Value::Null)?;
+/// network.connect("double", "out", "sink", "in")?;
+/// network.start()?;
+///
+/// network.send_to_actor("double", "in", 21_i64)?;
+/// let log = network.node_handle::<RecorderLog>("sink").expect("a recorder");
+/// assert!(log.wait_until(Duration::from_secs(10), |records| !records.is_empty()));
+/// assert_eq!(log.records()[0].message.as_i64(), Some(42));
+/// network.shutdown();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Network {
     inner: Arc<NetworkInner>,
@@ -70,11 +96,17 @@ impl Network {
         }
     }
 
+    /// The settings this network was made with.
     pub fn config(&self) -> &NetworkConfig {
         &self.inner.shared.config
     }
 
-    /// Registers a template: a factory that makes one actor per node.
+    /// Registers a template: a factory that makes one actor per node from
+    /// the node's metadata. `recorder` and `passthrough` are built in.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::DuplicateTemplate`] when `id` is taken.
     pub fn register_template(
         &self,
         id: &str,
@@ -89,6 +121,10 @@ impl Network {
     }
 
     /// Adds node `name` made by template `template` with `metadata` as its config.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::UnknownTemplate`], or as [`Network::add_actor`].
     pub fn add_node(&self, name: &str, template: &str, metadata: Value) -> Result<(), RuntimeError> {
         let factory = self
             .read_registry()
@@ -100,6 +136,13 @@ impl Network {
     }
 
     /// Adds node `name` running `actor`. Works before and after `start`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::DuplicateNode`]; [`RuntimeError::InvalidActor`] for an
+    /// empty name or an await rule naming a port the actor lacks;
+    /// [`RuntimeError::ShutDown`]; [`RuntimeError::Spawn`] when a
+    /// dedicated actor's thread cannot start.
     pub fn add_actor(&self, name: &str, actor: Box<dyn Actor>, metadata: Value) -> Result<(), RuntimeError> {
         let shared = &self.inner.shared;
         if shared.is_stopping() {
@@ -165,6 +208,11 @@ impl Network {
 
     /// Connects `from.from_port -> to.to_port`. An outport may feed many inports
     /// (each gets a copy) and an inport may be fed by many outports.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::UnknownNode`] or [`RuntimeError::UnknownPort`] (which
+    /// lists the ports the node has).
     pub fn connect(&self, from: &str, from_port: &str, to: &str, to_port: &str) -> Result<(), RuntimeError> {
         let (source, target) = {
             let registry = self.read_registry();
@@ -183,6 +231,12 @@ impl Network {
     }
 
     /// Queues `message` for `node.port` when the network starts (at once if it has).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::UnknownNode`] or [`RuntimeError::UnknownPort`];
+    /// [`RuntimeError::ShutDown`] when the network has started and the
+    /// message cannot be delivered.
     pub fn add_initial(
         &self,
         node: &str,
@@ -202,6 +256,11 @@ impl Network {
     }
 
     /// Starts the worker pool, queues initial packets and gives sources their tick.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::AlreadyStarted`], [`RuntimeError::ShutDown`], or
+    /// [`RuntimeError::Spawn`] when the OS refuses a worker thread.
     pub fn start(&self) -> Result<(), RuntimeError> {
         let shared = &self.inner.shared;
         if shared.is_stopping() {
@@ -225,7 +284,9 @@ impl Network {
         for (node, port, message) in initial {
             // Initial packets are few and chosen by the application: they may
             // exceed a port's capacity rather than be refused.
-            lock(&node.inner).ports[port].queue.push_back(message);
+            lock(&node.inner).ports[port]
+                .queue
+                .push_back(Envelope::new(message, Source::External));
         }
         for node in &nodes {
             self.activate(node);
@@ -246,6 +307,12 @@ impl Network {
 
     /// Delivers `message` to `node.port`, waiting up to the configured
     /// `send_timeout` for room in a full inbox.
+    ///
+    /// # Errors
+    ///
+    /// A [`SendError`] that hands the message back: unknown node or port,
+    /// inbox still full after the wait ([`SendError::is_full`]), or the
+    /// network shutting down.
     pub fn send_to_actor(
         &self,
         node: &str,
@@ -257,6 +324,10 @@ impl Network {
     }
 
     /// Delivers `message` to `node.port`, waiting up to `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`Network::send_to_actor`].
     pub fn send_to_actor_timeout(
         &self,
         node: &str,
@@ -268,6 +339,10 @@ impl Network {
     }
 
     /// Delivers `message` to `node.port` only if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Network::send_to_actor`]; a full inbox fails at once.
     pub fn try_send_to_actor(
         &self,
         node: &str,
@@ -284,6 +359,48 @@ impl Network {
         message: Message,
         timeout: Duration,
     ) -> Result<(), SendError> {
+        self.send_enveloped(
+            node,
+            port,
+            Envelope::new(message, Source::External),
+            Room::Wait(timeout),
+        )
+    }
+
+    /// Delivers a message that came over the bridge, with its sender and
+    /// receipt. With [`Room::Overfill`] it never waits.
+    pub(crate) fn deliver_inbound(
+        &self,
+        node: &str,
+        port: &str,
+        message: Message,
+        source: Source,
+        receipt: Option<Receipt>,
+        room: Room,
+    ) -> Result<(), SendError> {
+        let envelope = Envelope {
+            message,
+            source,
+            receipt,
+        };
+        self.send_enveloped(node, port, envelope, room)
+    }
+
+    /// Lets actors reach other networks (`ActorContext::send_to_remote_actor`,
+    /// `reply`); set once, by the distributed layer.
+    pub(crate) fn set_remote(&self, remote: Arc<dyn RemoteSend>) {
+        let _ = self.inner.shared.remote.set(remote);
+    }
+
+    fn send_enveloped(
+        &self,
+        node: &str,
+        port: &str,
+        envelope: Envelope,
+        room: Room,
+    ) -> Result<(), SendError> {
+        let message = envelope.message;
+        let (source, receipt) = (envelope.source, envelope.receipt);
         let shared = &self.inner.shared;
         if shared.is_external_closed() {
             return Err(SendError::new(SendErrorKind::ShuttingDown, message));
@@ -301,10 +418,23 @@ impl Network {
             };
             return Err(SendError::new(kind, message));
         };
+        let envelope = Envelope {
+            message,
+            source,
+            receipt,
+        };
+        let timeout = match room {
+            Room::Wait(timeout) => timeout,
+            Room::Overfill => {
+                let mut inner = lock(&target.inner);
+                scheduler::accept_locked(shared, &target, &mut inner, port_index, envelope);
+                return Ok(());
+            }
+        };
         let pending = Pending {
             target,
             port: port_index,
-            message,
+            envelope,
         };
         scheduler::wait_for_room(shared, pending, Some(timeout), true).map_err(|e| match e {
             WaitError::Full(message) => {
@@ -329,6 +459,7 @@ impl Network {
         self.inner.shared.is_idle()
     }
 
+    /// Whether `shutdown()` has begun.
     pub fn is_shut_down(&self) -> bool {
         self.inner.shared.is_stopping()
     }

@@ -10,6 +10,7 @@ use crossbeam_channel::Sender;
 use serde_json::Value;
 
 use super::actor::{Actor, AwaitRule, Forward};
+use super::origin::{Envelope, Receipt, Source};
 use super::state::ActorState;
 use crate::message::Message;
 
@@ -17,7 +18,7 @@ use crate::message::Message;
 pub(crate) struct Pending {
     pub(crate) target: Arc<Node>,
     pub(crate) port: usize,
-    pub(crate) message: Message,
+    pub(crate) envelope: Envelope,
 }
 
 /// Messages a node produced that are waiting for room downstream, in order.
@@ -55,7 +56,7 @@ pub(crate) struct ActorSlot {
 
 pub(crate) struct InPort {
     pub(crate) name: Arc<str>,
-    pub(crate) queue: VecDeque<Message>,
+    pub(crate) queue: VecDeque<Envelope>,
     pub(crate) capacity: usize,
 }
 
@@ -246,6 +247,14 @@ impl Node {
     }
 }
 
+/// One tick's inputs, their senders, and the receipts to complete after it.
+#[derive(Default)]
+pub(crate) struct Taken {
+    pub(crate) inputs: Vec<(Arc<str>, Message)>,
+    pub(crate) sources: Vec<(Arc<str>, Source)>,
+    pub(crate) receipts: Vec<Receipt>,
+}
+
 /// A per-port capacity from metadata `{"inbox_capacities": {"in": 8}}`.
 fn port_capacity(metadata: &Value, port: &str) -> Option<usize> {
     let capacity = metadata.get("inbox_capacities")?.get(port)?.as_u64()?;
@@ -276,14 +285,17 @@ impl NodeInner {
     /// on a full port, so every waiter sees this crossing after it started
     /// waiting; waking at half rather than at the first free slot lets a woken
     /// sender deliver a batch instead of one message per wake-up.
-    pub(crate) fn take_inputs(&mut self, inputs: &mut Vec<(Arc<str>, Message)>) -> bool {
+    /// Receipts go to `taken`, to be completed once the tick has returned.
+    pub(crate) fn take_inputs(&mut self, taken: &mut Taken) -> bool {
         self.source_tick_due = false;
         let mut freed = false;
         for port in &mut self.ports {
             let low_water = port.capacity / 2;
             let before = port.queue.len();
-            if let Some(message) = port.queue.pop_front() {
-                inputs.push((port.name.clone(), message));
+            if let Some(envelope) = port.queue.pop_front() {
+                taken.inputs.push((port.name.clone(), envelope.message));
+                taken.sources.push((port.name.clone(), envelope.source));
+                taken.receipts.extend(envelope.receipt);
                 freed |= before > low_water && before - 1 <= low_water;
             }
         }

@@ -11,7 +11,8 @@ use crossbeam_channel::{Receiver, Sender, select};
 use super::actor::{ActorContext, ActorError};
 use super::config::NetworkConfig;
 use super::events::{EventBus, NetworkEvent};
-use super::node::{Node, NodeInner, Outbox, Pending, Phase, Runner, lock};
+use super::node::{Node, NodeInner, Outbox, Pending, Phase, Runner, Taken, lock};
+use super::origin::{Envelope, RemoteSend, Source};
 use super::wake::WaitFor;
 use crate::message::Message;
 
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     active: AtomicUsize,
     /// Never sent on: dropping the sender wakes every dedicated runner at shutdown.
     pub(crate) stop_rx: Receiver<()>,
+    /// How actors reach other networks; set by the distributed layer.
+    pub(crate) remote: std::sync::OnceLock<Arc<dyn RemoteSend>>,
 }
 
 impl Shared {
@@ -53,6 +56,7 @@ impl Shared {
             wait_for: WaitFor::default(),
             active: AtomicUsize::new(0),
             stop_rx,
+            remote: std::sync::OnceLock::new(),
         }
     }
 
@@ -137,7 +141,7 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
         return;
     };
     flush_outbox(shared, node, &mut outbox);
-    let mut inputs = Vec::new();
+    let mut taken = Taken::default();
     for _ in 0..shared.config.ticks_per_turn {
         if !outbox.is_empty() || shared.is_stopping() {
             break;
@@ -147,7 +151,7 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
             if !inner.fireable() {
                 break;
             }
-            let freed = inner.take_inputs(&mut inputs);
+            let freed = inner.take_inputs(&mut taken);
             let waiters = if freed {
                 std::mem::take(&mut inner.waiters)
             } else {
@@ -164,16 +168,24 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
             shared,
             node,
             outbox: &mut outbox,
-            inputs: std::mem::take(&mut inputs),
+            inputs: std::mem::take(&mut taken.inputs),
+            sources: std::mem::take(&mut taken.sources),
             emitted: Vec::new(),
             state: &mut slot.state,
             config: &node.metadata,
         };
         let result = catch_unwind(AssertUnwindSafe(|| slot.actor.run(&mut ctx)));
         let emitted = std::mem::take(&mut ctx.emitted);
-        inputs = std::mem::take(&mut ctx.inputs);
-        inputs.clear();
+        taken.inputs = std::mem::take(&mut ctx.inputs);
+        taken.sources = std::mem::take(&mut ctx.sources);
+        taken.inputs.clear();
+        taken.sources.clear();
         drop(ctx);
+        // Consumed, whatever the tick's outcome: a message that made its
+        // actor fail would fail it again if it were replayed.
+        for receipt in taken.receipts.drain(..) {
+            receipt.complete();
+        }
         report_failure(shared, node, result);
         for (port, message) in emitted {
             if deliver(shared, node, &mut outbox, port, message).is_err() {
@@ -243,6 +255,7 @@ pub(crate) fn deliver(
         return Ok(());
     };
     let last = routes.len() - 1;
+    let source = Source::node(node);
     let mut message = Some(message);
     for (i, route) in routes.iter().enumerate() {
         // Fan-out: every connection gets a copy (a reference-count bump); the last the original.
@@ -255,19 +268,47 @@ pub(crate) fn deliver(
         let pending = Pending {
             target: route.target.clone(),
             port: route.port,
-            message: copy,
+            envelope: Envelope::new(copy, source.clone()),
         };
-        match node.runner {
-            Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| ())?,
-            Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
-            Runner::Pool => {
-                if let Err(pending) = offer(shared, node, pending) {
-                    outbox.push_back(pending);
-                }
+        send_pending(shared, node, outbox, pending)?;
+    }
+    Ok(())
+}
+
+/// One message out of `node`: a dedicated node waits for room; on the pool
+/// a full target keeps it (and what follows) in the outbox.
+fn send_pending(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox, pending: Pending) -> Result<(), ()> {
+    match node.runner {
+        Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| ())?,
+        Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
+        Runner::Pool => {
+            if let Err(pending) = offer(shared, node, pending) {
+                outbox.push_back(pending);
             }
         }
     }
     Ok(())
+}
+
+/// Sends `message` from `node` to one node's inport, outside the graph's
+/// connections (a reply): with the same backpressure as [`deliver`].
+pub(crate) fn deliver_to(
+    shared: &Shared,
+    node: &Arc<Node>,
+    outbox: &mut Outbox,
+    target: Arc<Node>,
+    port: usize,
+    message: Message,
+) -> Result<(), ()> {
+    if shared.is_stopping() {
+        return Err(());
+    }
+    let pending = Pending {
+        target,
+        port,
+        envelope: Envelope::new(message, Source::node(node)),
+    };
+    send_pending(shared, node, outbox, pending)
 }
 
 /// Delivers what the outbox holds, in order, until a target is full again.
@@ -291,17 +332,29 @@ fn flush_outbox(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox) {
 /// Hands `message` to `target.port`, under the target's lock: straight to the
 /// node's forwarder when it has one and nothing is queued or running before
 /// it (so order holds), else into the inbox, queueing the node if it wants a turn.
-fn accept_locked(shared: &Shared, target: &Arc<Node>, inner: &mut NodeInner, port: usize, message: Message) {
-    let message = match &target.forwarder {
-        Some(forwarder) if inner.phase == Phase::Idle && inner.ports.iter().all(|p| p.queue.is_empty()) => {
-            match forwarder.try_forward(&inner.ports[port].name, message) {
-                Ok(()) => return,
-                Err(message) => message,
+pub(crate) fn accept_locked(
+    shared: &Shared,
+    target: &Arc<Node>,
+    inner: &mut NodeInner,
+    port: usize,
+    mut envelope: Envelope,
+) {
+    if let Some(forwarder) = &target.forwarder
+        && inner.phase == Phase::Idle
+        && inner.ports.iter().all(|p| p.queue.is_empty())
+    {
+        let origin = envelope.source.origin();
+        match forwarder.try_forward(&inner.ports[port].name, envelope.message, &origin) {
+            Ok(()) => {
+                if let Some(receipt) = envelope.receipt {
+                    receipt.complete();
+                }
+                return;
             }
+            Err(message) => envelope.message = message,
         }
-        _ => message,
-    };
-    inner.ports[port].queue.push_back(message);
+    }
+    inner.ports[port].queue.push_back(envelope);
     schedule_locked(shared, target, inner);
 }
 
@@ -312,20 +365,20 @@ fn offer(shared: &Shared, from: &Arc<Node>, pending: Pending) -> Result<(), Pend
     {
         let mut inner = lock(&target.inner);
         if inner.has_room(pending.port) {
-            accept_locked(shared, target, &mut inner, pending.port, pending.message);
+            accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
             return Ok(());
         }
     }
     let mut waits = shared.wait_for.lock();
     if waits.leads_to(target.id(), from.id()) {
         let mut inner = lock(&target.inner);
-        accept_locked(shared, target, &mut inner, pending.port, pending.message);
+        accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
         return Ok(());
     }
     lock(&from.inner).blocked = true;
     let mut inner = lock(&target.inner);
     if inner.has_room(pending.port) {
-        accept_locked(shared, target, &mut inner, pending.port, pending.message);
+        accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
         drop(inner);
         lock(&from.inner).blocked = false;
         return Ok(());
@@ -370,16 +423,16 @@ pub(crate) fn wait_for_room(
     let mut inner = lock(&target.inner);
     loop {
         if shared.is_stopping() || (external && shared.is_external_closed()) {
-            return Err(WaitError::Stopping(pending.message));
+            return Err(WaitError::Stopping(pending.envelope.message));
         }
         if inner.has_room(pending.port) {
-            accept_locked(shared, target, &mut inner, pending.port, pending.message);
+            accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
             return Ok(());
         }
         let remaining = match deadline {
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => left,
-                _ => return Err(WaitError::Full(pending.message)),
+                _ => return Err(WaitError::Full(pending.envelope.message)),
             },
             // Woken by consumers and by shutdown; the long timeout only guards
             // against a notification we did not foresee.

@@ -18,8 +18,11 @@ static NEXT_STREAM_ID: AtomicU64 = AtomicU64::new(1);
 pub enum StreamFrame {
     /// Opens the stream with free-form metadata (content type, size hint…).
     Begin(Value),
+    /// A chunk of the stream's bytes.
     Data(Arc<[u8]>),
+    /// The stream finished; nothing follows.
     End,
+    /// The writer failed; nothing follows. The text says why.
     Error(String),
 }
 
@@ -70,6 +73,11 @@ pub struct StreamWriter {
 
 impl StreamWriter {
     /// Sends a frame, waiting up to `timeout` for room in the buffer.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Timeout`] when the buffer stayed full,
+    /// [`StreamError::Closed`] when the reader is gone.
     pub fn send(&self, frame: StreamFrame, timeout: Duration) -> Result<(), StreamError> {
         self.frames.send_timeout(frame, timeout).map_err(|e| match e {
             SendTimeoutError::Timeout(_) => StreamError::Timeout,
@@ -79,6 +87,11 @@ impl StreamWriter {
 
     /// Sends a frame if the buffer has room now (for actors on the shared pool,
     /// which must not block).
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Full`] when the buffer is full now,
+    /// [`StreamError::Closed`] when the reader is gone.
     pub fn try_send(&self, frame: StreamFrame) -> Result<(), StreamError> {
         self.frames.try_send(frame).map_err(|e| match e {
             TrySendError::Full(_) => StreamError::Full,
@@ -96,10 +109,12 @@ pub struct StreamHandle {
 }
 
 impl StreamHandle {
+    /// A number unique within this process (counted from 1).
     pub fn id(&self) -> u64 {
         self.id
     }
 
+    /// The metadata given to [`stream_channel`]; it is what crosses the wire.
     pub fn metadata(&self) -> &Value {
         &self.metadata
     }
@@ -111,6 +126,12 @@ impl StreamHandle {
 
     /// Receives the next frame, waiting up to `timeout`. Frames are shared by
     /// every clone of the handle: one actor should read a stream.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::NotLocal`] for a handle that came over the wire,
+    /// [`StreamError::Timeout`] when nothing came in time,
+    /// [`StreamError::Closed`] when every writer is gone.
     pub fn recv(&self, timeout: Duration) -> Result<StreamFrame, StreamError> {
         let frames = self.frames.as_ref().ok_or(StreamError::NotLocal)?;
         frames.recv_timeout(timeout).map_err(|e| match e {

@@ -50,7 +50,7 @@ impl Peer {
 
 pub fn identity(network: &str, token: Option<&str>) -> BridgeIdentity {
     let mut id = BridgeIdentity::new(network, format!("{network}-1"));
-    id.auth_token = token.map(str::to_string);
+    id.auth_token = token.map(reflow_distributed::Secret::from);
     id
 }
 

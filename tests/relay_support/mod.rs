@@ -1,4 +1,4 @@
-//! A userspace TCP relay on 127.0.0.1 for `bridge_trust` and `bridge_flood`:
+//! A userspace TCP relay on 127.0.0.1 for the bridge's fault tests:
 //! two pump threads per relayed connection, optionally shaped (a chunk of
 //! bytes per period, each way); `stall_up` stops forwarding toward the
 //! target (sockets open, unread, so the sender's buffers fill), and
@@ -94,6 +94,17 @@ impl Relay {
     /// Stops forwarding toward the target on every connection (until shutdown).
     pub fn stall_up(&self) {
         *lock(&self.shared.stalled) = true;
+    }
+
+    /// Cuts both sockets of every relayed connection and keeps listening,
+    /// so the link can be dialed again through the relay (a link cut that
+    /// heals at once). Returns how many connections were cut.
+    pub fn cut(&self) -> usize {
+        let sockets: Vec<TcpStream> = lock(&self.shared.sockets).drain(..).collect();
+        for socket in &sockets {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        sockets.len() / 2
     }
 
     /// Stops listening and cuts both sockets of every relayed connection.

@@ -17,6 +17,7 @@
 
 mod reader;
 mod state;
+mod targets;
 mod writer;
 
 use std::sync::Arc;
@@ -27,8 +28,10 @@ use tungstenite::WebSocket;
 use tungstenite::protocol::Role;
 
 pub(crate) use self::state::{
-    CloseReason, DUPLICATE_CLOSE, Ended, Lanes, OnEnd, Peer, Session, SessionContext, Wire,
+    CloseReason, DUPLICATE_CLOSE, Ended, Lanes, OnEnd, Outgoing, Peer, Session, SessionContext,
+    SessionDelivery, Wire,
 };
+pub(crate) use self::targets::Targets;
 use crate::bridge::events::lock;
 use crate::bridge::stream::WsStream;
 use crate::bridge::threads::join_quietly;
@@ -84,6 +87,12 @@ fn teardown(session: &Arc<Session>, ended: CloseReason, on_end: OnEnd) {
         join_quietly(writer);
     }
     session.abort(reason.clone());
+    if let Some(delivery) = &session.delivery {
+        // Senders waiting for credit go to the next session; the outbox
+        // keeps its messages for it.
+        delivery.credits.close();
+        delivery.outbox.detach(session.id);
+    }
     let lost = drain_lost(session);
     on_end(session, Ended { reason, lost });
 }

@@ -5,19 +5,25 @@
 //! The reader never writes: its `WebSocket` runs over a read-only stream, and
 //! Ping answers go through the session's control lane to the writer.
 
+use std::sync::Arc;
+
 use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::{Message as WsMessage, WebSocket};
 
-use super::state::{CloseReason, DUPLICATE_CLOSE, Session, Wire};
+use super::state::{CloseReason, DUPLICATE_CLOSE, Session, SessionDelivery, Wire};
+use crate::bridge::delivery::Admit;
+use crate::bridge::error::DeliveryError;
 use crate::bridge::frame::{self, Control, Frame, FrameError, Reassembly};
 use crate::bridge::protocol::{FrameProblem, Inbound, RemoteMessage, parse_frame};
+use crate::bridge::sink::Tracking;
 use crate::bridge::stats::bump;
 use crate::bridge::stream::WsStream;
 use crate::bridge::stream::is_timeout;
 use crate::names::escaped;
+use crate::runtime::Room;
 
 /// Reads until the socket ends; returns why.
-pub(crate) fn run(session: &Session, mut ws: WebSocket<WsStream>) -> CloseReason {
+pub(crate) fn run(session: &Arc<Session>, mut ws: WebSocket<WsStream>) -> CloseReason {
     let mut reassembly = Reassembly::new(session.context.max_message_bytes);
     // A 1.1 CLOSE frame carries a reason longer than the WebSocket Close frame can.
     let mut long_reason: Option<String> = None;
@@ -84,11 +90,11 @@ fn peer_closed(why: String) -> CloseReason {
     CloseReason::PeerClosed(format!("peer closed the connection: {}", escaped(&why)))
 }
 
-fn handle_text(session: &Session, text: &str) {
+fn handle_text(session: &Arc<Session>, text: &str) {
     let network_id = session.network_id();
     let stats = &session.context.stats;
     match parse_frame(text) {
-        Ok(Inbound::Message(message)) => deliver(session, *message),
+        Ok(Inbound::Message(message)) => deliver(session, *message, None),
         Ok(Inbound::Heartbeat(beat)) => log::trace!(
             "Heartbeat from network {network_id} ({})",
             escaped(&beat.timestamp)
@@ -123,7 +129,7 @@ fn handle_text(session: &Session, text: &str) {
 /// One 1.1 binary frame. An error ends the session (the peer broke the
 /// protocol in a way that loses messages: a bad fragment stream).
 fn handle_binary(
-    session: &Session,
+    session: &Arc<Session>,
     bytes: &[u8],
     reassembly: &mut Reassembly,
     long_reason: &mut Option<String>,
@@ -131,10 +137,13 @@ fn handle_binary(
     let network_id = session.network_id();
     let stats = &session.context.stats;
     match frame::decode(bytes) {
-        Ok(Frame::Data(message)) => deliver(session, *message),
+        Ok(Frame::Data(message)) => deliver(session, *message, None),
+        Ok(Frame::Sequenced { seq, message }) => deliver(session, *message, Some(seq)),
         Ok(Frame::Fragment { more, chunk }) => match reassembly.push(more, &chunk) {
             Ok(None) => {}
-            Ok(Some(message)) => deliver(session, *message),
+            Ok(Some(Frame::Sequenced { seq, message })) => deliver(session, *message, Some(seq)),
+            Ok(Some(Frame::Data(message))) => deliver(session, *message, None),
+            Ok(Some(_)) => {}
             Err(err @ FrameError::OverLimit { .. }) => {
                 bump(&stats.oversized_frames, 1);
                 return Err(protocol_error(session, err.to_string()));
@@ -142,9 +151,20 @@ fn handle_binary(
             Err(err) => return Err(protocol_error(session, err.to_string())),
         },
         Ok(Frame::Control(Control::Heartbeat { .. })) => log::trace!("Heartbeat from network {network_id}"),
-        Ok(Frame::Control(Control::Ack { .. } | Control::Credit { .. })) => {
-            log::debug!("Ignored a delivery frame from network {network_id} (not negotiated)")
-        }
+        Ok(Frame::Control(Control::Ack { through, except })) => match &session.delivery {
+            Some(delivery) => {
+                let newly = delivery.outbox.acknowledge(through, &except);
+                if newly > 0 {
+                    bump(&stats.messages_acknowledged, newly as u64);
+                    session.wake();
+                }
+            }
+            None => log::debug!("Ignored a delivery frame from network {network_id} (not negotiated)"),
+        },
+        Ok(Frame::Control(Control::Credit { target, grant })) => match &session.delivery {
+            Some(delivery) => delivery.credits.grant(&target, grant),
+            None => log::debug!("Ignored a delivery frame from network {network_id} (not negotiated)"),
+        },
         Ok(Frame::Control(Control::Close { reason })) => *long_reason = Some(reason),
         Err(err) => {
             bump(&stats.malformed_frames, 1);
@@ -168,7 +188,103 @@ fn protocol_error(session: &Session, why: String) -> CloseReason {
 
 /// Hands one message to the sink. The sink may block (local inbox full); the
 /// session counts as alive meanwhile and the peer feels TCP backpressure.
-fn deliver(session: &Session, message: RemoteMessage) {
+/// `seq` is set for a message under acknowledged delivery.
+fn deliver(session: &Arc<Session>, message: RemoteMessage, seq: Option<u64>) {
+    match &session.delivery {
+        Some(delivery) => deliver_tracked(session, delivery, message, seq),
+        None => deliver_plain(session, message),
+    }
+}
+
+/// Delivery under credits (and acknowledgements for a sequenced message):
+/// a message within its target's window goes into the inbox even when it is
+/// full, so a slow actor never blocks the connection; one past the window
+/// (a replay, or a sender that ignores credits) waits for room as in 1.0. A
+/// sequenced message is never dropped for a full inbox: its reader waits
+/// until there is room or the session ends (then the sender replays it).
+fn deliver_tracked(
+    session: &Arc<Session>,
+    delivery: &SessionDelivery,
+    message: RemoteMessage,
+    seq: Option<u64>,
+) {
+    let stats = &session.context.stats;
+    let target = message.target_actor.clone();
+    let slot = delivery.targets.slot(session, &target);
+    if let Some(seq) = seq
+        && delivery
+            .log
+            .admit(session.network_id(), delivery.peer_incarnation, seq)
+            == Admit::Duplicate
+    {
+        bump(&stats.duplicates_dropped, 1);
+        log::debug!("Dropped duplicate {seq} from network {}", session.network_id());
+        // Settled at once: acknowledged again and its credit granted back.
+        slot.receipt(seq, delivery.window).0.complete();
+        return;
+    }
+    bump(&stats.messages_received, 1);
+    let (receipt, within) = slot.receipt(seq.unwrap_or(0), delivery.window);
+    let room = match (within, seq) {
+        (true, _) => Room::Overfill,
+        // Sequenced: retried in steps, so the session's end is noticed.
+        (false, Some(_)) => Room::Wait(session.tick()),
+        (false, None) => Room::Wait(session.context.delivery_timeout),
+    };
+    let started = std::time::Instant::now();
+    session.delivery_started();
+    let mut pending = Some(message);
+    let result = loop {
+        let Some(message) = pending.take() else {
+            break Ok(());
+        };
+        // Kept for a retry only when one may follow (sequenced, past the window).
+        let retry = (!within && seq.is_some()).then(|| message.clone());
+        let tracking = Tracking {
+            receipt: receipt.clone(),
+            room,
+        };
+        match session.context.sink.deliver_tracked(message, tracking) {
+            Err(DeliveryError::Full) if !session.is_aborted() && retry.is_some() => {
+                if started.elapsed() >= session.context.delivery_timeout {
+                    log::debug!(
+                        "Message {} for actor {} waits past delivery_timeout (acknowledged delivery never drops it)",
+                        seq.unwrap_or(0),
+                        escaped(&target)
+                    );
+                }
+                pending = retry;
+            }
+            other => break other,
+        }
+    };
+    session.delivery_finished();
+    if let Err(err) = result {
+        count_drop(session, &err, &target);
+        // Settled: a message that cannot be delivered is not replayed forever.
+        receipt.complete();
+        if err.is_unknown_target() {
+            delivery.targets.forget_if_idle(&target);
+        }
+    }
+}
+
+fn count_drop(session: &Session, err: &DeliveryError, target: &str) {
+    let stats = &session.context.stats;
+    let counter = if err.is_unknown_target() {
+        &stats.dropped_unknown_target
+    } else {
+        &stats.dropped_delivery_timeout
+    };
+    bump(counter, 1);
+    log::warn!(
+        "Dropped message from network {} for actor {}: {err}",
+        session.network_id(),
+        escaped(target)
+    );
+}
+
+fn deliver_plain(session: &Session, message: RemoteMessage) {
     let stats = &session.context.stats;
     bump(&stats.messages_received, 1);
     log::debug!(
@@ -184,16 +300,6 @@ fn deliver(session: &Session, message: RemoteMessage) {
     let result = session.context.sink.deliver(message);
     session.delivery_finished();
     if let Err(err) = result {
-        let counter = if err.is_unknown_target() {
-            &stats.dropped_unknown_target
-        } else {
-            &stats.dropped_delivery_timeout
-        };
-        bump(counter, 1);
-        log::warn!(
-            "Dropped message from network {} for actor {}: {err}",
-            session.network_id(),
-            escaped(&target)
-        );
+        count_drop(session, &err, &target);
     }
 }

@@ -1,6 +1,7 @@
 //! The session object: what one connection's owner and its two halves
 //! share. Its lifecycle (start, teardown) is in `mod.rs`.
 
+use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,9 +12,12 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use tungstenite::Bytes;
 use tungstenite::protocol::WebSocketConfig;
 
+use super::targets::Targets;
+use crate::bridge::delivery::{Credits, InboundLog, NoCredit, Outbox};
 use crate::bridge::error::{BridgeError, SendError};
 use crate::bridge::events::lock;
 use crate::bridge::frame;
+use crate::bridge::handshake::DeliveryOffer;
 use crate::bridge::liveness;
 use crate::bridge::protocol::RemoteMessage;
 use crate::bridge::sink::InboundSink;
@@ -30,8 +34,12 @@ pub(crate) enum Wire {
     /// Protocol 1.0: JSON text frames, payloads in the forms Reflow 1.0 reads.
     V10,
     /// Protocol 1.1: typed binary frames; `peer_max_message` is the largest
-    /// message (in encoded bytes) the peer said it accepts.
-    V11 { peer_max_message: usize },
+    /// message (in encoded bytes) the peer said it accepts; `delivery` is the
+    /// peer's delivery offer when both sides made one.
+    V11 {
+        peer_max_message: usize,
+        delivery: Option<DeliveryOffer>,
+    },
 }
 
 /// Who is on the other end, fixed by the handshake.
@@ -82,15 +90,36 @@ impl CloseReason {
 }
 
 /// Control frames waiting for the writer. Bounded by construction: one
-/// heartbeat, the latest Pong and one Close at most, so nothing here is ever
-/// dropped for lack of room and nothing a peer sends can make it grow.
+/// heartbeat, the latest Pong, one acknowledgement (built when written, so
+/// always the latest), one credit count per target actor with messages
+/// consumed, and one Close at most; so nothing here is ever dropped for lack
+/// of room and nothing a peer sends can make it grow past the actors that
+/// exist.
 #[derive(Default)]
 pub(crate) struct ControlState {
     pub(crate) heartbeat: bool,
     /// Only the latest Ping needs an answer (RFC 6455, 5.5.3).
     pub(crate) pong: Option<Bytes>,
     pub(crate) ping: bool,
+    pub(crate) ack: bool,
+    pub(crate) credits: HashMap<Arc<str>, u64>,
     pub(crate) close: Option<String>,
+}
+
+/// A session's share of the delivery features, when both sides offered
+/// them in the handshake.
+pub(crate) struct SessionDelivery {
+    /// Ours to spend: how many more messages each of the peer's actors takes.
+    pub(crate) credits: Credits,
+    /// Our unacknowledged messages to the peer's network (outlives sessions).
+    pub(crate) outbox: Arc<Outbox>,
+    /// What arrived from the peer's network (outlives sessions).
+    pub(crate) log: Arc<InboundLog>,
+    /// The peer's messages not consumed yet, by target actor.
+    pub(crate) targets: Targets,
+    pub(crate) peer_incarnation: u64,
+    /// What we grant the peer per target actor.
+    pub(crate) window: u32,
 }
 
 /// What the session's owner learns when it ends.
@@ -112,6 +141,8 @@ pub(crate) struct SessionContext {
     pub(crate) ws_config: WebSocketConfig,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) close_grace: Duration,
+    /// How long an inbound message waits for room in a full inbox.
+    pub(crate) delivery_timeout: Duration,
     /// Our own stated limit: a reassembled 1.1 message larger than this is refused.
     pub(crate) max_message_bytes: usize,
     pub(crate) epoch: Instant,
@@ -142,6 +173,7 @@ pub(crate) struct Session {
     closing: Mutex<Option<(CloseReason, Instant)>>,
     aborted: AtomicBool,
     pub(super) writer: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) delivery: Option<SessionDelivery>,
 }
 
 /// The receiving ends the writer takes over.
@@ -158,6 +190,7 @@ impl Session {
         context: SessionContext,
         tcp: TcpStream,
         data_capacity: usize,
+        delivery: Option<SessionDelivery>,
     ) -> (Arc<Session>, Lanes) {
         let last_byte = LastByte::new(context.epoch);
         let (data, data_rx) = bounded(data_capacity.max(1));
@@ -179,6 +212,7 @@ impl Session {
             closing: Mutex::new(None),
             aborted: AtomicBool::new(false),
             writer: Mutex::new(None),
+            delivery,
         };
         let lanes = Lanes {
             data: data_rx,
@@ -204,10 +238,39 @@ impl Session {
             Ok(item) => item,
             Err(error) => return Err(SendError::new(error, message)),
         };
+        let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
+        if let Err(error) = self.take_credit(&message.target_actor, deadline) {
+            return Err(SendError::new(error, message));
+        }
+        let result = self.enqueue(item, &message, timeout);
+        if result.is_err()
+            && let Some(delivery) = &self.delivery
+        {
+            delivery.credits.grant(&message.target_actor, 1);
+        }
+        result.map_err(|error| SendError::new(error, message))
+    }
+
+    /// Takes a credit for `target` when the peer grants credits.
+    pub(crate) fn take_credit(&self, target: &str, deadline: Option<Instant>) -> Result<(), BridgeError> {
+        let Some(delivery) = &self.delivery else {
+            return Ok(());
+        };
+        delivery.credits.take(target, deadline).map_err(|why| match why {
+            NoCredit::Full => BridgeError::WindowFull {
+                network_id: self.peer.network_id.clone(),
+                target: target.to_string(),
+                window: delivery.credits.window(),
+            },
+            NoCredit::Closed => self.closed_error(),
+        })
+    }
+
+    fn enqueue(&self, item: Outgoing, message: &RemoteMessage, timeout: Duration) -> Result<(), BridgeError> {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         if self.lane_closed.load(Ordering::SeqCst) {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
-            return Err(SendError::new(self.closed_error(), message));
+            return Err(self.closed_error());
         }
         let queued = if timeout.is_zero() {
             self.data.try_send(item).map_err(|err| match err {
@@ -235,11 +298,16 @@ impl Session {
                 );
                 Ok(())
             }
-            Err(error) => Err(SendError::new(error, message)),
+            Err(error) => Err(error),
         }
     }
 
-    fn encode(&self, message: &RemoteMessage) -> Result<Outgoing, BridgeError> {
+    /// Wakes the writer (new outbox frames, or room in the window).
+    pub(crate) fn wake(&self) {
+        let _ = self.control_wake.try_send(());
+    }
+
+    pub(crate) fn encode(&self, message: &RemoteMessage) -> Result<Outgoing, BridgeError> {
         match self.peer.wire {
             Wire::V10 => {
                 let text = serde_json::to_string(message).map_err(|err| BridgeError::Unrepresentable {
@@ -248,7 +316,7 @@ impl Session {
                 })?;
                 Ok(Outgoing::Text(text))
             }
-            Wire::V11 { peer_max_message } => {
+            Wire::V11 { peer_max_message, .. } => {
                 let bytes =
                     frame::encode_data(message).map_err(|err| BridgeError::Encode(err.to_string()))?;
                 if bytes.len() > peer_max_message {

@@ -45,6 +45,9 @@ pub(crate) fn run(session: &Session, mut ws: Ws, lanes: Lanes) {
             Ok(Next::Closed) => break Ok(()),
             Err(err) => break Err(err),
         }
+        if let Err(err) = pump_outbox(session, &mut ws, &lanes) {
+            break Err(err);
+        }
         select! {
             recv(lanes.control_wake) -> woken => if woken.is_err() { break Ok(()) },
             recv(lanes.data) -> item => match item {
@@ -86,6 +89,23 @@ fn serve_control(session: &Session, ws: &mut Ws, lanes: &Lanes, may_close: bool)
         write_frame(session, ws, heartbeat_frame(session))?;
         wrote = true;
     }
+    if let Some(delivery) = &session.delivery {
+        if control.ack {
+            // Built now, so it says the latest that is known.
+            let (through, except) = delivery.log.ack();
+            let ack = Control::Ack { through, except };
+            write_frame(session, ws, WsMessage::binary(frame::encode_control(&ack)))?;
+            wrote = true;
+        }
+        for (target, grant) in control.credits {
+            let credit = Control::Credit {
+                target: target.to_string(),
+                grant,
+            };
+            write_frame(session, ws, WsMessage::binary(frame::encode_control(&credit)))?;
+            wrote = true;
+        }
+    }
     if let Some(reason) = control.close {
         if !may_close {
             // Put it back for the end of this batch.
@@ -115,6 +135,24 @@ fn heartbeat_frame(session: &Session) -> WsMessage {
             }))
         }
     }
+}
+
+/// Writes what the network's outbox has for this session (acknowledged
+/// delivery: new messages and replays, within the acknowledgement window),
+/// then flushes.
+fn pump_outbox(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<(), WsError> {
+    let Some(delivery) = &session.delivery else {
+        return Ok(());
+    };
+    let mut wrote = false;
+    while let Some(frame) = delivery.outbox.next_frame(session.id) {
+        write_item(session, ws, Outgoing::Binary(frame), lanes)?;
+        wrote = true;
+    }
+    if wrote {
+        flush(session, ws)?;
+    }
+    Ok(())
 }
 
 /// Writes `first` and everything else queued, serving the control lane in

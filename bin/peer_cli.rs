@@ -1,15 +1,6 @@
 //! Command line of `reflow-peer`, parsed without touching the process so it
 //! can be tested: [`parse_args`] turns arguments into a [`Command`]; reading
 //! the configuration file and running the peer come after, in the binary.
-//!
-//! ```
-//! use reflow_distributed::peer_cli::{parse_args, Command};
-//!
-//! let command = parse_args(["--config", "beta.toml", "--send", "alpha:recorder:in:hi", "--once"]);
-//! let Ok(Command::Run(args)) = command else { panic!("expected a run") };
-//! assert_eq!(args.sends[0].payload, "hi");
-//! assert!(args.once);
-//! ```
 
 use std::ffi::OsString;
 use std::fmt;
@@ -17,7 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::cli::{Early, early_flag};
-use crate::names::{IdError, check_id, escaped};
+use reflow_distributed::names::{IdError, check_id, escaped};
 
 /// Exit code of a run that did what was asked (and of `--help`, `--version`).
 pub const EXIT_OK: u8 = 0;
@@ -129,7 +120,7 @@ impl FromStr for SendSpec {
     }
 }
 
-/// A network, actor or port name of `--send`: an id (`crate::names`).
+/// A network, actor or port name of `--send`: an id (`reflow_distributed::names`).
 fn name_field(what: &str, value: &str) -> Result<String, SendSpecError> {
     let problem = match check_id(value) {
         Ok(()) => return Ok(value.to_string()),
@@ -357,5 +348,101 @@ mod tests {
         ] {
             assert!(HELP.contains(needle), "{needle}");
         }
+    }
+}
+
+/// The command lines a user types, end to end through [`parse_args`].
+#[cfg(test)]
+mod command_lines {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn usage_error_of(args: &[&str]) -> String {
+        match parse_args(args.iter().copied()) {
+            Err(err) => err.to_string(),
+            Ok(command) => panic!("expected a usage error for {args:?}, got {command:?}"),
+        }
+    }
+
+    #[test]
+    fn a_run_with_sends_in_order() {
+        let args = [
+            "--config",
+            "beta.toml",
+            "--send",
+            "alpha:recorder:in:one",
+            "--send",
+            "alpha:recorder:in:two",
+        ];
+        let Ok(Command::Run(run)) = parse_args(args) else {
+            panic!("expected a run");
+        };
+        assert_eq!(run.config, PathBuf::from("beta.toml"));
+        assert!(!run.once);
+        let payloads: Vec<&str> = run.sends.iter().map(|s| s.payload.as_str()).collect();
+        assert_eq!(payloads, ["one", "two"]);
+    }
+
+    #[test]
+    fn send_payloads_keep_colons_and_unicode() {
+        let spec: SendSpec = "alpha:recorder:in:{\"url\":\"http://x:1\"}"
+            .parse()
+            .expect("valid");
+        assert_eq!(
+            (
+                spec.network_id.as_str(),
+                spec.actor_id.as_str(),
+                spec.port.as_str()
+            ),
+            ("alpha", "recorder", "in")
+        );
+        assert_eq!(spec.payload, "{\"url\":\"http://x:1\"}");
+        let spec: SendSpec = "alpha:recorder:in:naïve — 日本語 🚀".parse().expect("valid");
+        assert_eq!(spec.payload, "naïve — 日本語 🚀");
+        let spec: SendSpec = "alpha:recorder:in:".parse().expect("empty payload");
+        assert_eq!(spec.payload, "");
+    }
+
+    #[test]
+    fn missing_config() {
+        assert_eq!(usage_error_of(&[]), "--config FILE is required");
+        assert!(usage_error_of(&["--once"]).starts_with("--config FILE is required"));
+    }
+
+    #[test]
+    fn unknown_flag() {
+        assert!(usage_error_of(&["--config", "a.toml", "--verbose"]).starts_with("unknown option --verbose"));
+    }
+
+    #[test]
+    fn send_without_value() {
+        assert_eq!(
+            usage_error_of(&["--config", "a.toml", "--send"]),
+            "--send needs a value network:actor:port:payload"
+        );
+    }
+
+    #[test]
+    fn bad_send() {
+        assert_eq!(
+            usage_error_of(&["--config", "a.toml", "--send", "alpha::in:x"]),
+            "invalid value for --send \"alpha::in:x\": the actor is empty \
+             (expected network:actor:port:payload)"
+        );
+        let err = usage_error_of(&["--config", "a.toml", "--send", "alpha:recorder"]);
+        assert!(
+            err.contains("needs three `:` before the payload, found 1"),
+            "{err}"
+        );
+        assert!(err.contains("expected network:actor:port:payload"), "{err}");
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert_eq!(parse_args(["--help"]), Ok(Command::Help));
+        assert_eq!(parse_args(["-V"]), Ok(Command::Version));
+        assert_eq!((EXIT_OK, EXIT_FAILURE, EXIT_USAGE), (0, 1, 2));
+        assert!(HELP.contains("Exit codes:"));
     }
 }

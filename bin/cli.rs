@@ -1,17 +1,9 @@
 //! What `reflow-peer` and `reflow-discovery` share on the command line, so
 //! the two read and complain alike: `-h`/`-V` are found before any other
 //! argument is looked at, and usage errors have one wording.
-//!
-//! ```
-//! use reflow_distributed::cli::{Early, early_flag, usage_error};
-//!
-//! // Found even after an argument that would not parse.
-//! assert_eq!(early_flag(["--bogus", "-V"]), Some(Early::Version));
-//! assert_eq!(
-//!     usage_error("reflow-peer", "unknown option --bogus"),
-//!     "reflow-peer: error: unknown option --bogus\nRun 'reflow-peer --help' for usage."
-//! );
-//! ```
+//! These are modules of the binaries, not of the library: a program that
+//! embeds a peer never compiles them (nor `lexopt`, `signal-hook` and
+//! `simple_logger`).
 
 use std::ffi::OsString;
 
@@ -62,5 +54,15 @@ mod tests {
         assert_eq!(early_flag(["--", "-h"]), None);
         assert_eq!(early_flag(["--config", "a"]), None);
         assert_eq!(early_flag(["--helpful"]), None);
+        // Found even after an argument that would not parse.
+        assert_eq!(early_flag(["--bogus", "-V"]), Some(Early::Version));
+    }
+
+    #[test]
+    fn usage_errors_read_alike_in_both_binaries() {
+        assert_eq!(
+            usage_error("reflow-peer", "unknown option --bogus"),
+            "reflow-peer: error: unknown option --bogus\nRun 'reflow-peer --help' for usage."
+        );
     }
 }

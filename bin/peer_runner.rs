@@ -9,11 +9,11 @@ use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::bridge::{BridgeEvent, HoldOptions};
-use crate::distributed_network::DistributedNetwork;
+use reflow_distributed::bridge::BridgeEvent;
+use reflow_distributed::runtime::Recorder;
+use reflow_distributed::{DistributedNetwork, PeerConfig};
+
 use crate::peer_cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PeerArgs, SendSpec};
-use crate::peer_config::PeerConfig;
-use crate::runtime::Recorder;
 
 /// Name of the built-in recorder node every peer hosts.
 pub const RECORDER_NODE: &str = "recorder";
@@ -44,10 +44,10 @@ pub fn run(args: &PeerArgs) -> u8 {
     };
     log::info!(
         "starting peer: network_id={}, instance_id={}, bind={}:{}",
-        config.network_id,
-        config.instance_id,
-        config.bind_address,
-        config.bind_port
+        config.distributed.network_id,
+        config.distributed.instance_id,
+        config.distributed.bridge.bind_address,
+        config.distributed.bridge.bind_port
     );
     let peer = match start_peer(&config) {
         Ok(peer) => peer,
@@ -143,19 +143,15 @@ fn hold_and_send(
 ) -> Result<Outcome, String> {
     let events = peer.bridge_events().map_err(|e| e.to_string())?;
     for target in &config.connect {
-        let mut options = match &target.network_id {
-            Some(network) => HoldOptions::expecting(network.clone()),
-            None => HoldOptions::default(),
-        };
-        options = options.with_legacy_auth(target.legacy_auth);
-        peer.hold_connection(&target.endpoint, options)
+        peer.hold_connection(&target.endpoint, target.options.clone())
             .map_err(|e| format!("cannot hold a link to {}: {e}", target.endpoint))?;
     }
     // The link may still be on its way: being dialed, dialed by the other
     // side, or made once discovery lists the network.
     let mut wait = SEND_CONNECT_WAIT;
-    if !config.discovery_endpoints.is_empty() {
-        wait += config.discovery_refresh;
+    let discovery = &config.distributed.discovery;
+    if !discovery.endpoints.is_empty() {
+        wait += discovery.refresh_interval;
     }
     let mut last_errors = LastErrors::default();
     let mut failed = 0;
@@ -200,7 +196,7 @@ impl LastErrors {
         let unnamed: Vec<&str> = config
             .connect
             .iter()
-            .filter(|t| t.network_id.is_none())
+            .filter(|t| t.options.network_id.is_none())
             .map(|t| t.endpoint.as_str())
             .collect();
         if let Some(reason) = unnamed.iter().find_map(|e| self.0.get(*e)) {
@@ -209,8 +205,8 @@ impl LastErrors {
         let named = config
             .connect
             .iter()
-            .any(|t| t.network_id.as_deref() == Some(network));
-        if !named && unnamed.is_empty() && config.discovery_endpoints.is_empty() {
+            .any(|t| t.options.network_id.as_deref() == Some(network));
+        if !named && unnamed.is_empty() && config.distributed.discovery.endpoints.is_empty() {
             return format!(
                 "no [[connect]] entry and no discovery_endpoints for network {network}, and it did not dial this peer"
             );

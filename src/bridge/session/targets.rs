@@ -1,0 +1,95 @@
+//! The receiver's side of credits and acknowledgements on one session: a
+//! slot per target actor counts the messages handed to it and not yet
+//! consumed, and issues the receipts the runtime completes after the tick
+//! that consumed each one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use super::state::Session;
+use crate::bridge::delivery::InboundLog;
+use crate::bridge::events::lock;
+use crate::runtime::{Consumed, Receipt};
+
+/// One target actor's messages from this session that are not consumed yet.
+pub(crate) struct TargetSlot {
+    name: Arc<str>,
+    outstanding: AtomicU32,
+    session: Weak<Session>,
+    log: Arc<InboundLog>,
+    incarnation: u64,
+}
+
+impl TargetSlot {
+    /// A receipt for the next message to this target (`seq` 0: not
+    /// sequenced), and whether it is within the window granted for it.
+    pub(crate) fn receipt(self: &Arc<Self>, seq: u64, window: u32) -> (Receipt, bool) {
+        let before = self.outstanding.fetch_add(1, Ordering::SeqCst);
+        (Receipt::new(self.clone(), seq), before < window)
+    }
+
+    pub(crate) fn outstanding(&self) -> u32 {
+        self.outstanding.load(Ordering::SeqCst)
+    }
+}
+
+impl Consumed for TargetSlot {
+    /// Acknowledges `seq` (if sequenced) and grants the credit back, on this
+    /// session if it still runs (a later session's sender starts its
+    /// credits afresh, and a replay re-acknowledges).
+    fn consumed(&self, seq: u64) {
+        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        if seq != 0 {
+            self.log.consumed(self.incarnation, seq);
+        }
+        if let Some(session) = self.session.upgrade() {
+            session.control(|c| {
+                c.ack |= seq != 0;
+                *c.credits.entry(self.name.clone()).or_default() += 1;
+            });
+        }
+    }
+}
+
+/// The slots of one session, by target actor.
+pub(crate) struct Targets {
+    slots: Mutex<HashMap<String, Arc<TargetSlot>>>,
+    log: Arc<InboundLog>,
+    incarnation: u64,
+}
+
+impl Targets {
+    pub(crate) fn new(log: Arc<InboundLog>, incarnation: u64) -> Targets {
+        Targets {
+            slots: Mutex::new(HashMap::new()),
+            log,
+            incarnation,
+        }
+    }
+
+    pub(crate) fn slot(&self, session: &Arc<Session>, target: &str) -> Arc<TargetSlot> {
+        let mut slots = lock(&self.slots);
+        if let Some(slot) = slots.get(target) {
+            return slot.clone();
+        }
+        let slot = Arc::new(TargetSlot {
+            name: Arc::from(target),
+            outstanding: AtomicU32::new(0),
+            session: Arc::downgrade(session),
+            log: self.log.clone(),
+            incarnation: self.incarnation,
+        });
+        slots.insert(target.to_string(), slot.clone());
+        slot
+    }
+
+    /// Forgets the slot of a target that turned out not to exist, so a peer
+    /// naming many unknown actors cannot grow the map.
+    pub(crate) fn forget_if_idle(&self, target: &str) {
+        let mut slots = lock(&self.slots);
+        if slots.get(target).is_some_and(|s| s.outstanding() == 0) {
+            slots.remove(target);
+        }
+    }
+}
