@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use super::config::{BridgeConfig, BridgeIdentity, DeliveryMode, HoldOptions};
+use super::delivery;
 use super::dial::{DialTarget, dial};
 use super::error::{BridgeError, SendError};
 use super::events::{BridgeEvent, lock};
@@ -99,10 +100,23 @@ impl Bridge {
         };
         let tcp_listener = TcpListener::bind(address.as_str()).map_err(bind_error)?;
         let local_addr = tcp_listener.local_addr().map_err(bind_error)?;
-        let incarnation = getrandom::u64().map_err(|err| {
-            BridgeError::Spawn(std::io::Error::other(format!("no random incarnation: {err}")))
-        })?;
-        let hub = Arc::new(Hub::new(identity, config, sink, incarnation.max(1), None));
+        let durable = match &config.delivery.outbox_dir {
+            Some(dir) => {
+                Some(delivery::reopen(dir, config.delivery.outbox_fsync).map_err(BridgeError::Journal)?)
+            }
+            None => None,
+        };
+        let incarnation = match &durable {
+            Some(reopened) => reopened.incarnation,
+            None => getrandom::u64().map_err(|err| {
+                BridgeError::Spawn(std::io::Error::other(format!("no random incarnation: {err}")))
+            })?,
+        };
+        let store = durable.as_ref().map(|reopened| Arc::clone(&reopened.store));
+        let hub = Arc::new(Hub::new(identity, config, sink, incarnation.max(1), store));
+        if let Some(reopened) = durable {
+            restore_outboxes(&hub, reopened);
+        }
         let (stop_tx, stop_rx) = bounded::<()>(1);
         let bridge = Bridge {
             hub: Arc::clone(&hub),
@@ -416,6 +430,33 @@ impl Bridge {
 impl Drop for Bridge {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Puts what the durable outbox held back into the outboxes, so the first
+/// session to each network replays it.
+fn restore_outboxes(hub: &Hub, reopened: delivery::Reopened) {
+    for (network, next_seq) in &reopened.next_seq {
+        hub.outbox_from(network, *next_seq);
+    }
+    let count = reopened.entries.len();
+    let mut networks = std::collections::BTreeSet::new();
+    for entry in reopened.entries {
+        hub.outbox(&entry.network)
+            .restore(entry.seq, &entry.target_actor, entry.bytes);
+        networks.insert(entry.network);
+    }
+    if count > 0 {
+        log::info!(
+            "Durable outbox: {count} unacknowledged message(s) for {} to replay ({})",
+            networks.into_iter().collect::<Vec<_>>().join(", "),
+            hub.config
+                .delivery
+                .outbox_dir
+                .as_deref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
+        );
     }
 }
 

@@ -131,6 +131,8 @@ pub(crate) struct Journal {
     path: PathBuf,
     options: Options,
     incarnation: u64,
+    // Read by the tests (and the benchmark) only so far.
+    #[cfg_attr(not(test), allow(dead_code))]
     torn_bytes: u64,
     state: Mutex<State>,
     /// Held (and so locked) for as long as the journal is open.
@@ -172,6 +174,7 @@ struct Span {
 impl Journal {
     /// Opens the journal in `dir` with the default [`Options`]; see
     /// [`Journal::open_with`].
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn open(dir: &Path) -> Result<(Journal, Recovered), JournalError> {
         Journal::open_with(dir, Options::default())
     }
@@ -315,12 +318,14 @@ impl Journal {
 
     /// Bytes the journal occupies on disk: the log's length (the lock file
     /// holds a pid, a few bytes more, not counted).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn disk_bytes(&self) -> u64 {
         self.state().len
     }
 
     /// Bytes cut off the log's end at open because they were torn or damaged
     /// (0 after a clean stop); for metrics.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn torn_bytes(&self) -> u64 {
         self.torn_bytes
     }

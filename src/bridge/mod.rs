@@ -31,8 +31,6 @@ mod handle;
 mod handshake;
 mod heartbeat;
 mod hub;
-// The durable outbox's storage; acknowledged delivery will use it.
-#[allow(dead_code)]
 mod journal;
 mod listener;
 mod liveness;

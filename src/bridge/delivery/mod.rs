@@ -3,9 +3,11 @@
 //! session's reader and writer move these frames.
 
 mod credits;
+mod durable;
 mod inbound;
 mod outbox;
 
 pub(crate) use credits::{Credits, NoCredit};
+pub(crate) use durable::{Reopened, reopen};
 pub(crate) use inbound::{Admit, InboundLog};
 pub(crate) use outbox::{Limits, Outbox, PushError, Store};

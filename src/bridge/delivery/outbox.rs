@@ -98,6 +98,21 @@ impl Outbox {
         }
     }
 
+    /// Puts back a message recovered from the durable outbox (at start, in
+    /// seq order): `frame` is its SEQUENCED frame as stored.
+    pub(crate) fn restore(&self, seq: u64, target: &str, frame: Vec<u8>) {
+        let mut state = lock(&self.state);
+        state.bytes += frame.len();
+        state.unacked += 1;
+        state.next_seq = state.next_seq.max(seq + 1);
+        state.entries.push_back(Entry {
+            seq,
+            target: Arc::from(target),
+            frame,
+            acked: false,
+        });
+    }
+
     /// Appends the message whose DATA frame is `data_frame`, waiting until
     /// `deadline` (`None`: not at all) for room. Returns its seq.
     pub(crate) fn push(
