@@ -87,6 +87,7 @@ impl PeerConfig {
 
     /// Reads and checks the file at `path`; [`AUTH_TOKEN_ENV`] is read from
     /// the process environment. Errors are named after the path as given.
+    /// A relative `[delivery] outbox_dir` is taken from the file's directory.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         Self::from_path_with_env(path, |var| std::env::var_os(var))
     }
@@ -100,7 +101,8 @@ impl PeerConfig {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|err| ConfigError::new(&name, None, ConfigErrorKind::Io(err)))?;
-        document::read(&text, &name, &env)
+        let dir = path.parent().unwrap_or(Path::new(""));
+        document::read(&text, &name, dir, &env)
     }
 
     /// Reads `text` as if it were the file `name`, with the process
@@ -110,13 +112,15 @@ impl PeerConfig {
     }
 
     /// Reads `text` as the file `name`, with `env` looking up environment
-    /// variables (`|_| None` for none).
+    /// variables (`|_| None` for none). A relative `outbox_dir` is taken
+    /// from `name`'s directory, as it would be for that file.
     pub fn from_str_with_env(
         text: &str,
         name: &str,
         env: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Self, ConfigError> {
-        document::read(text, name, &env)
+        let dir = Path::new(name).parent().unwrap_or(Path::new(""));
+        document::read(text, name, dir, &env)
     }
 
     /// A copy of [`PeerConfig::distributed`], for `DistributedNetwork::new`.
