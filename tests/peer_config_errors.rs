@@ -346,3 +346,56 @@ fn errors_expose_file_line_and_kind() {
     assert_eq!(err.line(), Some(2));
     assert!(matches!(err.kind(), ConfigErrorKind::InvalidValue { key, .. } if key == "workers"));
 }
+
+#[test]
+fn delivery_values() {
+    let cases = [
+        (
+            "mode = \"exactly-once\"",
+            "`[delivery] mode` must be \"at-most-once\" or \"acknowledged\", got \"exactly-once\"",
+        ),
+        ("mode = true", "`[delivery] mode` must be a string, got true"),
+        (
+            "outbox_messages = 0",
+            "`[delivery] outbox_messages` must be an integer 1..=1048576, got 0",
+        ),
+        (
+            "outbox_bytes = 100",
+            "`[delivery] outbox_bytes` must be an integer 1024..=2147483648, got 100",
+        ),
+        (
+            "ack_window = -5",
+            "`[delivery] ack_window` must be an integer 1..=1048576, got -5",
+        ),
+        (
+            "target_window = 0",
+            "`[delivery] target_window` must be an integer 1..=1048576, got 0",
+        ),
+        (
+            "outbox_dir = \"\"",
+            "`[delivery] outbox_dir` must be a directory path (relative to this file's directory), got \"\"",
+        ),
+        (
+            "outbox_dir = 7",
+            "`[delivery] outbox_dir` must be a string, got 7",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = format!("network_id = \"alpha\"\n[delivery]\n{line}\n");
+        assert_eq!(error(&text), format!("alpha.toml:3: {expected}"));
+    }
+}
+
+#[test]
+fn delivery_is_a_table_with_known_keys() {
+    assert_eq!(
+        error("network_id = \"a\"\ndelivery = \"acknowledged\"\n"),
+        "alpha.toml:2: `delivery` must be a table ([delivery]), got \"acknowledged\""
+    );
+    let err = error("network_id = \"a\"\n\n[delivery]\nmode = \"acknowledged\"\nack_windw = 64\n");
+    assert_eq!(
+        err,
+        "alpha.toml:5: unknown key `[delivery] ack_windw`, did you mean `ack_window`? \
+         (expected one of: mode, outbox_messages, outbox_bytes, ack_window, target_window, outbox_dir)"
+    );
+}

@@ -2,10 +2,11 @@
 //! token and the shipped examples.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use reflow_distributed::DistributedConfig;
+use reflow_distributed::bridge::DeliveryMode;
 use reflow_distributed::peer_config::{AUTH_TOKEN_ENV, ConfigErrorKind, PeerConfig};
 
 fn no_env(_: &str) -> Option<OsString> {
@@ -65,6 +66,14 @@ max_delay_ms = 400
 multiplier = 3
 max_attempts = 7
 
+[delivery]
+mode = "acknowledged"
+outbox_messages = 100
+outbox_bytes = 65536
+ack_window = 32
+target_window = 8
+outbox_dir = "/var/lib/reflow/outbox"
+
 [[connect]]
 endpoint = "127.0.0.1:9100"
 
@@ -106,6 +115,14 @@ fn a_file_with_every_key() {
     assert_eq!(reconnect.max_delay, Duration::from_millis(400));
     assert_eq!(reconnect.multiplier, 3);
     assert_eq!(reconnect.max_attempts, 7);
+    let delivery = &d.bridge.delivery;
+    assert_eq!(delivery.mode, DeliveryMode::Acknowledged);
+    assert_eq!((delivery.outbox_messages, delivery.outbox_bytes), (100, 65536));
+    assert_eq!((delivery.ack_window, delivery.target_window), (32, 8));
+    assert_eq!(
+        delivery.outbox_dir.as_deref(),
+        Some(Path::new("/var/lib/reflow/outbox"))
+    );
     let endpoints: Vec<&str> = config.connect.iter().map(|c| c.endpoint.as_str()).collect();
     assert_eq!(endpoints, ["127.0.0.1:9100", "[::1]:9200"]);
     let actors: Vec<(&str, &str)> = config
@@ -140,6 +157,11 @@ fn only_network_id_is_required() {
     assert_eq!(reconnect.max_delay, Duration::from_millis(3200));
     assert_eq!(reconnect.multiplier, 2);
     assert_eq!(reconnect.max_attempts, 5);
+    let delivery = &d.bridge.delivery;
+    assert_eq!(delivery.mode, DeliveryMode::AtMostOnce);
+    assert_eq!((delivery.outbox_messages, delivery.outbox_bytes), (4096, 8 << 20));
+    assert_eq!((delivery.ack_window, delivery.target_window), (1024, 64));
+    assert_eq!(delivery.outbox_dir, None);
     assert!(config.connect.is_empty());
     assert!(config.remote_actors.is_empty());
     // Every default is the library's own.
@@ -191,6 +213,35 @@ fn from_path_reads_a_file_and_the_environment_hook() {
     let d = &config.distributed;
     assert_eq!((d.network_id.as_str(), d.bridge.bind_port), ("delta", 9400));
     assert_eq!(token(&config), Some("t"));
+}
+
+#[test]
+fn a_relative_outbox_dir_is_taken_from_the_files_directory() {
+    let text = "network_id = \"delta\"\n[delivery]\noutbox_dir = \"state/outbox\"\n";
+    let file = TempFile::new("outbox.toml", text);
+    let config = PeerConfig::from_path_with_env(&file.0, no_env).expect("valid");
+    let dir = file.0.parent().expect("a directory");
+    assert_eq!(
+        config.distributed.bridge.delivery.outbox_dir,
+        Some(dir.join("state/outbox"))
+    );
+    // Read as text, the name stands for the file.
+    let config = PeerConfig::from_str_with_env(text, "/etc/reflow/delta.toml", no_env).expect("valid");
+    assert_eq!(
+        config.distributed.bridge.delivery.outbox_dir.as_deref(),
+        Some(Path::new("/etc/reflow/state/outbox"))
+    );
+    let config = PeerConfig::from_str_with_env(text, "delta.toml", no_env).expect("valid");
+    assert_eq!(
+        config.distributed.bridge.delivery.outbox_dir.as_deref(),
+        Some(Path::new("state/outbox"))
+    );
+    let absolute = "network_id = \"delta\"\n[delivery]\noutbox_dir = \"/srv/outbox\"\n";
+    let config = PeerConfig::from_str_with_env(absolute, "/etc/reflow/delta.toml", no_env).expect("valid");
+    assert_eq!(
+        config.distributed.bridge.delivery.outbox_dir.as_deref(),
+        Some(Path::new("/srv/outbox"))
+    );
 }
 
 #[test]

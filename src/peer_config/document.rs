@@ -9,6 +9,7 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -18,7 +19,7 @@ use super::error::{ConfigError, ConfigErrorKind};
 use super::reader::{Reader, Section};
 use super::validate;
 use super::{AUTH_TOKEN_ENV, ConnectTarget, PeerConfig, RemoteActor};
-use crate::bridge::{HoldOptions, ReconnectPolicy};
+use crate::bridge::{DeliveryConfig, DeliveryMode, HoldOptions, ReconnectPolicy};
 use crate::discovery::DiscoveryClientConfig;
 use crate::distributed_config::DistributedConfig;
 use crate::names::{self, ID_RULE};
@@ -44,10 +45,20 @@ const TOP_KEYS: &[&str] = &[
     "legacy_auth",
     "accept_legacy_auth",
     "link_down_warning_ms",
+    "delivery",
     "connect",
     "remote_actor",
 ];
 const RECONNECT_KEYS: &[&str] = &["initial_delay_ms", "max_delay_ms", "multiplier", "max_attempts"];
+const DELIVERY_KEYS: &[&str] = &[
+    "mode",
+    "outbox_messages",
+    "outbox_bytes",
+    "ack_window",
+    "target_window",
+    "outbox_dir",
+    "outbox_fsync",
+];
 const CONNECT_KEYS: &[&str] = &["endpoint", "network_id", "legacy_auth"];
 const REMOTE_ACTOR_KEYS: &[&str] = &["actor_id", "network_id"];
 
@@ -60,6 +71,7 @@ const REMOTE_ACTOR_KEYS: &[&str] = &["actor_id", "network_id"];
 pub(crate) const TABLES: &[(&str, &[&str])] = &[
     ("", TOP_KEYS),
     ("reconnect", RECONNECT_KEYS),
+    ("delivery", DELIVERY_KEYS),
     ("connect", CONNECT_KEYS),
     ("remote_actor", REMOTE_ACTOR_KEYS),
 ];
@@ -69,14 +81,22 @@ const MAX_MS: u64 = 86_400_000;
 /// Smallest frame limit: the handshake and heartbeat frames must fit.
 const MIN_FRAME_BYTES: u64 = 1024;
 
+/// Largest message count of `[delivery]` (outbox, windows): about a million,
+/// far past any sensible setting, so a typo is caught.
+const MAX_DELIVERY_COUNT: u64 = 1 << 20;
+/// Largest outbox in bytes: 2 GiB.
+const MAX_OUTBOX_BYTES: u64 = 1 << 31;
+
 const HOST_PORT_RULE: &str = "host:port";
 const DISCOVERY_RULE: &str = "an http://host:port URL or a bare host:port (https is not supported)";
 const ADVERTISE_RULE: &str = "a host name or IP address without a port, and not 0.0.0.0 or ::";
 
-/// Reads a whole document. `env` looks up environment variables.
+/// Reads a whole document. `dir` is the file's directory (relative paths in
+/// it are taken from there); `env` looks up environment variables.
 pub(crate) fn read(
     text: &str,
     name: &str,
+    dir: &Path,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<PeerConfig, ConfigError> {
     let doc = Reader::parse(name, text)?;
@@ -116,6 +136,9 @@ pub(crate) fn read(
     peer.auth_token = read_auth_token(&mut r, &top, env);
     if let Some(reconnect) = single_table(&mut r, &top, "reconnect", "[reconnect] ", RECONNECT_KEYS) {
         read_reconnect(&mut r, &reconnect, &mut peer.bridge.reconnect);
+    }
+    if let Some(delivery) = single_table(&mut r, &top, "delivery", "[delivery] ", DELIVERY_KEYS) {
+        read_delivery(&mut r, &delivery, dir, &mut peer.bridge.delivery);
     }
     // An entry without its own `legacy_auth` follows the top-level key.
     cfg.connect = read_connect(&mut r, &top, peer.legacy_auth);
@@ -276,6 +299,42 @@ fn read_reconnect(r: &mut Reader<'_>, section: &Section<'_, '_>, policy: &mut Re
             },
         };
         r.invalid(format!("{}{key}", section.label), value, &rule);
+    }
+}
+
+/// `[delivery]`: the mode of every send and the bounds of acknowledged
+/// delivery and credits.
+fn read_delivery(r: &mut Reader<'_>, section: &Section<'_, '_>, dir: &Path, delivery: &mut DeliveryConfig) {
+    r.check_keys(section);
+    let modes = "\"at-most-once\" or \"acknowledged\"";
+    let mode = r.checked_string(section, "mode", modes, |text| {
+        [DeliveryMode::AtMostOnce, DeliveryMode::Acknowledged]
+            .into_iter()
+            .find(|mode| mode.name() == text)
+    });
+    if let Some(mode) = mode {
+        delivery.mode = mode;
+    }
+    if let Some(n) = size(r, section, "outbox_messages", 1, MAX_DELIVERY_COUNT) {
+        delivery.outbox_messages = n;
+    }
+    if let Some(n) = size(r, section, "outbox_bytes", MIN_FRAME_BYTES, MAX_OUTBOX_BYTES) {
+        delivery.outbox_bytes = n;
+    }
+    if let Some(n) = size(r, section, "ack_window", 1, MAX_DELIVERY_COUNT) {
+        delivery.ack_window = n;
+    }
+    if let Some(n) = r.integer(section, "target_window", 1, MAX_DELIVERY_COUNT) {
+        delivery.target_window = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    let path_rule = "a directory path (relative to this file's directory)";
+    if let Some(path) = r.checked_string(section, "outbox_dir", path_rule, |text| {
+        (!text.is_empty() && !text.contains('\0')).then(|| dir.join(text))
+    }) {
+        delivery.outbox_dir = Some(path);
+    }
+    if let Some(fsync) = r.boolean(section, "outbox_fsync") {
+        delivery.outbox_fsync = fsync;
     }
 }
 

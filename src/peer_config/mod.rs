@@ -99,6 +99,7 @@ impl PeerConfig {
 
     /// Reads and checks the file at `path`; [`AUTH_TOKEN_ENV`] is read from
     /// the process environment. Errors are named after the path as given.
+    /// A relative `[delivery] outbox_dir` is taken from the file's directory.
     ///
     /// # Errors
     ///
@@ -123,7 +124,8 @@ impl PeerConfig {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|err| ConfigError::new(&name, None, ConfigErrorKind::Io(err)))?;
-        document::read(&text, &name, &env)
+        let dir = path.parent().unwrap_or(Path::new(""));
+        document::read(&text, &name, dir, &env)
     }
 
     /// Reads `text` as if it were the file `name`, with the process
@@ -137,7 +139,8 @@ impl PeerConfig {
     }
 
     /// Reads `text` as the file `name`, with `env` looking up environment
-    /// variables (`|_| None` for none).
+    /// variables (`|_| None` for none). A relative `outbox_dir` is taken
+    /// from `name`'s directory, as it would be for that file.
     ///
     /// # Errors
     ///
@@ -147,7 +150,8 @@ impl PeerConfig {
         name: &str,
         env: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Self, ConfigError> {
-        document::read(text, name, &env)
+        let dir = Path::new(name).parent().unwrap_or(Path::new(""));
+        document::read(text, name, dir, &env)
     }
 
     /// A copy of [`PeerConfig::distributed`], for `DistributedNetwork::new`.
