@@ -396,6 +396,6 @@ fn delivery_is_a_table_with_known_keys() {
     assert_eq!(
         err,
         "alpha.toml:5: unknown key `[delivery] ack_windw`, did you mean `ack_window`? \
-         (expected one of: mode, outbox_messages, outbox_bytes, ack_window, target_window, outbox_dir)"
+         (expected one of: mode, outbox_messages, outbox_bytes, ack_window, target_window, outbox_dir, outbox_fsync)"
     );
 }
