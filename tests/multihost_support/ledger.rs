@@ -8,17 +8,16 @@ use super::procs::{NsProc, log_ms};
 
 /// How the bridge delivers the sender's messages; every scenario runs in one
 /// mode, written into every peer's config file.
-///
-/// Only at-most-once runs today: a peer's config file cannot select
-/// acknowledged delivery yet. When `[delivery] mode = "acknowledged"` is
-/// read from it, that mode gets its own variant here, with its own check in
-/// [`check`]: every message sent during a fault arrives exactly once after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// `send` returning `Ok` means queued on a live connection; what a
     /// dropped connection held is lost, and the sender counts what it can
     /// know of (queued, never written).
     AtMostOnce,
+    /// `[delivery] mode = "acknowledged"`: `send` returning `Ok` means kept
+    /// in the outbox until the receiver's actor consumed it; every message
+    /// sent during a fault arrives exactly once, in order, after it.
+    Acknowledged,
 }
 
 impl Delivery {
@@ -27,12 +26,14 @@ impl Delivery {
         match self {
             // The default: nothing to write.
             Delivery::AtMostOnce => "",
+            Delivery::Acknowledged => "[delivery]\nmode = \"acknowledged\"\n",
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Delivery::AtMostOnce => "at-most-once",
+            Delivery::Acknowledged => "acknowledged",
         }
     }
 }
@@ -192,7 +193,48 @@ impl Figures {
 pub fn check(mode: Delivery, stream: &Stream, windows: &[Window]) -> Result<Figures, String> {
     match mode {
         Delivery::AtMostOnce => at_most_once(stream, windows),
+        Delivery::Acknowledged => acknowledged(stream),
     }
+}
+
+/// Acknowledged: every accepted message arrives, exactly once and in order,
+/// whatever the faults (no receiver restarts in these scenarios, so no
+/// duplicate is allowed either); nothing is lost, nothing refused arrives.
+fn acknowledged(stream: &Stream) -> Result<Figures, String> {
+    let name = &stream.target;
+    for pair in stream.arrivals.windows(2) {
+        let ((before, _), (after, _)) = (pair[0], pair[1]);
+        if after <= before {
+            return Err(format!(
+                "{name}: #{after} arrived after #{before} (a duplicate or out of order)"
+            ));
+        }
+    }
+    let seen: HashSet<u64> = stream.arrivals.iter().map(|&(seq, _)| seq).collect();
+    let accepted: HashSet<u64> = stream
+        .sends
+        .iter()
+        .filter(|s| s.accepted)
+        .map(|s| s.seq)
+        .collect();
+    if let Some(seq) = seen.iter().find(|s| !accepted.contains(s)) {
+        return Err(format!(
+            "{name}: #{seq} arrived, but its send was refused (or never made)"
+        ));
+    }
+    let mut lost: Vec<u64> = accepted.difference(&seen).copied().collect();
+    lost.sort_unstable();
+    if !lost.is_empty() {
+        return Err(format!("{name}: accepted and never delivered: {lost:?}"));
+    }
+    Ok(Figures {
+        sent: accepted.len(),
+        refused: stream.sends.len() - accepted.len(),
+        delivered: seen.len(),
+        lost,
+        reported: 0,
+        crossed: 0,
+    })
 }
 
 /// At most once: nothing arrives twice; order holds except right next to
