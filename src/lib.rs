@@ -17,6 +17,7 @@ pub mod clock;
 pub mod discovery;
 pub mod distributed_config;
 pub mod distributed_network;
+mod http_server;
 pub mod ids;
 pub mod message;
 pub mod names;

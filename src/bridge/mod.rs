@@ -21,7 +21,7 @@
 
 pub mod config;
 
-mod auth;
+pub(crate) mod auth;
 mod backoff;
 mod dial;
 mod error;

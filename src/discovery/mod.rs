@@ -4,18 +4,19 @@
 //! - [`router`]: the HTTP contract, mountable in any `tiny_http` application.
 //! - [`server`]: [`DiscoveryServer`](server::DiscoveryServer), the contract on
 //!   its own socket with health, metrics and hardened connection handling.
+//! - [`auth`]: signed registrations and deregistrations (optional).
 //! - [`DiscoveryService`]: the client a peer runs to register and to follow
 //!   the roster as [`DiscoveryEvent`]s.
+pub mod auth;
 mod client;
 pub mod config;
-mod connection;
 mod error;
-mod http;
 mod info;
 pub mod metrics;
 pub mod registry;
 mod roster;
 pub mod router;
+mod routes;
 pub mod server;
 
 pub use client::DiscoveryService;
@@ -31,5 +32,5 @@ pub use roster::DiscoveryEvent;
 /// Not part of the supported API.
 #[doc(hidden)]
 pub mod inspect {
-    pub use super::http::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
+    pub use crate::http_server::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
 }
