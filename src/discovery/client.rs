@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
+use super::auth;
 use super::config::DiscoveryClientConfig;
 use super::error::DiscoveryError;
 use super::info::{NetworkInfo, RegistrationInfo, validate_registration, validate_roster_entry};
@@ -226,6 +227,8 @@ struct Worker {
     interval: std::time::Duration,
     max_response_bytes: u64,
     shared: Arc<Shared>,
+    /// Signs every request when set (servers that require it check it).
+    token: Option<Vec<u8>>,
 }
 
 /// Largest roster body read from an endpoint.
@@ -267,7 +270,16 @@ impl Worker {
             interval: config.refresh_interval,
             max_response_bytes: MAX_ROSTER_BYTES,
             shared,
+            token: config.auth_token.as_ref().map(|t| t.as_bytes().to_vec()),
         })
+    }
+
+    /// The headers that sign a request to `url` with `body`; none without a token.
+    fn signature(&self, method: &str, url: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        match &self.token {
+            Some(token) => auth::signed_headers(token, method, target_of(url), body).to_vec(),
+            None => Vec::new(),
+        }
     }
 
     /// The thread's loop: tick, then wait for the interval, a wake-up or
@@ -304,13 +316,11 @@ impl Worker {
                 log::warn!("no time left to deregister from {}", endpoint.base);
                 continue;
             }
-            let outcome = self
-                .agent
-                .delete(&url)
-                .config()
-                .timeout_global(Some(left))
-                .build()
-                .call();
+            let mut request = self.agent.delete(&url);
+            for (name, value) in self.signature("DELETE", &url, b"") {
+                request = request.header(name, value);
+            }
+            let outcome = request.config().timeout_global(Some(left)).build().call();
             match outcome.map(|r| r.status().as_u16()) {
                 Ok(200) => log::info!("Deregistered from discovery endpoint: {}", endpoint.base),
                 // Expired already, or a newer instance of this network took
@@ -373,10 +383,11 @@ impl Worker {
 
     fn register(&mut self, i: usize) {
         let url = format!("{}/register", self.endpoints[i].base);
-        let outcome = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json")
+        let mut request = self.agent.post(&url).header("Content-Type", "application/json");
+        for (name, value) in self.signature("POST", &url, self.body.as_bytes()) {
+            request = request.header(name, value);
+        }
+        let outcome = request
             .send(self.body.as_bytes())
             .map_err(|e| DiscoveryError::Http {
                 url: url.clone(),
@@ -418,7 +429,11 @@ impl Worker {
     }
 
     fn fetch_roster(&self, url: &str) -> Result<Vec<NetworkInfo>, DiscoveryError> {
-        let mut response = self.agent.get(url).call().map_err(|e| DiscoveryError::Http {
+        let mut request = self.agent.get(url);
+        for (name, value) in self.signature("GET", url, b"") {
+            request = request.header(name, value);
+        }
+        let mut response = request.call().map_err(|e| DiscoveryError::Http {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
@@ -483,6 +498,13 @@ impl fmt::Display for EventLog<'_> {
     }
 }
 
+/// The request target of a URL (`http://h:9/networks/a?x` → `/networks/a?x`),
+/// as the server sees it on its request line and checks the signature over.
+fn target_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/').map_or("/", |at| &rest[at..])
+}
+
 /// True once the stop channel is closed.
 fn stopped(stop: &Receiver<()>) -> bool {
     matches!(stop.try_recv(), Err(TryRecvError::Disconnected))
@@ -511,6 +533,16 @@ mod tests {
         assert!(normalize_endpoint("https://h:9").is_err());
         assert!(normalize_endpoint("http://").is_err());
         assert!(normalize_endpoint("  ").is_err());
+    }
+
+    #[test]
+    fn the_signed_target_is_the_path_and_query() {
+        assert_eq!(target_of("http://h:9/register"), "/register");
+        assert_eq!(
+            target_of("http://h:9/base/networks/a%20b?instance_id=a-1"),
+            "/base/networks/a%20b?instance_id=a-1"
+        );
+        assert_eq!(target_of("http://h:9"), "/");
     }
 
     #[test]

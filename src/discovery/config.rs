@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// How a peer talks to its discovery servers.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct DiscoveryClientConfig {
     /// Base URLs such as `http://127.0.0.1:9000`; a bare `host:port` gets `http://`.
@@ -20,6 +20,27 @@ pub struct DiscoveryClientConfig {
     /// Events buffered per subscriber; a subscriber that falls this far behind
     /// misses events (logged) rather than stalling the service. Default 256.
     pub subscriber_capacity: usize,
+    /// Token to sign requests with (`X-Reflow-Timestamp`,
+    /// `X-Reflow-Signature`; see [`auth`](super::auth)), for servers that
+    /// require signed registrations. A `DistributedNetwork` fills it with
+    /// its bridge `auth_token` when left unset. Default none. Never printed
+    /// by `Debug`.
+    pub auth_token: Option<String>,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for DiscoveryClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscoveryClientConfig")
+            .field("endpoints", &self.endpoints)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("capabilities", &self.capabilities)
+            .field("subscriber_capacity", &self.subscriber_capacity)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for DiscoveryClientConfig {
@@ -31,6 +52,7 @@ impl Default for DiscoveryClientConfig {
             request_timeout: Duration::from_secs(5),
             capabilities: vec!["actor_messaging".to_string()],
             subscriber_capacity: 256,
+            auth_token: None,
         }
     }
 }

@@ -140,7 +140,12 @@ impl DistributedNetwork {
             endpoint: advertised,
             capabilities: self.config.discovery.capabilities.clone(),
         };
-        let discovery = match DiscoveryService::start(self.config.discovery.clone(), me) {
+        let mut discovery_config = self.config.discovery.clone();
+        // Servers that require signed registrations check the federation's token.
+        if discovery_config.auth_token.is_none() {
+            discovery_config.auth_token = self.config.auth_token.clone();
+        }
+        let discovery = match DiscoveryService::start(discovery_config, me) {
             Ok(discovery) => Arc::new(discovery),
             Err(e) => {
                 bridge.shutdown();

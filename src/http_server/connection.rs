@@ -41,10 +41,7 @@ pub(crate) enum Begin {
     Respond(Reply),
     /// Read a body of at most `limit` bytes (a larger declared length gets
     /// 413 unread), then answer with what `finish` makes of it.
-    ReadBody {
-        limit: usize,
-        finish: Finish,
-    },
+    ReadBody { limit: usize, finish: Finish },
 }
 
 /// Something a service may want to count.
