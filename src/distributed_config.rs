@@ -32,6 +32,10 @@ pub struct DistributedConfig {
     pub discovery: DiscoveryClientConfig,
     /// The local network's pool and inbox bounds.
     pub network: NetworkConfig,
+    /// `host:port` of the admin listener (`/healthz`, `/readyz`,
+    /// `/metrics`, `/links`; port 0 picks one). Default none: no listener.
+    /// Not authenticated: bind it to loopback or a management network.
+    pub admin_bind: Option<String>,
 }
 
 impl DistributedConfig {
@@ -48,6 +52,7 @@ impl DistributedConfig {
             bridge: BridgeConfig::default(),
             discovery: DiscoveryClientConfig::default(),
             network: NetworkConfig::default(),
+            admin_bind: None,
         }
     }
 }
@@ -65,6 +70,7 @@ impl std::fmt::Debug for DistributedConfig {
             .field("bridge", &self.bridge)
             .field("discovery", &self.discovery)
             .field("network", &self.network)
+            .field("admin_bind", &self.admin_bind)
             .finish()
     }
 }

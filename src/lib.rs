@@ -10,6 +10,7 @@
 //!   binaries (the `cli` feature, on by default).
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod bridge;
 #[cfg(feature = "cli")]
 pub mod cli;

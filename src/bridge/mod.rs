@@ -45,10 +45,10 @@ mod threads;
 pub use config::{BridgeConfig, BridgeIdentity, HoldOptions, ReconnectPolicy};
 pub use error::{BridgeError, DeliveryError, HandshakeError, SendError};
 pub use events::BridgeEvent;
-pub use handle::Bridge;
+pub use handle::{Bridge, HeldLink};
 pub use protocol::{ActorInfo, DiscoveryRequest, DiscoveryResponse, Heartbeat, RemoteMessage};
 pub use sink::InboundSink;
-pub use stats::BridgeStats;
+pub use stats::{BridgeStats, LinkStats, REFUSAL_REASONS};
 
 /// Entry points into the bridge's input parsing for fuzz targets and
 /// regression tests. Not part of the supported API.

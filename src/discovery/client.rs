@@ -30,6 +30,8 @@ use crate::names::escaped;
 /// State shared by the service handle and its thread.
 struct Shared {
     known: Mutex<Roster>,
+    /// The last registration with at least one endpoint succeeded.
+    registered: std::sync::atomic::AtomicBool,
     subscribers: Mutex<Vec<Sender<DiscoveryEvent>>>,
     subscriber_capacity: usize,
 }
@@ -98,6 +100,7 @@ impl DiscoveryService {
             .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared {
             known: Mutex::new(BTreeMap::new()),
+            registered: std::sync::atomic::AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
             subscriber_capacity: config.subscriber_capacity,
         });
@@ -137,6 +140,13 @@ impl DiscoveryService {
     /// The networks currently known (this peer's own excluded), by `network_id`.
     pub fn known_networks(&self) -> Vec<NetworkInfo> {
         lock(&self.shared.known).values().cloned().collect()
+    }
+
+    /// True while this peer's last registration with at least one
+    /// endpoint succeeded (false before the first, without endpoints, and
+    /// after stop).
+    pub fn is_registered(&self) -> bool {
+        self.shared.registered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What this peer registers.
@@ -303,6 +313,9 @@ impl Worker {
     /// with, so that other peers see it leave on their next refresh instead
     /// of after the TTL. All requests share one `request_timeout`.
     fn deregister_all(&self) {
+        self.shared
+            .registered
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let deadline = std::time::Instant::now() + self.request_timeout;
         for endpoint in self.endpoints.iter().filter(|e| e.registered) {
             let url = format!(
@@ -372,11 +385,8 @@ impl Worker {
             );
         }
         for event in &events {
-            log::debug!(
-                "discovery event for {}: {}",
-                escaped(&self.own_network),
-                EventLog(event)
-            );
+            // A network joining, moving or leaving is lifecycle: info.
+            log::info!("discovery roster: {}", EventLog(event));
             self.shared.publish(event);
         }
     }
@@ -415,6 +425,7 @@ impl Worker {
                 })
             });
         let endpoint = &mut self.endpoints[i];
+        let now_registered = outcome.is_ok();
         match outcome {
             Ok(()) if !endpoint.registered => {
                 log::info!("Registered with discovery endpoint: {}", endpoint.base);
@@ -426,6 +437,10 @@ impl Worker {
                 endpoint.registered = false;
             }
         }
+        let any = now_registered || self.endpoints.iter().any(|e| e.registered);
+        self.shared
+            .registered
+            .store(any, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn fetch_roster(&self, url: &str) -> Result<Vec<NetworkInfo>, DiscoveryError> {
@@ -570,6 +585,7 @@ mod tests {
     fn a_full_subscriber_loses_events_without_blocking_others() {
         let shared = Shared {
             known: Mutex::new(BTreeMap::new()),
+            registered: std::sync::atomic::AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
             subscriber_capacity: 1,
         };

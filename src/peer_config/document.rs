@@ -34,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "legacy_auth",
     "accept_legacy_auth",
     "link_down_warning_ms",
+    "admin_bind",
     "connect",
     "remote_actor",
 ];
@@ -47,6 +48,7 @@ const MAX_MS: u64 = 86_400_000;
 const MIN_FRAME_BYTES: u64 = 1024;
 
 const HOST_PORT_RULE: &str = "host:port";
+const ADMIN_RULE: &str = "an IP address and port such as 127.0.0.1:9190 (port 0 picks one)";
 const DISCOVERY_RULE: &str = "an http://host:port URL or a bare host:port (https is not supported)";
 const ADVERTISE_RULE: &str = "a host name or IP address without a port, and not 0.0.0.0 or ::";
 
@@ -88,6 +90,7 @@ pub(crate) fn read(
     }
     read_bridge_keys(&mut r, &top, &mut cfg);
     read_discovery_keys(&mut r, &top, &mut cfg);
+    cfg.admin_bind = r.checked_string(&top, "admin_bind", ADMIN_RULE, validate::bind_address);
     read_runtime_keys(&mut r, &top, &mut cfg);
     cfg.auth_token = read_auth_token(&mut r, &top, env);
     if let Some(reconnect) = single_table(&mut r, &top, "reconnect", "[reconnect] ", RECONNECT_KEYS) {

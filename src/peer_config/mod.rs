@@ -83,6 +83,9 @@ pub struct PeerConfig {
     pub accept_legacy_auth: bool,
     /// A held link down longer than this is reported at warn. Default 30 s.
     pub link_down_warning: Duration,
+    /// `IP:PORT` of the admin listener (`/healthz`, `/readyz`, `/metrics`,
+    /// `/links`). Default none: no listener.
+    pub admin_bind: Option<String>,
     /// Peers to dial at start, from `[[connect]]` tables, in file order.
     pub connect: Vec<ConnectTarget>,
     /// Actors of other networks to register as proxies, from `[[remote_actor]]`.
@@ -137,6 +140,7 @@ impl PeerConfig {
             legacy_auth: false,
             accept_legacy_auth: bridge.accept_legacy_auth,
             link_down_warning: bridge.link_down_warning,
+            admin_bind: None,
             connect: Vec::new(),
             remote_actors: Vec::new(),
         }
@@ -187,6 +191,7 @@ impl PeerConfig {
         config.legacy_auth = self.legacy_auth;
         config.bridge.accept_legacy_auth = self.accept_legacy_auth;
         config.bridge.link_down_warning = self.link_down_warning;
+        config.admin_bind = self.admin_bind.clone();
 
         config.bridge.bind_address = self.bind_address.to_string();
         config.bridge.bind_port = self.bind_port;
@@ -225,6 +230,7 @@ impl fmt::Debug for PeerConfig {
             .field("inbox_capacity", &self.inbox_capacity)
             .field("workers", &self.workers)
             .field("reconnect", &self.reconnect)
+            .field("admin_bind", &self.admin_bind)
             .field("connect", &self.connect)
             .field("remote_actors", &self.remote_actors)
             .finish()

@@ -50,6 +50,9 @@ pub(crate) fn run(session: &Session, mut ws: WebSocket<WsStream>) -> CloseReason
             Err(err) => return CloseReason::Failed(err.to_string()),
         };
         session.heard();
+        if let WsMessage::Text(_) | WsMessage::Binary(_) = &frame {
+            bump(&session.context.link.bytes_in, frame.len() as u64);
+        }
         match frame {
             WsMessage::Text(text) if session.peer.wire == Wire::V10 => handle_text(session, text.as_str()),
             WsMessage::Binary(bytes) if session.peer.wire != Wire::V10 => {
@@ -171,6 +174,7 @@ fn protocol_error(session: &Session, why: String) -> CloseReason {
 fn deliver(session: &Session, message: RemoteMessage) {
     let stats = &session.context.stats;
     bump(&stats.messages_received, 1);
+    bump(&session.context.link.messages_in, 1);
     log::debug!(
         "Message {} from {}@{} for {}.{}",
         escaped(&message.message_id),
