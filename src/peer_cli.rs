@@ -33,7 +33,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const HELP: &str = "\
 reflow-peer: run one Reflow peer (local actors, bridge, discovery) from a config file.
 
-Usage: reflow-peer -c FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--once]
+Usage: reflow-peer -c FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--once] [--admin IP:PORT]
 
 Options:
   -c, --config FILE
