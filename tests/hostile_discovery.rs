@@ -342,11 +342,10 @@ fn thousands_of_connections_past_the_limit_are_served_in_turn() {
     let served = served.load(Ordering::Relaxed);
     eprintln!("{served} of {attempts} served in {:?}", started.elapsed());
     assert!(served >= attempts * 9 / 10, "only {served} served");
-    // The idle connections that held the slots were closed to make room.
-    for mut tcp in held {
-        let (status, _) = read_answer(&mut tcp).expect("closed");
-        assert_eq!(status, 0, "closed quietly");
-    }
+    // The oldest idle connection made room for the first newcomer (the
+    // others only as the workers' connections needed their slots).
+    let (status, _) = read_answer(&mut held[0]).expect("closed");
+    assert_eq!(status, 0, "closed quietly");
     server.serves_a_good_client("good");
     server.assert_rss_bounded(before, "connections past the limit");
 }
