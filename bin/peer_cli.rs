@@ -24,7 +24,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const HELP: &str = "\
 reflow-peer: run one Reflow peer (local actors, bridge, discovery) from a config file.
 
-Usage: reflow-peer -c FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--once]
+Usage: reflow-peer -c FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--once] [--admin IP:PORT]
 
 Options:
   -c, --config FILE
@@ -35,6 +35,8 @@ Options:
                   or be empty. Repeatable; sends go out in the order given, and
                   one that fails does not stop the ones after it.
   --once          Exit after the sends instead of running until interrupted.
+  --admin ADDR    Serve /healthz, /readyz, /metrics and /links on ADDR (IP:PORT, e.g.
+                  127.0.0.1:9190); replaces admin_bind from the file.
   -h, --help      Print this help and exit (read before any other option).
   -V, --version   Print the version and exit (read before any other option).
 
@@ -69,6 +71,8 @@ pub struct PeerArgs {
     pub sends: Vec<SendSpec>,
     /// `--once`: exit after the sends.
     pub once: bool,
+    /// `--admin IP:PORT`: the admin listener, replacing `admin_bind`.
+    pub admin: Option<String>,
 }
 
 /// One `--send network:actor:port:payload`.
@@ -188,6 +192,7 @@ where
     let mut config: Option<PathBuf> = None;
     let mut sends = Vec::new();
     let mut once = false;
+    let mut admin = None;
     while let Some(arg) = parser.next().map_err(lexopt_error)? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -207,6 +212,16 @@ where
                 sends.push(send_value(value)?);
             }
             Long("once") => once = true,
+            Long("admin") => {
+                let value = parser.value().map_err(lexopt_error)?;
+                let text = value.to_string_lossy().into_owned();
+                if text.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(UsageError::new(format!(
+                        "invalid value for --admin {text:?}: expected IP:PORT such as 127.0.0.1:9190"
+                    )));
+                }
+                admin = Some(text);
+            }
             Value(value) => {
                 let message = format!("unexpected argument {:?}", value.to_string_lossy());
                 return Err(UsageError::new(message));
@@ -216,7 +231,12 @@ where
         }
     }
     let config = config.ok_or_else(|| UsageError::new("--config FILE is required"))?;
-    Ok(Command::Run(PeerArgs { config, sends, once }))
+    Ok(Command::Run(PeerArgs {
+        config,
+        sends,
+        once,
+        admin,
+    }))
 }
 
 fn send_value(value: OsString) -> Result<SendSpec, UsageError> {
@@ -234,6 +254,7 @@ fn lexopt_error(err: lexopt::Error) -> UsageError {
             let what = match option.as_str() {
                 "--config" | "-c" => "a file name",
                 "--send" => "a value network:actor:port:payload",
+                "--admin" => "an address IP:PORT",
                 _ => "a value",
             };
             UsageError::new(format!("{option} needs {what}"))

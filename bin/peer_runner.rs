@@ -28,7 +28,12 @@ pub const SEND_CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// no log prefix, the form editors and compilers use, so it can be jumped to.
 pub fn run(args: &PeerArgs) -> u8 {
     let config = match PeerConfig::from_path(&args.config) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            if args.admin.is_some() {
+                config.distributed.admin_bind = args.admin.clone();
+            }
+            config
+        }
         Err(e) => {
             eprintln!("{e}");
             return EXIT_USAGE;

@@ -49,6 +49,10 @@ pub struct DistributedConfig {
     pub discovery: DiscoveryClientConfig,
     /// The local network's pool and inbox bounds.
     pub network: NetworkConfig,
+    /// `host:port` of the admin listener (`/healthz`, `/readyz`,
+    /// `/metrics`, `/links`; port 0 picks one). Default none: no listener.
+    /// Not authenticated: bind it to loopback or a management network.
+    pub admin_bind: Option<String>,
 }
 
 impl DistributedConfig {
@@ -65,6 +69,7 @@ impl DistributedConfig {
             bridge: BridgeConfig::default(),
             discovery: DiscoveryClientConfig::default(),
             network: NetworkConfig::default(),
+            admin_bind: None,
         }
     }
 }

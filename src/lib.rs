@@ -54,11 +54,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, clippy::missing_errors_doc)]
 
+mod admin;
 pub mod bridge;
 mod clock;
 pub mod discovery;
 mod distributed_config;
 pub mod distributed_network;
+mod http_server;
 mod ids;
 mod message;
 pub mod names;

@@ -1,5 +1,6 @@
 //! The real server under hostile or unlucky conditions: slow and silent
-//! clients, the connection limit, and failing `accept()` calls.
+//! clients and their deadlines, the connection cap, and failing `accept()`
+//! calls. The slowloris floods are in `discovery_slowloris.rs`.
 
 mod discovery_support;
 
@@ -20,7 +21,15 @@ fn read_until_closed(s: &mut TcpStream) -> String {
 
 #[test]
 fn slow_and_silent_clients_do_not_hold_up_others() {
-    let server = ServerProcess::start(&["--request-timeout-secs", "2", "--idle-timeout-secs", "2"]);
+    // Deadlines, not caps, are under test: room for all 120 from one address.
+    let server = ServerProcess::start(&[
+        "--request-timeout-secs",
+        "2",
+        "--idle-timeout-secs",
+        "2",
+        "--max-connections-per-ip",
+        "200",
+    ]);
     register(server.addr, "alpha", "alpha-1", "127.0.0.1:9100");
     let mut silent = Vec::new();
     let mut partial_heads = Vec::new();
@@ -76,7 +85,7 @@ fn a_client_trickling_bytes_is_cut_at_the_request_deadline() {
 }
 
 #[test]
-fn connections_over_the_limit_get_503_and_the_server_recovers() {
+fn at_the_connection_cap_the_oldest_idle_connection_makes_room() {
     let server = ServerProcess::start(&["--max-connections", "4", "--idle-timeout-secs", "30"]);
     let mut held: Vec<TcpStream> = Vec::new();
     for _ in 0..4 {
@@ -89,18 +98,21 @@ fn connections_over_the_limit_get_503_and_the_server_recovers() {
         assert!(s.read(&mut buf).expect("answer") > 0);
         held.push(s);
     }
+    // A fifth client is served: the oldest kept-alive connection, idle
+    // between requests, is closed (quietly: it had no request under way).
     let answer = http(server.addr, "GET", "/healthz", None);
-    assert_eq!(answer.status, 503, "{answer:?}");
-    assert!(answer.error().contains("too many open connections"));
-    held.clear();
-    wait_until("a free connection slot", || {
-        http(server.addr, "GET", "/healthz", None).status == 200
-    });
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(read_until_closed(&mut held[0]), "");
     let metrics = http(server.addr, "GET", "/metrics", None).body;
     assert!(
-        metrics.contains("reflow_discovery_connections_refused_total"),
+        metrics.contains("reflow_discovery_connections_evicted_total 1"),
         "{metrics}"
     );
+    // The three younger ones still hold theirs.
+    let mut s = held.pop().expect("youngest");
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    assert!(read_until_closed(&mut s).starts_with("HTTP/1.1 200"));
 }
 
 /// Runs the server with a file-descriptor limit so low that `accept()` fails

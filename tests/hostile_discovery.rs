@@ -79,6 +79,15 @@ impl Server {
     }
 }
 
+/// Flags that lift the per-address request budget, for tests that send a
+/// burst of requests from 127.0.0.1 to exercise something else.
+const UNLIMITED_REQUESTS: [&str; 4] = [
+    "--requests-per-sec-per-ip",
+    "1000000",
+    "--request-burst-per-ip",
+    "1000000",
+];
+
 fn post(path: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
@@ -228,7 +237,8 @@ fn huge_heads_and_absurd_lengths_are_refused_without_buffering() {
 
 #[test]
 fn pathological_json_bodies_get_400() {
-    let server = Server::start(&[]);
+    // 240 requests in a burst: room in the per-address budget for all.
+    let server = Server::start(&UNLIMITED_REQUESTS);
     server.serves_a_good_client("warmup");
     let before = server.rss_kib();
     let limit = 16 * 1024;
@@ -278,11 +288,13 @@ fn pathological_json_bodies_get_400() {
 }
 
 #[test]
-fn thousands_of_connections_past_the_limit_get_503() {
-    let server = Server::start(&["--max-connections", "4", "--idle-timeout-secs", "30"]);
+fn thousands_of_connections_past_the_limit_are_served_in_turn() {
+    let mut args = vec!["--max-connections", "4", "--idle-timeout-secs", "30"];
+    args.extend_from_slice(&UNLIMITED_REQUESTS);
+    let server = Server::start(&args);
     server.serves_a_good_client("warmup");
     let before = server.rss_kib();
-    // Hold every slot, each proven by a finished request.
+    // Hold every slot, each proven by a finished request, then sit idle.
     let mut held = Vec::new();
     let deadline = Instant::now() + WAIT;
     while held.len() < 4 {
@@ -298,22 +310,27 @@ fn thousands_of_connections_past_the_limit_get_503() {
         }
     }
     let attempts = 2000;
-    let refused = Arc::new(AtomicUsize::new(0));
+    let served = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..4)
         .map(|_| {
             let addr = server.addr;
-            let refused = Arc::clone(&refused);
+            let served = Arc::clone(&served);
             std::thread::spawn(move || {
                 for _ in 0..attempts / 4 {
                     if started.elapsed() > Duration::from_secs(40) {
                         break;
                     }
-                    let (status, body) = request(addr, b"GET /networks HTTP/1.1\r\nHost: t\r\n\r\n")
-                        .expect("answered or closed in time");
-                    assert!(status == 503 || status == 0, "{status} {body}");
-                    if status == 503 {
-                        refused.fetch_add(1, Ordering::Relaxed);
+                    let (status, body) = request(
+                        addr,
+                        b"GET /networks HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                    )
+                    .expect("answered or closed in time");
+                    // 503 only when every slot is being answered at that
+                    // moment; 0 when this one gave way before its turn.
+                    assert!(matches!(status, 200 | 503 | 0), "{status} {body}");
+                    if status == 200 {
+                        served.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             })
@@ -322,18 +339,13 @@ fn thousands_of_connections_past_the_limit_get_503() {
     for w in workers {
         w.join().unwrap();
     }
-    let refused = refused.load(Ordering::Relaxed);
-    eprintln!("{refused} of {attempts} got 503 in {:?}", started.elapsed());
-    assert!(refused >= attempts * 9 / 10, "only {refused} got 503");
-    server.wait_count("too many open connections", refused);
-    drop(held);
-    let deadline = Instant::now() + WAIT;
-    while request(server.addr, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").map_or(0, |a| a.0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "no slot came free");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let served = served.load(Ordering::Relaxed);
+    eprintln!("{served} of {attempts} served in {:?}", started.elapsed());
+    assert!(served >= attempts * 9 / 10, "only {served} served");
+    // The oldest idle connection made room for the first newcomer (the
+    // others only as the workers' connections needed their slots).
+    let (status, _) = read_answer(&mut held[0]).expect("closed");
+    assert_eq!(status, 0, "closed quietly");
     server.serves_a_good_client("good");
     server.assert_rss_bounded(before, "connections past the limit");
 }

@@ -16,7 +16,7 @@ use std::fmt;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Bytes in a handshake nonce.
 pub(crate) const NONCE_BYTES: usize = 32;
@@ -196,18 +196,29 @@ fn keyed(key: &[u8]) -> HmacSha256 {
 }
 
 fn mac(token: &[u8], direction: Direction, t: &Transcript) -> HmacSha256 {
-    let mut mac = keyed(token);
-    for item in [
-        direction.label(),
-        t.dialer_network.as_bytes(),
-        t.dialer_instance.as_bytes(),
-        t.acceptor_network.as_bytes(),
-        t.acceptor_instance.as_bytes(),
-        t.dialer_nonce.as_bytes(),
-        t.acceptor_nonce.as_bytes(),
-    ] {
-        // Ids arrive in a handshake frame bounded by the WebSocket frame
-        // limit, far below 4 GiB, so the length always fits.
+    framed_mac(
+        token,
+        &[
+            direction.label(),
+            t.dialer_network.as_bytes(),
+            t.dialer_instance.as_bytes(),
+            t.acceptor_network.as_bytes(),
+            t.acceptor_instance.as_bytes(),
+            t.dialer_nonce.as_bytes(),
+            t.acceptor_nonce.as_bytes(),
+        ],
+    )
+}
+
+/// HMAC-SHA256 under `key` over `items`, each as a u32 big-endian length
+/// followed by its bytes: an unambiguous encoding of the list, so no two
+/// lists MAC the same. Put a label of its own first in every use, so that a
+/// tag made for one purpose never verifies for another.
+pub(crate) fn framed_mac(key: &[u8], items: &[&[u8]]) -> HmacSha256 {
+    let mut mac = keyed(key);
+    for item in items {
+        // Every item is bounded by a frame or body limit far below 4 GiB,
+        // so the length always fits.
         let len = u32::try_from(item.len()).unwrap_or(u32::MAX);
         mac.update(&len.to_be_bytes());
         mac.update(item);
@@ -215,7 +226,7 @@ fn mac(token: &[u8], direction: Direction, t: &Transcript) -> HmacSha256 {
     mac
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
@@ -225,7 +236,7 @@ fn to_hex(bytes: &[u8]) -> String {
     text
 }
 
-fn from_hex32(text: &str) -> Result<[u8; 32], HexError> {
+pub(crate) fn from_hex32(text: &str) -> Result<[u8; 32], HexError> {
     let digits = text.as_bytes();
     if digits.len() != 64 {
         return Err(HexError::Length(digits.len()));

@@ -21,10 +21,25 @@ use super::protocol::RemoteMessage;
 use super::sending::{self, SendOptions};
 use super::session::CloseReason;
 use super::sink::InboundSink;
-use super::stats::BridgeStats;
+use super::stats::{BridgeStats, LinkStats};
 use super::supervisor::Supervisor;
 use super::threads::join_quietly;
 use super::{heartbeat, listener};
+
+/// A link the bridge holds, as [`Bridge::held_links`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeldLink {
+    /// The `host:port` dialed.
+    pub endpoint: String,
+    /// The network expected there, or found by the latest dial that reached
+    /// it; `None` while an endpoint without a configured network was never reached.
+    pub network_id: Option<String>,
+    /// Held because discovery lists the network (else configured or asked for).
+    pub discovered: bool,
+    /// A session with that network is up.
+    pub up: bool,
+}
 
 /// One side of the WebSocket bridge: a listener for peers that dial in, and
 /// the sessions with peers, dialed or accepted, keyed by network id.
@@ -384,6 +399,44 @@ impl Bridge {
     /// The bridge's counters since it started.
     pub fn stats(&self) -> BridgeStats {
         self.hub.stats.snapshot()
+    }
+
+    /// Traffic per network since the bridge started (every network a
+    /// session was ever made with, and those connected now), sorted by
+    /// network id.
+    pub fn link_stats(&self) -> Vec<LinkStats> {
+        let mut links = self.hub.stats.links();
+        for link in &mut links {
+            if let Some(session) = self.hub.sessions.get(&link.network_id) {
+                link.connected = true;
+                link.queued = session.queued();
+            }
+            link.unacknowledged = self.unacknowledged(&link.network_id);
+        }
+        links
+    }
+
+    /// The links this bridge holds (redials while down), sorted by endpoint:
+    /// `[[connect]]`-style targets and discovery-listed networks.
+    pub fn held_links(&self) -> Vec<HeldLink> {
+        let supervisors = lock(&self.supervisors);
+        let mut held: Vec<HeldLink> = supervisors
+            .values()
+            .map(|s| {
+                let network_id = lock(&s.learned).clone();
+                let up = network_id
+                    .as_deref()
+                    .is_some_and(|n| self.hub.sessions.contains(n));
+                HeldLink {
+                    endpoint: s.target.endpoint.clone(),
+                    network_id,
+                    discovered: s.target.discovered,
+                    up,
+                }
+            })
+            .collect();
+        held.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
+        held
     }
 
     /// Sends a Close frame to every peer, stops every thread and joins them.

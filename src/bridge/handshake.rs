@@ -175,6 +175,23 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// The reason it is counted under (`stats::REFUSAL_REASONS`).
+    pub(crate) fn counted_as(&self) -> &'static str {
+        match self {
+            Refusal::TokenMismatch | Refusal::ProofMissing | Refusal::ProofMismatch | Refusal::Declined => {
+                "auth"
+            }
+            Refusal::LegacyAuthRefused => "legacy_auth",
+            Refusal::MaxConnections => "max_connections",
+            Refusal::LiveInstance { .. } => "live_instance",
+            Refusal::UnsupportedVersion(_)
+            | Refusal::BadId { .. }
+            | Refusal::SameNetworkId
+            | Refusal::BadNonce => "bad_handshake",
+            Refusal::Internal(_) => "other",
+        }
+    }
+
     pub(crate) fn text(&self) -> String {
         match self {
             // One text for every way of not knowing the token: the dialer

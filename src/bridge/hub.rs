@@ -248,11 +248,12 @@ impl Hub {
         lock(&self.lost).get(network_id).copied().unwrap_or(0)
     }
 
-    fn session_context(&self) -> SessionContext {
+    fn session_context(&self, network: &str) -> SessionContext {
         SessionContext {
             local_network: self.identity.network_id.clone(),
             sink: Arc::clone(&self.sink),
             stats: Arc::clone(&self.stats),
+            link: self.stats.link(network),
             ws_config: self.ws_config,
             heartbeat_interval: self.config.heartbeat_interval,
             close_grace: self.config.close_timeout,
@@ -310,14 +311,8 @@ impl Hub {
     pub(crate) fn admit(&self, peer: Peer, tcp: TcpStream) -> Result<Admitted, NotAdmitted> {
         let capacity = self.config.outbound_queue_capacity;
         let delivery = self.session_delivery(&peer);
-        let (session, lanes) = Session::new(
-            self.next_id(),
-            peer,
-            self.session_context(),
-            tcp,
-            capacity,
-            delivery,
-        );
+        let context = self.session_context(&peer.network_id);
+        let (session, lanes) = Session::new(self.next_id(), peer, context, tcp, capacity, delivery);
         loop {
             match self.sessions.insert(&session) {
                 Insert::Added { replaced } => {

@@ -19,7 +19,6 @@ use super::error::HandshakeError;
 use super::handshake::{AcceptorNext, AcceptorPolicy, Refusal, on_request, parse_request, reply_text};
 use super::hub::{Admitted, Hub, NotAdmitted, close_duplicate, close_unstarted};
 use super::session::{Peer, Wire};
-use super::stats::bump;
 use super::stream::{WsStream, read_text, upgrade_error};
 use crate::names::escaped;
 
@@ -146,12 +145,12 @@ fn accept_one(hub: &Arc<Hub>, tcp: TcpStream, peer: SocketAddr) {
 
 /// A socket that never produced a handshake request: closed without reply.
 fn refused_early(hub: &Hub, peer: SocketAddr, err: HandshakeError) {
-    bump(&hub.stats.refused_handshakes, 1);
+    hub.stats.refused("bad_handshake");
     log::info!("Refused connection from {peer}: {err}");
 }
 
 fn refuse(hub: &Hub, ws: &mut WebSocket<WsStream>, peer: SocketAddr, who: &str, refusal: &Refusal) {
-    bump(&hub.stats.refused_handshakes, 1);
+    hub.stats.refused(refusal.counted_as());
     let text = refusal.text();
     log::info!("Refused handshake from network {who} ({peer}): {text}");
     if ws

@@ -19,7 +19,7 @@
 //! route to the wire, which hands the message back on every failure it can
 //! know of. The bridge knows nothing about actors.
 
-mod auth;
+pub(crate) mod auth;
 mod backoff;
 mod config;
 mod delivery;
@@ -47,11 +47,11 @@ mod threads;
 pub use config::{BridgeConfig, BridgeIdentity, DeliveryConfig, DeliveryMode, HoldOptions, ReconnectPolicy};
 pub use error::{BridgeError, DeliveryError, HandshakeError, SendError};
 pub use events::BridgeEvent;
-pub use handle::Bridge;
+pub use handle::{Bridge, HeldLink};
 pub use protocol::RemoteMessage;
 pub use sending::SendOptions;
 pub use sink::{InboundSink, Tracking};
-pub use stats::BridgeStats;
+pub use stats::{BridgeStats, LinkStats, REFUSAL_REASONS};
 
 /// Entry points into the bridge's input parsing for fuzz targets and
 /// regression tests. Not part of the supported API.

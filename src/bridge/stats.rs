@@ -1,6 +1,24 @@
-//! Counters of the bridge, read through [`BridgeStats`].
+//! Counters of the bridge, read through [`BridgeStats`] (the whole bridge)
+//! and [`LinkStats`] (per network).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Networks whose traffic counters are kept at most; past it, counters of
+/// networks without a session are forgotten (and start again from zero).
+const MAX_TRACKED_NETWORKS: usize = 1024;
+
+/// Why handshakes were refused, as counted: a fixed set, so the counters
+/// stay few whatever dialers send.
+pub const REFUSAL_REASONS: [&str; 6] = [
+    "auth",
+    "max_connections",
+    "live_instance",
+    "bad_handshake",
+    "legacy_auth",
+    "other",
+];
 
 /// A snapshot of the bridge's counters since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +54,44 @@ pub struct BridgeStats {
     /// Messages under acknowledged delivery that their receivers
     /// acknowledged as consumed.
     pub messages_acknowledged: u64,
+    /// Held links linked again after a drop or failed dials (each
+    /// `BridgeEvent::Reconnected`).
+    pub reconnects: u64,
+    /// `refused_handshakes` by reason, in the order of [`REFUSAL_REASONS`].
+    pub refused_by_reason: [u64; REFUSAL_REASONS.len()],
+}
+
+/// Traffic with one network since the bridge started, across its sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkStats {
+    /// The remote network.
+    pub network_id: String,
+    /// A session with it is up.
+    pub connected: bool,
+    /// Remote messages read from it and handed to the local network.
+    pub messages_in: u64,
+    /// Remote messages written to it.
+    pub messages_out: u64,
+    /// Bytes of WebSocket text and binary frames read from it (messages,
+    /// fragments, heartbeats and 1.1 control frames; framing not counted).
+    pub bytes_in: u64,
+    /// Bytes of WebSocket text and binary frames written to it, likewise.
+    pub bytes_out: u64,
+    /// Messages queued for its writer now (0 when not connected).
+    pub queued: usize,
+    /// Messages accepted under acknowledged delivery and not acknowledged
+    /// yet: the network's outbox (kept while the link is down too).
+    pub unacknowledged: usize,
+}
+
+/// The counters of one network, shared by its sessions.
+#[derive(Default, Debug)]
+pub(crate) struct LinkCounters {
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
 }
 
 #[derive(Default)]
@@ -51,6 +107,9 @@ pub(crate) struct Counters {
     pub(crate) lost_with_connection: AtomicU64,
     pub(crate) duplicates_dropped: AtomicU64,
     pub(crate) messages_acknowledged: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    refused_by_reason: [AtomicU64; REFUSAL_REASONS.len()],
+    links: Mutex<HashMap<String, Arc<LinkCounters>>>,
 }
 
 /// Adds `n` to a counter.
@@ -59,6 +118,52 @@ pub(crate) fn bump(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
+    /// Counts one refused handshake under `reason` (one of [`REFUSAL_REASONS`]).
+    pub(crate) fn refused(&self, reason: &str) {
+        bump(&self.refused_handshakes, 1);
+        let at = REFUSAL_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(REFUSAL_REASONS.len() - 1);
+        bump(&self.refused_by_reason[at], 1);
+    }
+
+    /// The counters of `network`, made on first use. Sessions keep the
+    /// `Arc`, so the hot path never looks the map up.
+    pub(crate) fn link(&self, network: &str) -> Arc<LinkCounters> {
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(link) = links.get(network) {
+            return Arc::clone(link);
+        }
+        if links.len() >= MAX_TRACKED_NETWORKS {
+            // Only the map holds counters of networks without a session.
+            links.retain(|_, link| Arc::strong_count(link) > 1);
+        }
+        let link = Arc::new(LinkCounters::default());
+        links.insert(network.to_string(), Arc::clone(&link));
+        link
+    }
+
+    /// Traffic counters of every network seen, sorted by network id
+    /// (`connected` and `queued` left for the caller to fill in).
+    pub(crate) fn links(&self) -> Vec<LinkStats> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<LinkStats> = links
+            .iter()
+            .map(|(network, c)| LinkStats {
+                network_id: network.clone(),
+                messages_in: get(&c.messages_in),
+                messages_out: get(&c.messages_out),
+                bytes_in: get(&c.bytes_in),
+                bytes_out: get(&c.bytes_out),
+                ..LinkStats::default()
+            })
+            .collect();
+        out.sort_by(|a, b| a.network_id.cmp(&b.network_id));
+        out
+    }
+
     pub(crate) fn snapshot(&self) -> BridgeStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         BridgeStats {
@@ -73,6 +178,8 @@ impl Counters {
             lost_with_connection: get(&self.lost_with_connection),
             duplicates_dropped: get(&self.duplicates_dropped),
             messages_acknowledged: get(&self.messages_acknowledged),
+            reconnects: get(&self.reconnects),
+            refused_by_reason: std::array::from_fn(|i| get(&self.refused_by_reason[i])),
         }
     }
 }

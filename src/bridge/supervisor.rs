@@ -22,8 +22,9 @@ use crossbeam_channel::{Receiver, Sender, bounded, select};
 use super::backoff::Backoff;
 use super::dial::{DialTarget, dial};
 use super::error::{BridgeError, HandshakeError};
-use super::events::BridgeEvent;
+use super::events::{BridgeEvent, lock};
 use super::hub::Hub;
+use super::stats::bump;
 use super::threads::join_quietly;
 
 /// After the first `max_attempts`, a still-unreachable target is reported at
@@ -33,6 +34,8 @@ const QUIET_LOG_EVERY: Duration = Duration::from_secs(30);
 /// The handle the bridge keeps for a running supervisor.
 pub(crate) struct Supervisor {
     pub(crate) target: DialTarget,
+    /// The network found at the target by the latest dial that reached it.
+    pub(crate) learned: Arc<std::sync::Mutex<Option<String>>>,
     stop: Sender<()>,
     thread: JoinHandle<()>,
 }
@@ -44,7 +47,9 @@ impl Supervisor {
     pub(crate) fn spawn(hub: &Arc<Hub>, target: DialTarget, linked: bool) -> std::io::Result<Supervisor> {
         let (stop, stop_rx) = bounded(0);
         let name = target.expected.clone().unwrap_or_else(|| target.endpoint.clone());
+        let learned = Arc::new(std::sync::Mutex::new(target.expected.clone()));
         let state = State {
+            learned: Arc::clone(&learned),
             hub: Arc::clone(hub),
             target: target.clone(),
             known: target.expected.clone(),
@@ -58,7 +63,12 @@ impl Supervisor {
         let thread = thread::Builder::new()
             .name(format!("bridge-dial-{name}"))
             .spawn(move || state.run(&stop_rx))?;
-        Ok(Supervisor { target, stop, thread })
+        Ok(Supervisor {
+            target,
+            learned,
+            stop,
+            thread,
+        })
     }
 
     /// Stops the supervisor and joins it; a dial in flight ends at its
@@ -77,6 +87,7 @@ impl Supervisor {
 
 struct State {
     hub: Arc<Hub>,
+    learned: Arc<std::sync::Mutex<Option<String>>>,
     target: DialTarget,
     /// The network at the target, once known (or expected from the start).
     known: Option<String>,
@@ -166,6 +177,7 @@ impl State {
                 "Reconnected to {network} (endpoint {}) on attempt {attempt}",
                 self.target.endpoint
             );
+            bump(&self.hub.stats.reconnects, 1);
             self.hub.events.emit(BridgeEvent::Reconnected {
                 network_id: network.clone(),
                 endpoint: self.target.endpoint.clone(),
@@ -180,6 +192,7 @@ impl State {
                 log::info!("connected to peer at {endpoint} (network {network})");
             }
         }
+        *lock(&self.learned) = Some(network.clone());
         self.known = Some(network);
         self.ever_connected = true;
         self.backoff.reset();

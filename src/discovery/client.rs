@@ -19,6 +19,7 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
+use super::auth;
 use super::config::DiscoveryClientConfig;
 use super::error::DiscoveryError;
 use super::info::{NetworkInfo, RegistrationInfo, validate_registration, validate_roster_entry};
@@ -29,6 +30,8 @@ use crate::names::escaped;
 /// State shared by the service handle and its thread.
 struct Shared {
     known: Mutex<Roster>,
+    /// The last registration with at least one endpoint succeeded.
+    registered: std::sync::atomic::AtomicBool,
     subscribers: Mutex<Vec<Sender<DiscoveryEvent>>>,
     subscriber_capacity: usize,
 }
@@ -107,6 +110,7 @@ impl DiscoveryService {
             .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared {
             known: Mutex::new(BTreeMap::new()),
+            registered: std::sync::atomic::AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
             subscriber_capacity: config.subscriber_capacity,
         });
@@ -146,6 +150,13 @@ impl DiscoveryService {
     /// The networks currently known (this peer's own excluded), by `network_id`.
     pub fn known_networks(&self) -> Vec<NetworkInfo> {
         lock(&self.shared.known).values().cloned().collect()
+    }
+
+    /// True while this peer's last registration with at least one
+    /// endpoint succeeded (false before the first, without endpoints, and
+    /// after stop).
+    pub fn is_registered(&self) -> bool {
+        self.shared.registered.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// What this peer registers.
@@ -236,6 +247,8 @@ struct Worker {
     interval: std::time::Duration,
     max_response_bytes: u64,
     shared: Arc<Shared>,
+    /// Signs every request when set (servers that require it check it).
+    token: Option<Vec<u8>>,
 }
 
 /// Largest roster body read from an endpoint.
@@ -277,7 +290,16 @@ impl Worker {
             interval: config.refresh_interval,
             max_response_bytes: MAX_ROSTER_BYTES,
             shared,
+            token: config.auth_token.as_ref().map(|t| t.expose().as_bytes().to_vec()),
         })
+    }
+
+    /// The headers that sign a request to `url` with `body`; none without a token.
+    fn signature(&self, method: &str, url: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+        match &self.token {
+            Some(token) => auth::signed_headers(token, method, target_of(url), body).to_vec(),
+            None => Vec::new(),
+        }
     }
 
     /// The thread's loop: tick, then wait for the interval, a wake-up or
@@ -301,6 +323,9 @@ impl Worker {
     /// with, so that other peers see it leave on their next refresh instead
     /// of after the TTL. All requests share one `request_timeout`.
     fn deregister_all(&self) {
+        self.shared
+            .registered
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         let deadline = std::time::Instant::now() + self.request_timeout;
         for endpoint in self.endpoints.iter().filter(|e| e.registered) {
             let url = format!(
@@ -314,13 +339,11 @@ impl Worker {
                 log::warn!("no time left to deregister from {}", endpoint.base);
                 continue;
             }
-            let outcome = self
-                .agent
-                .delete(&url)
-                .config()
-                .timeout_global(Some(left))
-                .build()
-                .call();
+            let mut request = self.agent.delete(&url);
+            for (name, value) in self.signature("DELETE", &url, b"") {
+                request = request.header(name, value);
+            }
+            let outcome = request.config().timeout_global(Some(left)).build().call();
             match outcome.map(|r| r.status().as_u16()) {
                 Ok(200) => log::info!("Deregistered from discovery endpoint: {}", endpoint.base),
                 // Expired already, or a newer instance of this network took
@@ -372,21 +395,19 @@ impl Worker {
             );
         }
         for event in &events {
-            log::debug!(
-                "discovery event for {}: {}",
-                escaped(&self.own_network),
-                EventLog(event)
-            );
+            // A network joining, moving or leaving is lifecycle: info.
+            log::info!("discovery roster: {}", EventLog(event));
             self.shared.publish(event);
         }
     }
 
     fn register(&mut self, i: usize) {
         let url = format!("{}/register", self.endpoints[i].base);
-        let outcome = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json")
+        let mut request = self.agent.post(&url).header("Content-Type", "application/json");
+        for (name, value) in self.signature("POST", &url, self.body.as_bytes()) {
+            request = request.header(name, value);
+        }
+        let outcome = request
             .send(self.body.as_bytes())
             .map_err(|e| DiscoveryError::Http {
                 url: url.clone(),
@@ -414,6 +435,7 @@ impl Worker {
                 })
             });
         let endpoint = &mut self.endpoints[i];
+        let now_registered = outcome.is_ok();
         match outcome {
             Ok(()) if !endpoint.registered => {
                 log::info!("Registered with discovery endpoint: {}", endpoint.base);
@@ -425,10 +447,18 @@ impl Worker {
                 endpoint.registered = false;
             }
         }
+        let any = now_registered || self.endpoints.iter().any(|e| e.registered);
+        self.shared
+            .registered
+            .store(any, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn fetch_roster(&self, url: &str) -> Result<Vec<NetworkInfo>, DiscoveryError> {
-        let mut response = self.agent.get(url).call().map_err(|e| DiscoveryError::Http {
+        let mut request = self.agent.get(url);
+        for (name, value) in self.signature("GET", url, b"") {
+            request = request.header(name, value);
+        }
+        let mut response = request.call().map_err(|e| DiscoveryError::Http {
             url: url.to_string(),
             reason: e.to_string(),
         })?;
@@ -493,6 +523,13 @@ impl fmt::Display for EventLog<'_> {
     }
 }
 
+/// The request target of a URL (`http://h:9/networks/a?x` → `/networks/a?x`),
+/// as the server sees it on its request line and checks the signature over.
+fn target_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/').map_or("/", |at| &rest[at..])
+}
+
 /// True once the stop channel is closed.
 fn stopped(stop: &Receiver<()>) -> bool {
     matches!(stop.try_recv(), Err(TryRecvError::Disconnected))
@@ -524,6 +561,16 @@ mod tests {
     }
 
     #[test]
+    fn the_signed_target_is_the_path_and_query() {
+        assert_eq!(target_of("http://h:9/register"), "/register");
+        assert_eq!(
+            target_of("http://h:9/base/networks/a%20b?instance_id=a-1"),
+            "/base/networks/a%20b?instance_id=a-1"
+        );
+        assert_eq!(target_of("http://h:9"), "/");
+    }
+
+    #[test]
     fn without_endpoints_nothing_runs() {
         let service = DiscoveryService::start(DiscoveryClientConfig::default(), me()).expect("start");
         assert!(!service.is_running());
@@ -548,6 +595,7 @@ mod tests {
     fn a_full_subscriber_loses_events_without_blocking_others() {
         let shared = Shared {
             known: Mutex::new(BTreeMap::new()),
+            registered: std::sync::atomic::AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
             subscriber_capacity: 1,
         };

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::secret::Secret;
+
 /// How a peer talks to its discovery servers.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -20,6 +22,12 @@ pub struct DiscoveryClientConfig {
     /// Events buffered per subscriber; a subscriber that falls this far behind
     /// misses events (logged) rather than stalling the service. Default 256.
     pub subscriber_capacity: usize,
+    /// Token to sign requests with (`X-Reflow-Timestamp`,
+    /// `X-Reflow-Signature`; see [`auth`](super::auth)), for servers that
+    /// require signed registrations. A `DistributedNetwork` fills it with
+    /// its bridge `auth_token` when left unset. Default none. A [`Secret`]:
+    /// never printed.
+    pub auth_token: Option<Secret>,
 }
 
 impl Default for DiscoveryClientConfig {
@@ -31,6 +39,7 @@ impl Default for DiscoveryClientConfig {
             request_timeout: Duration::from_secs(5),
             capabilities: vec!["actor_messaging".to_string()],
             subscriber_capacity: 256,
+            auth_token: None,
         }
     }
 }

@@ -13,6 +13,10 @@ pub struct Metrics {
     deregistrations: AtomicU64,
     accept_errors: AtomicU64,
     connections_refused: AtomicU64,
+    connections_evicted: AtomicU64,
+    rate_limited: AtomicU64,
+    auth_refused: AtomicU64,
+    open_connections: AtomicU64,
     /// Responses by status code; the set of codes is small and fixed by the
     /// router, so the map stays tiny.
     responses: Mutex<BTreeMap<u16, u64>>,
@@ -42,6 +46,26 @@ impl Metrics {
     /// Counts one connection turned away because the server was at its limit.
     pub(crate) fn count_connection_refused(&self) {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one connection closed to make room for a new one.
+    pub fn count_connection_evicted(&self) {
+        self.connections_evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one request answered 429 (its source spent its request budget).
+    pub fn count_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one request refused for a missing or bad signature (401).
+    pub fn count_auth_refused(&self) {
+        self.auth_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how many connections are open now.
+    pub fn set_open_connections(&self, n: usize) {
+        self.open_connections.store(n as u64, Ordering::Relaxed);
     }
 
     /// Counts one response with `status`.
@@ -113,8 +137,32 @@ impl Metrics {
         metric(
             "reflow_discovery_connections_refused_total",
             "counter",
-            "Connections turned away at the connection limit.",
+            "Connections turned away at a connection limit (every open one was being answered).",
             self.connections_refused.load(Ordering::Relaxed),
+        );
+        metric(
+            "reflow_discovery_connections_evicted_total",
+            "counter",
+            "Connections closed to make room at a connection limit.",
+            self.connections_evicted.load(Ordering::Relaxed),
+        );
+        metric(
+            "reflow_discovery_connections_open",
+            "gauge",
+            "Connections open now.",
+            self.open_connections.load(Ordering::Relaxed),
+        );
+        metric(
+            "reflow_discovery_requests_rate_limited_total",
+            "counter",
+            "Requests answered 429 because their source address spent its request budget.",
+            self.rate_limited.load(Ordering::Relaxed),
+        );
+        metric(
+            "reflow_discovery_auth_refused_total",
+            "counter",
+            "Requests refused for a missing or bad signature (401).",
+            self.auth_refused.load(Ordering::Relaxed),
         );
         let name = "reflow_discovery_http_responses_total";
         let _ = writeln!(out, "# HELP {name} HTTP responses sent, by status code.");

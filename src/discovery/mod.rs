@@ -7,6 +7,10 @@
 //!   metrics and hardened connection handling; `reflow-discovery` runs it.
 //! - [`router`]: the HTTP contract alone, mountable in any `tiny_http`
 //!   application, over a [`router::SharedRegistry`] (the roster with TTL).
+//! - [`auth`]: signed registrations (optional): [`ServerConfig`]'s token
+//!   makes the server refuse unsigned or stale writes; a peer signs with its
+//!   own `auth_token`; any client can with [`auth::sign`]
+//!   (`docs/discovery.md`).
 //!
 //! ```
 //! use reflow_distributed::discovery::{DiscoveryServer, ServerConfig};
@@ -17,16 +21,16 @@
 //! server.shutdown();
 //! # Ok::<(), reflow_distributed::discovery::DiscoveryError>(())
 //! ```
+pub mod auth;
 mod client;
 mod config;
-mod connection;
 mod error;
-mod http;
 mod info;
 mod metrics;
 mod registry;
 mod roster;
 pub mod router;
+mod routes;
 mod server;
 
 pub use client::DiscoveryService;
@@ -40,6 +44,6 @@ pub use server::{DiscoveryServer, ServerConfig};
 /// Not part of the supported API.
 #[doc(hidden)]
 pub mod inspect {
-    pub use super::http::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
     pub use super::info::parse_registration;
+    pub use crate::http_server::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
 }

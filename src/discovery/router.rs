@@ -26,45 +26,10 @@ pub const NETWORKS_PATH: &str = "/networks";
 /// Prefix of the deregistration route, `DELETE /networks/{network_id}`.
 pub const NETWORK_PREFIX: &str = "/networks/";
 
+pub use crate::http_server::Reply;
+
 /// `Content-Type` of JSON answers.
-pub const JSON: &str = "application/json";
-
-/// A response decided by the router.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    /// HTTP status code.
-    pub status: u16,
-    /// `Content-Type` of `body`.
-    pub content_type: &'static str,
-    /// The body text.
-    pub body: String,
-    /// Methods to list in `Allow` (set on 405 answers).
-    pub allow: Option<&'static str>,
-}
-
-impl Reply {
-    /// A JSON answer.
-    pub fn json(status: u16, body: String) -> Reply {
-        Reply {
-            status,
-            content_type: JSON,
-            body,
-            allow: None,
-        }
-    }
-
-    /// A JSON error answer `{"error": message}`.
-    pub fn error(status: u16, message: impl Into<String>) -> Reply {
-        let body = serde_json::json!({ "error": message.into() }).to_string();
-        Reply::json(status, body)
-    }
-
-    fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> Reply {
-        let mut reply = Reply::error(405, format!("method {method} not allowed on {path}; use {allow}"));
-        reply.allow = Some(allow);
-        reply
-    }
-}
+pub const JSON: &str = crate::http_server::JSON;
 
 /// What to do with a request once its request line and headers are known.
 #[derive(Debug, PartialEq, Eq)]
@@ -222,10 +187,7 @@ fn percent_decode(text: &str) -> Result<String, String> {
 
 /// The 413 answer for a body over `limit` bytes.
 pub fn too_large(limit: usize) -> Reply {
-    Reply::error(
-        413,
-        format!("request body is larger than the limit of {limit} bytes"),
-    )
+    Reply::too_large(limit)
 }
 
 /// Registers from a body of at most the limit and answers. A wildcard
@@ -348,6 +310,11 @@ fn to_tiny_response(reply: Reply) -> tiny_http::Response<std::io::Cursor<Vec<u8>
         && let Ok(h) = tiny_http::Header::from_bytes("Allow", allow)
     {
         response.add_header(h);
+    }
+    for (name, value) in &reply.headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(h);
+        }
     }
     response
 }

@@ -27,6 +27,13 @@ pub enum DistributedError {
     Discovery(DiscoveryError),
     /// An actor or network id that cannot be used (empty, or containing `@`).
     InvalidName(String),
+    /// The admin listener could not listen on `admin_bind`.
+    Admin {
+        /// The address as configured.
+        bind: String,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
     /// The call needs `start()` first.
     NotStarted,
     /// `start()` was called twice.
@@ -42,6 +49,10 @@ impl fmt::Display for DistributedError {
             DistributedError::NotSent(e) => e.fmt(f),
             DistributedError::Discovery(e) => e.fmt(f),
             DistributedError::InvalidName(why) => f.write_str(why),
+            DistributedError::Admin { bind, source } => write!(
+                f,
+                "cannot start the admin listener on {bind}: {source} (change admin_bind or --admin)"
+            ),
             DistributedError::NotStarted => {
                 f.write_str("the distributed network is not started; call start() first")
             }
@@ -58,6 +69,7 @@ impl std::error::Error for DistributedError {
             DistributedError::Bridge(e) => Some(e),
             DistributedError::NotSent(e) => Some(e),
             DistributedError::Discovery(e) => Some(e),
+            DistributedError::Admin { source, .. } => Some(source),
             _ => None,
         }
     }

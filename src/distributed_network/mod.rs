@@ -18,6 +18,7 @@ pub use self::error::DistributedError;
 use self::inbound::{BridgeSender, LocalRouter};
 use self::proxy::{ProxyTarget, RemoteProxy};
 use self::watcher::Watcher;
+use crate::admin::{AdminServer, PeerView};
 use crate::bridge::{
     Bridge, BridgeEvent, BridgeIdentity, BridgeStats, HoldOptions, RemoteMessage, SendOptions,
 };
@@ -75,6 +76,7 @@ pub struct DistributedNetwork {
     discovery: OnceLock<Arc<DiscoveryService>>,
     advertised: OnceLock<String>,
     watcher: Mutex<Option<Watcher>>,
+    admin: Mutex<Option<AdminServer>>,
     /// Names of the proxy nodes registered through `register_remote_actor`.
     proxies: RwLock<HashSet<String>>,
     started: AtomicBool,
@@ -99,6 +101,7 @@ impl DistributedNetwork {
             discovery: OnceLock::new(),
             advertised: OnceLock::new(),
             watcher: Mutex::new(None),
+            admin: Mutex::new(None),
             proxies: RwLock::new(HashSet::new()),
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -218,7 +221,12 @@ impl DistributedNetwork {
             endpoint: advertised,
             capabilities: self.config.discovery.capabilities.clone(),
         };
-        let discovery = match DiscoveryService::start(self.config.discovery.clone(), me) {
+        let mut discovery_config = self.config.discovery.clone();
+        // Servers that require signed registrations check the federation's token.
+        if discovery_config.auth_token.is_none() {
+            discovery_config.auth_token = self.config.auth_token.clone();
+        }
+        let discovery = match DiscoveryService::start(discovery_config, me) {
             Ok(discovery) => Arc::new(discovery),
             Err(e) => {
                 bridge.shutdown();
@@ -229,13 +237,45 @@ impl DistributedNetwork {
         // Stored before the watcher starts, so `shutdown` stops it whatever follows.
         let _ = self.discovery.set(discovery.clone());
         if self.config.auto_connect && !self.config.discovery.endpoints.is_empty() {
-            let watcher = Watcher::start(&self.config, bridge, discovery)?;
+            let watcher = Watcher::start(&self.config, bridge.clone(), discovery.clone())?;
             *self
                 .watcher
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(watcher);
         }
+        if let Some(bind) = &self.config.admin_bind {
+            let view = PeerView {
+                network_id: self.config.network_id.clone(),
+                bridge,
+                discovery: (!self.config.discovery.endpoints.is_empty()).then_some(discovery),
+            };
+            match AdminServer::start(bind, view) {
+                Ok(admin) => {
+                    *self
+                        .admin
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(admin);
+                }
+                Err(source) => {
+                    self.shutdown();
+                    return Err(DistributedError::Admin {
+                        bind: bind.clone(),
+                        source,
+                    });
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The address the admin listener is bound to; `None` without
+    /// `admin_bind` or before `start`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(AdminServer::local_addr)
     }
 
     /// Dials the peer at `host:port` on the calling thread and returns its
@@ -431,6 +471,14 @@ impl DistributedNetwork {
     pub fn shutdown(&self) {
         if self.stopped.swap(true, Ordering::AcqRel) {
             return;
+        }
+        let admin = self
+            .admin
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(admin) = admin {
+            admin.shutdown();
         }
         if let Some(watcher) = self
             .watcher

@@ -46,6 +46,7 @@ const TOP_KEYS: &[&str] = &[
     "accept_legacy_auth",
     "link_down_warning_ms",
     "delivery",
+    "admin_bind",
     "connect",
     "remote_actor",
 ];
@@ -88,6 +89,7 @@ const MAX_DELIVERY_COUNT: u64 = 1 << 20;
 const MAX_OUTBOX_BYTES: u64 = 1 << 31;
 
 const HOST_PORT_RULE: &str = "host:port";
+const ADMIN_RULE: &str = "an IP address and port such as 127.0.0.1:9190 (port 0 picks one)";
 const DISCOVERY_RULE: &str = "an http://host:port URL or a bare host:port (https is not supported)";
 const ADVERTISE_RULE: &str = "a host name or IP address without a port, and not 0.0.0.0 or ::";
 
@@ -132,6 +134,7 @@ pub(crate) fn read(
     }
     read_bridge_keys(&mut r, &top, peer);
     read_discovery_keys(&mut r, &top, &mut peer.discovery);
+    peer.admin_bind = r.checked_string(&top, "admin_bind", ADMIN_RULE, validate::bind_address);
     read_runtime_keys(&mut r, &top, &mut peer.network);
     peer.auth_token = read_auth_token(&mut r, &top, env);
     if let Some(reconnect) = single_table(&mut r, &top, "reconnect", "[reconnect] ", RECONNECT_KEYS) {

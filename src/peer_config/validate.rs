@@ -40,6 +40,13 @@ pub(crate) fn parse_host_port(text: &str) -> Option<(String, u16)> {
     (port != 0).then(|| (host.to_string(), port))
 }
 
+/// Checks an `IP:PORT` to listen on (port 0 allowed) and returns it as written.
+pub(crate) fn bind_address(text: &str) -> Option<String> {
+    text.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|_| text.to_string())
+}
+
 /// Checks a `host:port` endpoint and returns it as written.
 pub(crate) fn endpoint(text: &str) -> Option<String> {
     parse_host_port(text).map(|_| text.to_string())

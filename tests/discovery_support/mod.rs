@@ -88,6 +88,11 @@ impl ServerProcess {
         }
     }
 
+    /// The server's process id (for `/proc/PID/…`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -165,7 +170,30 @@ pub fn parse_answer(raw: &[u8]) -> Answer {
 /// Sends raw bytes and reads one answer: up to its `Content-Length`, or until
 /// the server closes.
 pub fn raw(addr: SocketAddr, request: &[u8]) -> Answer {
-    let mut s = TcpStream::connect(addr).expect("connect");
+    exchange(TcpStream::connect(addr).expect("connect"), request)
+}
+
+/// A connection to `addr` from the local address `from` (another loopback
+/// address such as 127.0.0.2, to stand for another client host).
+pub fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&addr.into(), PATIENCE)?;
+    Ok(socket.into())
+}
+
+/// `METHOD path` from the local address `from`, closing after the answer.
+pub fn http_from(from: std::net::IpAddr, addr: SocketAddr, method: &str, path: &str) -> Answer {
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    exchange(connect_from(from, addr).expect("connect"), request.as_bytes())
+}
+
+/// Sends `request` on `s` and reads one answer.
+fn exchange(mut s: TcpStream, request: &[u8]) -> Answer {
     s.set_read_timeout(Some(PATIENCE)).expect("timeout");
     s.write_all(request).expect("send");
     let mut out = Vec::new();

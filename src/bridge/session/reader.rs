@@ -56,6 +56,9 @@ pub(crate) fn run(session: &Arc<Session>, mut ws: WebSocket<WsStream>) -> CloseR
             Err(err) => return CloseReason::Failed(err.to_string()),
         };
         session.heard();
+        if let WsMessage::Text(_) | WsMessage::Binary(_) = &frame {
+            bump(&session.context.link.bytes_in, frame.len() as u64);
+        }
         match frame {
             WsMessage::Text(text) if session.peer.wire == Wire::V10 => handle_text(session, text.as_str()),
             WsMessage::Binary(bytes) if session.peer.wire != Wire::V10 => {
@@ -287,6 +290,7 @@ fn count_drop(session: &Session, err: &DeliveryError, target: &str) {
 fn deliver_plain(session: &Session, message: RemoteMessage) {
     let stats = &session.context.stats;
     bump(&stats.messages_received, 1);
+    bump(&session.context.link.messages_in, 1);
     log::debug!(
         "Message {} from {}@{} for {}.{}",
         escaped(&message.message_id),

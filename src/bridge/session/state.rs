@@ -21,7 +21,7 @@ use crate::bridge::handshake::DeliveryOffer;
 use crate::bridge::liveness;
 use crate::bridge::protocol::RemoteMessage;
 use crate::bridge::sink::InboundSink;
-use crate::bridge::stats::Counters;
+use crate::bridge::stats::{Counters, LinkCounters};
 use crate::bridge::stream::LastByte;
 
 /// Close reason sent to (and recognised from) a peer when one of two
@@ -138,6 +138,8 @@ pub(crate) struct SessionContext {
     pub(crate) local_network: String,
     pub(crate) sink: Arc<dyn InboundSink>,
     pub(crate) stats: Arc<Counters>,
+    /// Traffic counters of the remote network (kept across its sessions).
+    pub(crate) link: Arc<LinkCounters>,
     pub(crate) ws_config: WebSocketConfig,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) close_grace: Duration,
@@ -223,6 +225,11 @@ impl Session {
 
     pub(crate) fn network_id(&self) -> &str {
         &self.peer.network_id
+    }
+
+    /// Messages waiting for the writer (the data lane).
+    pub(crate) fn queued(&self) -> usize {
+        self.data.len()
     }
 
     /// Time since the bridge started: the clock of liveness.

@@ -179,11 +179,15 @@ fn write_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> 
         }
     }
     bump(&session.context.stats.messages_sent, 1);
+    bump(&session.context.link.messages_out, 1);
     serve_control(session, ws, lanes, false)?;
     Ok(())
 }
 
 fn write_frame(session: &Session, ws: &mut Ws, message: WsMessage) -> Result<(), WsError> {
+    if let WsMessage::Text(_) | WsMessage::Binary(_) = &message {
+        bump(&session.context.link.bytes_out, message.len() as u64);
+    }
     match ws.write(message) {
         Ok(()) => Ok(()),
         Err(WsError::Io(err)) if is_timeout(&err) => flush(session, ws),

@@ -1,8 +1,9 @@
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::AtomicUsize;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
+use crate::http_server::server::{wake_address, with_accept_timeout};
 
 /// A listener whose first `failures` accepts fail as if the process were out
 /// of file descriptors.
@@ -35,7 +36,7 @@ fn get(addr: SocketAddr, path: &str) -> String {
 #[test]
 fn failed_accepts_are_retried_and_counted() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let listener = with_accept_timeout(listener, ACCEPT_POLL).expect("timeout");
+    let listener = with_accept_timeout(listener, Duration::from_millis(500)).expect("timeout");
     let addr = listener.local_addr().expect("addr");
     let acceptor = FailingFirst {
         inner: listener,

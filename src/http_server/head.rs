@@ -1,10 +1,8 @@
-//! The slice of HTTP/1.1 the discovery server speaks: parsing a request head
-//! (pure, from bytes) and writing a response. Bodies are framed by
-//! `Content-Length` only; a chunked request body is refused with 411.
+//! Parsing a request head, pure, from bytes. Bodies are framed by
+//! `Content-Length` only; a chunked request body is refused with 411 by the
+//! connection.
 
-use std::io::{self, Write};
-
-use super::router::Reply;
+use super::reply::Reply;
 
 /// A parsed request line and the headers the server acts on.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,6 +19,19 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// The connection may serve another request after this one.
     pub keep_alive: bool,
+    /// Every header as sent, in order (at most [`MAX_HEADERS`]); names keep
+    /// their case, values are trimmed. Look one up with [`RequestHead::header`].
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The value of the first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Why a head could not be parsed; each maps to a status and message.
@@ -99,6 +110,7 @@ pub fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
         has_transfer_encoding: false,
         expect_continue: false,
         keep_alive: http11,
+        headers: Vec::new(),
     };
     let mut count = 0;
     for line in lines.filter(|l| !l.is_empty()) {
@@ -113,6 +125,7 @@ pub fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
             return Err(HeadError::Malformed(format!("bad header name {name:?}")));
         }
         apply_header(&mut head, name, value.trim())?;
+        head.headers.push((name.to_string(), value.trim().to_string()));
     }
     Ok(head)
 }
@@ -141,57 +154,6 @@ fn apply_header(head: &mut RequestHead, name: &str, value: &str) -> Result<(), H
         }
     }
     Ok(())
-}
-
-/// The reason phrase for the statuses the server sends.
-pub(crate) fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
-    }
-}
-
-/// Writes `reply` as one HTTP/1.1 response; `head_only` leaves out the body
-/// (for `HEAD`), `keep_alive` chooses the `Connection` header.
-pub(crate) fn write_reply(
-    out: &mut impl Write,
-    reply: &Reply,
-    keep_alive: bool,
-    head_only: bool,
-) -> io::Result<()> {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.content_type,
-        reply.body.len(),
-        if keep_alive { "keep-alive" } else { "close" },
-    );
-    if let Some(allow) = reply.allow {
-        head.push_str("Allow: ");
-        head.push_str(allow);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    if !head_only {
-        bytes.extend_from_slice(reply.body.as_bytes());
-    }
-    out.write_all(&bytes)?;
-    out.flush()
 }
 
 #[cfg(test)]
@@ -246,15 +208,12 @@ mod tests {
     }
 
     #[test]
-    fn a_reply_is_written_with_length_and_allow() {
-        let mut reply = Reply::error(405, "no");
-        reply.allow = Some("POST");
-        let mut out = Vec::new();
-        write_reply(&mut out, &reply, false, false).expect("write to vec");
-        let text = String::from_utf8(out).expect("utf8");
-        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{text}");
-        assert!(text.contains("Allow: POST\r\n"));
-        assert!(text.contains("Connection: close\r\n"));
-        assert!(text.ends_with("\r\n\r\n{\"error\":\"no\"}"));
+    fn headers_are_kept_and_found_in_any_case() {
+        let head =
+            parse_head(b"POST /x HTTP/1.1\r\nX-Reflow-Timestamp:  17 \r\nHost: h\r\n\r\n").expect("valid");
+        assert_eq!(head.header("x-reflow-timestamp"), Some("17"));
+        assert_eq!(head.header("HOST"), Some("h"));
+        assert_eq!(head.header("missing"), None);
+        assert_eq!(head.headers.len(), 2);
     }
 }

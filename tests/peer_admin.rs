@@ -1,0 +1,224 @@
+//! The admin listener of real `reflow-peer` processes: `/metrics` read by an
+//! independent Prometheus text-format parser moves with traffic between two
+//! peers, `/readyz` turns ready when the configured link comes up, and
+//! `/links` and `/healthz` answer.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::harness::{self, Proc, TempDir, address_in, free_port, http_get, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn peer_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_reflow-peer"))
+}
+
+/// The admin address a peer logged at start.
+fn admin_address(peer: &Proc) -> String {
+    let line = peer
+        .wait_for("admin listener on http://", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    address_in(&line, "admin listener on http://")
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn get(address: &str, path: &str) -> (u16, String) {
+    http_get(address, path, WAIT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Parses `/metrics` and returns the value of `name` with `labels`.
+fn sample(address: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let (status, body) = get(address, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            ref other => panic!("{name} is {other:?}"),
+        })
+}
+
+fn config(network: &str, port: u16, extra: &str) -> String {
+    format!("network_id = \"{network}\"\nbind_port = {port}\nheartbeat_interval_ms = 200\n{extra}\n")
+}
+
+#[test]
+fn metrics_move_with_traffic_between_two_peers() {
+    let dir = TempDir::new("admin-metrics");
+    let alpha_port = free_port();
+    let alpha = harness::start_peer(
+        peer_bin(),
+        &dir,
+        "alpha",
+        &config("alpha", alpha_port, ""),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let alpha_admin = admin_address(&alpha);
+    assert_eq!(get(&alpha_admin, "/healthz").0, 200);
+    assert_eq!(
+        sample(
+            &alpha_admin,
+            "reflow_peer_messages_received_total",
+            &[("network", "beta")]
+        ),
+        None,
+        "no traffic yet"
+    );
+    assert_eq!(sample(&alpha_admin, "reflow_peer_ready", &[]), Some(1.0));
+
+    let connect = format!("[[connect]]\nendpoint = \"127.0.0.1:{alpha_port}\"\nnetwork_id = \"alpha\"\n");
+    let beta = harness::start_peer(
+        peer_bin(),
+        &dir,
+        "beta",
+        &config("beta", 0, &connect),
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--send",
+            "alpha:recorder:in:one",
+            "--send",
+            "alpha:recorder:in:two",
+            "--send",
+            "alpha:recorder:in:three",
+        ],
+    );
+    let beta_admin = admin_address(&beta);
+    alpha
+        .wait_for_count("recorder.in", 3, WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let received = |name| sample(&alpha_admin, name, &[("network", "beta")]).unwrap_or(0.0);
+    assert_eq!(received("reflow_peer_messages_received_total"), 3.0);
+    assert!(received("reflow_peer_bytes_received_total") > 0.0);
+    assert_eq!(
+        sample(&alpha_admin, "reflow_peer_link_up", &[("network", "beta")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&alpha_admin, "reflow_peer_links", &[("state", "up")]),
+        Some(1.0)
+    );
+    let sent = |name| sample(&beta_admin, name, &[("network", "alpha")]).unwrap_or(0.0);
+    assert_eq!(sent("reflow_peer_messages_sent_total"), 3.0);
+    assert!(sent("reflow_peer_bytes_sent_total") > 0.0);
+    assert_eq!(
+        sample(
+            &beta_admin,
+            "reflow_peer_queue_depth",
+            &[("network", "alpha"), ("queue", "data")]
+        ),
+        Some(0.0)
+    );
+    for reason in ["unknown_target", "delivery_timeout", "lost_with_connection"] {
+        assert_eq!(
+            sample(
+                &alpha_admin,
+                "reflow_peer_dropped_messages_total",
+                &[("reason", reason)]
+            ),
+            Some(0.0),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &alpha_admin,
+            "reflow_peer_refused_handshakes_total",
+            &[("reason", "auth")]
+        ),
+        Some(0.0)
+    );
+
+    let (_, links) = get(&beta_admin, "/links");
+    let links: serde_json::Value = serde_json::from_str(&links).expect("JSON");
+    assert_eq!(links["network_id"], "beta");
+    let link = &links["links"][0];
+    assert_eq!(
+        (
+            &link["network_id"],
+            &link["up"],
+            &link["held"],
+            &link["messages_out"]
+        ),
+        (
+            &serde_json::json!("alpha"),
+            &serde_json::json!(true),
+            &serde_json::json!("configured"),
+            &serde_json::json!(3)
+        ),
+        "{links}"
+    );
+    // A message for an actor alpha does not host is counted as a drop.
+    let gamma = harness::start_peer(
+        peer_bin(),
+        &dir,
+        "gamma",
+        &config("gamma", 0, &connect),
+        &["--send", "alpha:nobody:in:lost", "--once"],
+    );
+    wait_until(WAIT, Duration::from_millis(50), || {
+        match sample(
+            &alpha_admin,
+            "reflow_peer_dropped_messages_total",
+            &[("reason", "unknown_target")],
+        ) {
+            Some(n) if n >= 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    drop(gamma);
+}
+
+#[test]
+fn readyz_turns_ready_when_the_configured_link_comes_up() {
+    let dir = TempDir::new("admin-ready");
+    let beta_port = free_port();
+    let connect = format!("[[connect]]\nendpoint = \"127.0.0.1:{beta_port}\"\nnetwork_id = \"beta\"\n");
+    let alpha = harness::start_peer(
+        peer_bin(),
+        &dir,
+        "alpha",
+        &config("alpha", 0, &connect),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin = admin_address(&alpha);
+    let (status, body) = get(&admin, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(answer["ready"], false);
+    assert_eq!(
+        answer["waiting_for"][0],
+        format!("link to beta at 127.0.0.1:{beta_port}"),
+        "{body}"
+    );
+    assert_eq!(sample(&admin, "reflow_peer_ready", &[]), Some(0.0));
+    assert_eq!(
+        sample(&admin, "reflow_peer_link_up", &[("network", "beta")]),
+        Some(0.0)
+    );
+    assert_eq!(get(&admin, "/healthz").0, 200, "alive though not ready");
+
+    let _beta = harness::start_peer(peer_bin(), &dir, "beta", &config("beta", beta_port, ""), &[]);
+    wait_until(WAIT, Duration::from_millis(50), || match get(&admin, "/readyz") {
+        (200, body) if body.contains("\"ready\":true") => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        sample(&admin, "reflow_peer_link_up", &[("network", "beta")]),
+        Some(1.0)
+    );
+    assert_eq!(get(&admin, "/nope").0, 404);
+}
