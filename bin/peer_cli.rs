@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::cli::{Early, early_flag};
 use reflow_distributed::names::{IdError, check_id, escaped};
@@ -17,6 +18,14 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit code of a usage error or an invalid configuration file.
 pub const EXIT_USAGE: u8 = 2;
 
+/// How long the sends wait for their acknowledgements by default.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Highest `--send-rate`, in messages per second.
+const MAX_SEND_RATE: u32 = 1_000_000;
+/// Highest `--ack-timeout`, in seconds: a day.
+const MAX_ACK_TIMEOUT_SECS: u64 = 86_400;
+
 /// The version printed by `--version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -24,7 +33,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const HELP: &str = "\
 reflow-peer: run one Reflow peer (local actors, bridge, discovery) from a config file.
 
-Usage: reflow-peer -c FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--once] [--admin IP:PORT]
+Usage: reflow-peer -c FILE [--send NETWORK:ACTOR:PORT:PAYLOAD]... [--send-file FILE]
+                   [--send-rate N] [--ack-timeout SECS] [--once] [--admin IP:PORT]
 
 Options:
   -c, --config FILE
@@ -34,6 +44,17 @@ Options:
                   the payload is everything after the third ':' and may contain ':'
                   or be empty. Repeatable; sends go out in the order given, and
                   one that fails does not stop the ones after it.
+  --send-file FILE
+                  Send every line of FILE ('-': standard input) as a --send, in
+                  order, after the --send options. Blank lines and lines starting
+                  with '#' are skipped; a bad line is an error (FILE:LINE) before
+                  anything is sent.
+  --send-rate N   Send at most N messages per second (default: as fast as the
+                  link takes them).
+  --ack-timeout SECS
+                  With [delivery] mode = \"acknowledged\": how long to wait after
+                  the last send for every message to be acknowledged (default 60).
+                  Exit 1, saying how many were not, if some are still unacknowledged.
   --once          Exit after the sends instead of running until interrupted.
   --admin ADDR    Serve /healthz, /readyz, /metrics and /links on ADDR (IP:PORT, e.g.
                   127.0.0.1:9190); replaces admin_bind from the file.
@@ -46,7 +67,8 @@ Environment:
 
 Exit codes:
   0   success, or --help / --version
-  1   runtime failure, e.g. a --send that could not be delivered
+  1   runtime failure, e.g. a --send that could not be sent, or (acknowledged
+      delivery) a message not acknowledged within --ack-timeout
   2   usage error, or an invalid configuration file (printed as FILE:LINE: message)
 ";
 
@@ -69,6 +91,12 @@ pub struct PeerArgs {
     pub config: PathBuf,
     /// Every `--send`, in order.
     pub sends: Vec<SendSpec>,
+    /// `--send-file FILE` (`-`: standard input), sent after `sends`.
+    pub send_file: Option<PathBuf>,
+    /// `--send-rate N`: at most N messages per second.
+    pub send_rate: Option<u32>,
+    /// `--ack-timeout SECS`; [`DEFAULT_ACK_TIMEOUT`] when not given.
+    pub ack_timeout: Duration,
     /// `--once`: exit after the sends.
     pub once: bool,
     /// `--admin IP:PORT`: the admin listener, replacing `admin_bind`.
@@ -154,7 +182,7 @@ pub struct UsageError {
 }
 
 impl UsageError {
-    fn new(message: impl Into<String>) -> Self {
+    pub fn new(message: impl Into<String>) -> Self {
         UsageError {
             message: message.into(),
         }
@@ -191,6 +219,9 @@ where
     let mut parser = lexopt::Parser::from_args(args);
     let mut config: Option<PathBuf> = None;
     let mut sends = Vec::new();
+    let mut send_file: Option<PathBuf> = None;
+    let mut send_rate: Option<u32> = None;
+    let mut ack_timeout: Option<Duration> = None;
     let mut once = false;
     let mut admin = None;
     while let Some(arg) = parser.next().map_err(lexopt_error)? {
@@ -210,6 +241,29 @@ where
             Long("send") => {
                 let value = parser.value().map_err(lexopt_error)?;
                 sends.push(send_value(value)?);
+            }
+            Long("send-file") => {
+                let value = parser.value().map_err(lexopt_error)?;
+                if send_file.is_some() {
+                    return Err(UsageError::new("--send-file given more than once"));
+                }
+                if value.is_empty() {
+                    return Err(UsageError::new(
+                        "--send-file needs a file name ('-' for standard input), got an empty value",
+                    ));
+                }
+                send_file = Some(PathBuf::from(value));
+            }
+            Long("send-rate") => {
+                let value = parser.value().map_err(lexopt_error)?;
+                let rule = format!("a whole number of messages per second, 1 to {MAX_SEND_RATE}");
+                send_rate = Some(number("--send-rate", value, 1, MAX_SEND_RATE.into(), &rule)? as u32);
+            }
+            Long("ack-timeout") => {
+                let value = parser.value().map_err(lexopt_error)?;
+                let rule = format!("a whole number of seconds, 1 to {MAX_ACK_TIMEOUT_SECS}");
+                let secs = number("--ack-timeout", value, 1, MAX_ACK_TIMEOUT_SECS, &rule)?;
+                ack_timeout = Some(Duration::from_secs(secs));
             }
             Long("once") => once = true,
             Long("admin") => {
@@ -234,9 +288,24 @@ where
     Ok(Command::Run(PeerArgs {
         config,
         sends,
+        send_file,
+        send_rate,
+        ack_timeout: ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT),
         once,
         admin,
     }))
+}
+
+/// The value of a numeric `option`, in `min..=max`; `rule` says what it must be.
+fn number(option: &str, value: OsString, min: u64, max: u64, rule: &str) -> Result<u64, UsageError> {
+    let text = value.to_string_lossy();
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(UsageError::new(format!(
+            "invalid value for {option} \"{}\": expected {rule}",
+            escaped(&text).max_chars(40)
+        ))),
+    }
 }
 
 fn send_value(value: OsString) -> Result<SendSpec, UsageError> {
@@ -255,6 +324,9 @@ fn lexopt_error(err: lexopt::Error) -> UsageError {
                 "--config" | "-c" => "a file name",
                 "--send" => "a value network:actor:port:payload",
                 "--admin" => "an address IP:PORT",
+                "--send-file" => "a file name ('-' for standard input)",
+                "--send-rate" => "a number of messages per second",
+                "--ack-timeout" => "a number of seconds",
                 _ => "a value",
             };
             UsageError::new(format!("{option} needs {what}"))
@@ -329,6 +401,56 @@ mod tests {
     }
 
     #[test]
+    fn send_file_rate_and_ack_timeout() {
+        let args = run(&[
+            "-c",
+            "b.toml",
+            "--send-file",
+            "lines.txt",
+            "--send-rate=2000",
+            "--ack-timeout",
+            "5",
+        ]);
+        assert_eq!(args.send_file, Some(PathBuf::from("lines.txt")));
+        assert_eq!(args.send_rate, Some(2000));
+        assert_eq!(args.ack_timeout, Duration::from_secs(5));
+        let args = run(&["-c", "b.toml", "--send-file", "-"]);
+        assert_eq!(args.send_file, Some(PathBuf::from("-")));
+        assert_eq!((args.send_rate, args.ack_timeout), (None, DEFAULT_ACK_TIMEOUT));
+    }
+
+    #[test]
+    fn bad_send_file_rate_and_ack_timeout_values() {
+        let base = ["-c", "b.toml"];
+        let with = |extra: &[&str]| usage(&[&base[..], extra].concat());
+        assert_eq!(
+            with(&["--send-rate", "0"]),
+            "invalid value for --send-rate \"0\": expected a whole number of messages per second, 1 to 1000000"
+        );
+        assert!(with(&["--send-rate", "fast"]).starts_with("invalid value for --send-rate \"fast\""));
+        assert!(with(&["--send-rate", "1.5"]).contains("a whole number"));
+        assert_eq!(
+            with(&["--ack-timeout", "-1"]),
+            "invalid value for --ack-timeout \"-1\": expected a whole number of seconds, 1 to 86400"
+        );
+        assert_eq!(
+            with(&["--ack-timeout"]),
+            "--ack-timeout needs a number of seconds"
+        );
+        assert_eq!(
+            with(&["--send-file"]),
+            "--send-file needs a file name ('-' for standard input)"
+        );
+        assert!(with(&["--send-file", ""]).contains("got an empty value"));
+        assert_eq!(
+            with(&["--send-file", "a", "--send-file", "b"]),
+            "--send-file given more than once"
+        );
+        // A hostile value is escaped, not echoed raw.
+        assert!(!with(&["--send-rate", "1\n2"]).contains('\n'));
+    }
+
+    #[test]
     fn help_and_version_win_before_other_checks() {
         assert_eq!(parse_args(["--help"]), Ok(Command::Help));
         assert_eq!(parse_args(["-h", "--bogus"]), Ok(Command::Help));
@@ -364,6 +486,9 @@ mod tests {
             "REFLOW_AUTH_TOKEN",
             "-c, --config FILE",
             "--once",
+            "--send-file FILE",
+            "--send-rate N",
+            "--ack-timeout SECS",
             "-h, --help",
             "-V, --version",
         ] {

@@ -2,25 +2,22 @@
 //! start a peer hosting a `recorder` node, dial, send, and run until a signal.
 //! The binary only sets up logging and maps the outcome to an exit code.
 
-use std::time::{Duration, Instant};
-
 use crossbeam_channel::Receiver;
 use serde_json::json;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use std::time::{Duration, Instant};
 
-use reflow_distributed::bridge::BridgeEvent;
 use reflow_distributed::runtime::Recorder;
 use reflow_distributed::{DistributedNetwork, PeerConfig};
 
+use crate::cli::usage_error;
 use crate::peer_cli::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, PeerArgs, SendSpec};
+use crate::peer_sends::{Lost, Outcome, Pacing, Sender};
+use crate::send_file;
 
 /// Name of the built-in recorder node every peer hosts.
 pub const RECORDER_NODE: &str = "recorder";
-
-/// How long a `--send` waits for a connection to its network (plus one
-/// discovery refresh interval when discovery is configured).
-pub const SEND_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs a peer as `reflow-peer` does and returns its exit code.
 ///
@@ -39,6 +36,17 @@ pub fn run(args: &PeerArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // Every line is checked before the peer starts, so a bad one sends nothing.
+    let mut specs = args.sends.clone();
+    if let Some(path) = &args.send_file {
+        match send_file::read(path) {
+            Ok(lines) => specs.extend(lines),
+            Err(e) => {
+                eprintln!("{}", usage_error("reflow-peer", &e.to_string()));
+                return EXIT_USAGE;
+            }
+        }
+    }
     // Install the handlers first, so a signal during start-up is not lost.
     let signals = match SignalWatch::start() {
         Ok(signals) => signals,
@@ -63,12 +71,10 @@ pub fn run(args: &PeerArgs) -> u8 {
         }
     };
     let mut code = EXIT_OK;
-    match hold_and_send(&peer, &config, &args.sends, &signals.received) {
+    let (outcome, lost) = hold_and_send(&peer, &config, args, &specs, &signals.received);
+    match outcome {
         Ok(Outcome::Done) => {}
-        Ok(Outcome::Stopped) => {
-            log::info!("stopped by a signal before every message was sent");
-            code = EXIT_FAILURE;
-        }
+        Ok(Outcome::Stopped) => code = EXIT_FAILURE,
         Err(e) => {
             log::error!("{e}");
             code = EXIT_FAILURE;
@@ -82,6 +88,9 @@ pub fn run(args: &PeerArgs) -> u8 {
     }
     log::info!("shutting down");
     peer.shutdown();
+    if let Some(lost) = lost {
+        lost.report_more(&peer);
+    }
     signals.stop();
     code
 }
@@ -145,12 +154,6 @@ impl SignalWatch {
     }
 }
 
-/// How the sends ended when nothing failed.
-enum Outcome {
-    Done,
-    Stopped,
-}
-
 fn start_peer(config: &PeerConfig) -> Result<DistributedNetwork, String> {
     let peer = DistributedNetwork::new(config.to_distributed_config()).map_err(|e| e.to_string())?;
     let recorder = Recorder::new(Recorder::DEFAULT_HISTORY);
@@ -168,155 +171,36 @@ fn start_peer(config: &PeerConfig) -> Result<DistributedNetwork, String> {
 }
 
 /// Holds every `[[connect]]` link (dialed in the background, redialed for
-/// the life of the peer), then sends each `--send` once its network is linked.
+/// the life of the peer), then sends each `--send` and each line of
+/// `--send-file` once its network is linked.
 fn hold_and_send(
     peer: &DistributedNetwork,
     config: &PeerConfig,
-    sends: &[SendSpec],
+    args: &PeerArgs,
+    specs: &[SendSpec],
     signals: &Receiver<i32>,
-) -> Result<Outcome, String> {
-    let events = peer.bridge_events().map_err(|e| e.to_string())?;
+) -> (Result<Outcome, String>, Option<Lost>) {
+    let events = match peer.bridge_events() {
+        Ok(events) => events,
+        Err(e) => return (Err(e.to_string()), None),
+    };
     for target in &config.connect {
-        peer.hold_connection(&target.endpoint, target.options.clone())
-            .map_err(|e| format!("cannot hold a link to {}: {e}", target.endpoint))?;
-    }
-    // The link may still be on its way: being dialed, dialed by the other
-    // side, or made once discovery lists the network.
-    let mut wait = SEND_CONNECT_WAIT;
-    let discovery = &config.distributed.discovery;
-    if !discovery.endpoints.is_empty() {
-        wait += discovery.refresh_interval;
-    }
-    let mut last_errors = LastErrors::default();
-    let mut failed = 0;
-    for send in sends {
-        // Each --send stands alone: one that is refused (too large, say)
-        // is reported and does not cancel the ones after it.
-        match send_one(peer, config, send, &events, signals, wait, &mut last_errors) {
-            Ok(Outcome::Done) => {}
-            Ok(Outcome::Stopped) => return Ok(Outcome::Stopped),
-            Err(e) => {
-                log::error!("{e}");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        return Err(format!("{failed} of {} --send message(s) not sent", sends.len()));
-    }
-    Ok(Outcome::Done)
-}
-
-/// The latest dial error per target name (network id, or endpoint while
-/// the network there is unknown).
-#[derive(Default)]
-struct LastErrors(std::collections::HashMap<String, String>);
-
-impl LastErrors {
-    fn note(&mut self, event: &BridgeEvent) {
-        if let BridgeEvent::ReconnectFailed {
-            network_id, reason, ..
-        } = event
-        {
-            self.0.insert(network_id.clone(), reason.clone());
-        }
-    }
-
-    /// Why `network` is not linked, as far as this peer can tell.
-    fn explain(&self, network: &str, config: &PeerConfig) -> String {
-        if let Some(reason) = self.0.get(network) {
-            return format!("last dial error: {reason}");
-        }
-        let unnamed: Vec<&str> = config
-            .connect
-            .iter()
-            .filter(|t| t.options.network_id.is_none())
-            .map(|t| t.endpoint.as_str())
-            .collect();
-        if let Some(reason) = unnamed.iter().find_map(|e| self.0.get(*e)) {
-            return format!("last dial error: {reason}");
-        }
-        let named = config
-            .connect
-            .iter()
-            .any(|t| t.options.network_id.as_deref() == Some(network));
-        if !named && unnamed.is_empty() && config.distributed.discovery.endpoints.is_empty() {
-            return format!(
-                "no [[connect]] entry and no discovery_endpoints for network {network}, and it did not dial this peer"
+        if let Err(e) = peer.hold_connection(&target.endpoint, target.options.clone()) {
+            return (
+                Err(format!("cannot hold a link to {}: {e}", target.endpoint)),
+                None,
             );
         }
-        "no dial has reached it yet".to_string()
     }
-}
-
-fn send_one(
-    peer: &DistributedNetwork,
-    config: &PeerConfig,
-    send: &SendSpec,
-    events: &Receiver<BridgeEvent>,
-    signals: &Receiver<i32>,
-    wait: Duration,
-    last_errors: &mut LastErrors,
-) -> Result<Outcome, String> {
-    let target = format!("{}/{}.{}", send.network_id, send.actor_id, send.port);
-    let payload = send.payload.as_str();
-    let result = if send.network_id == peer.network_id() {
-        peer.send_to_actor(&send.actor_id, &send.port, payload)
-    } else {
-        match wait_for_connection(peer, &send.network_id, events, signals, wait, last_errors) {
-            Waited::Linked => {}
-            Waited::Stopped => return Ok(Outcome::Stopped),
-            Waited::TimedOut => {
-                return Err(format!(
-                    "could not send to {target}: no connection to network {} after {} s ({})",
-                    send.network_id,
-                    wait.as_secs(),
-                    last_errors.explain(&send.network_id, config)
-                ));
-            }
-        }
-        peer.send_to_remote_actor(&send.network_id, &send.actor_id, &send.port, payload)
+    let sender = Sender {
+        peer,
+        config,
+        events: &events,
+        signals,
     };
-    match result {
-        Ok(()) => {
-            log::info!("sent test message to {target}: {payload:?}");
-            Ok(Outcome::Done)
-        }
-        Err(e) => Err(format!("could not send to {target}: {e}")),
-    }
-}
-
-enum Waited {
-    Linked,
-    Stopped,
-    TimedOut,
-}
-
-/// Waits for a link to `network`, woken by bridge events and signals rather
-/// than polling.
-fn wait_for_connection(
-    peer: &DistributedNetwork,
-    network: &str,
-    events: &Receiver<BridgeEvent>,
-    signals: &Receiver<i32>,
-    wait: Duration,
-    last_errors: &mut LastErrors,
-) -> Waited {
-    let deadline = Instant::now() + wait;
-    loop {
-        if peer.is_connected_to(network) {
-            return Waited::Linked;
-        }
-        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return Waited::TimedOut;
-        };
-        crossbeam_channel::select! {
-            recv(signals) -> _ => return Waited::Stopped,
-            recv(events) -> event => match event {
-                Ok(event) => last_errors.note(&event),
-                Err(_) => return Waited::TimedOut,
-            },
-            default(left) => {}
-        }
-    }
+    let pacing = Pacing {
+        rate: args.send_rate,
+        ack_timeout: args.ack_timeout,
+    };
+    sender.send_all(specs, args.sends.len(), &pacing)
 }

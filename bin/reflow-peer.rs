@@ -5,6 +5,8 @@ use std::process::ExitCode;
 mod cli;
 mod peer_cli;
 mod peer_runner;
+mod peer_sends;
+mod send_file;
 
 use cli::usage_error;
 use peer_cli::{Command, EXIT_OK, EXIT_USAGE, HELP, VERSION, parse_args};

@@ -32,15 +32,28 @@ struct Ran {
 /// Runs `program` to its end; killed (and the test failed) after [`WAIT`],
 /// so a binary that unexpectedly starts serving cannot hang the suite.
 fn run(program: &Path, args: &[&str]) -> Ran {
+    run_fed(program, args, None)
+}
+
+/// As [`run`], with `input` on the standard input (none: closed).
+fn run_fed(program: &Path, args: &[&str], input: Option<&[u8]>) -> Ran {
     let mut child = Command::new(program)
         .args(args)
         .env("RUST_LOG", "info")
         .env_remove("REFLOW_AUTH_TOKEN")
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the binary");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        use std::io::Write;
+        stdin.write_all(input).expect("feed the standard input");
+    }
     let read_all = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -158,6 +171,76 @@ fn peer_reads_its_config_from_dash_c() {
         "{}",
         ran.stderr
     );
+}
+
+#[test]
+fn a_bad_send_file_line_is_a_usage_error_before_anything_starts() {
+    let dir = TempDir::new("cli-send-file");
+    let config = dir.write(
+        "alpha.toml",
+        "network_id = \"alpha\"\nbind_address = \"127.0.0.1\"\n",
+    );
+    let lines = dir.write(
+        "lines.txt",
+        "# three messages\nalpha:recorder:in:1\n\nalpha:recorder:2\nalpha:recorder:in:3\n",
+    );
+    let (config, lines) = (config.to_string_lossy(), lines.to_string_lossy());
+    let ran = run(peer_bin(), &["-c", &config, "--send-file", &lines, "--once"]);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr,
+        format!(
+            "reflow-peer: error: {lines}:4: invalid send spec \"alpha:recorder:2\": needs three `:` before the payload, found 2 (expected network:actor:port:payload)\nRun 'reflow-peer --help' for usage.\n"
+        )
+    );
+    // From standard input, named as such.
+    let ran = run_fed(
+        peer_bin(),
+        &["-c", &config, "--send-file", "-", "--once"],
+        Some(b"alpha:recorder:in:1\nalpha:re corder:in:2\n"),
+    );
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .starts_with("reflow-peer: error: <stdin>:2: invalid send spec"),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn a_send_file_from_standard_input_goes_out_in_order() {
+    let dir = TempDir::new("cli-send-stdin");
+    let config = dir.write(
+        "alpha.toml",
+        "network_id = \"alpha\"\nbind_address = \"127.0.0.1\"\n",
+    );
+    let config = config.to_string_lossy();
+    let ran = run_fed(
+        peer_bin(),
+        &[
+            "-c",
+            &config,
+            "--send",
+            "alpha:recorder:in:zero",
+            "--send-file",
+            "-",
+            "--send-rate",
+            "50",
+            "--once",
+        ],
+        Some(b"alpha:recorder:in:one\r\n  # skipped\n\nalpha:recorder:in:two\n"),
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    // The --send is logged one by one; the file's lines only in the total.
+    assert!(
+        ran.stderr
+            .contains("sent test message to alpha/recorder.in: \"zero\""),
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stderr.contains("in: \"one\""), "{}", ran.stderr);
+    assert!(ran.stderr.contains("sent 3 of 3 message(s)"), "{}", ran.stderr);
 }
 
 #[test]

@@ -96,10 +96,14 @@ impl Proc {
     pub fn wait_for_after(&self, mark: usize, needle: &str, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lines.lines.lock().unwrap_or_else(|e| e.into_inner());
+        // Lines already looked at are not looked at again: a busy process
+        // may print thousands while this waits.
+        let mut scanned = mark;
         loop {
-            if let Some(line) = lines.iter().skip(mark).find(|l| l.contains(needle)) {
+            if let Some(line) = lines.iter().skip(scanned).find(|l| l.contains(needle)) {
                 return Ok(line.clone());
             }
+            scanned = scanned.max(lines.len());
             let Some(left) = deadline
                 .checked_duration_since(Instant::now())
                 .filter(|d| !d.is_zero())
@@ -123,8 +127,10 @@ impl Proc {
     pub fn wait_for_count(&self, needle: &str, n: usize, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let mut lines = self.lines.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut scanned, mut seen) = (0, 0);
         loop {
-            let seen = lines.iter().filter(|l| l.contains(needle)).count();
+            seen += lines.iter().skip(scanned).filter(|l| l.contains(needle)).count();
+            scanned = lines.len();
             if seen >= n {
                 return Ok(());
             }
@@ -553,4 +559,53 @@ pub fn task_count(pid: &str) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// The lines of `proc_` that arrived from `mark` on, and the mark to read
+/// on from next time: for following a busy process without reading its
+/// whole output again.
+pub fn lines_since(proc_: &Proc, mark: usize) -> (Vec<String>, usize) {
+    let lines = proc_.lines.lines.lock().unwrap_or_else(|e| e.into_inner());
+    let new = lines.iter().skip(mark).cloned().collect();
+    (new, lines.len().max(mark))
+}
+
+/// The example program `name`, built (if it is not up to date) into the
+/// target directory this test runs from, with the same profile: a test
+/// cannot ask cargo for an example's path the way it can for a binary's.
+/// Builds run one at a time.
+pub fn example_bin(name: &str) -> PathBuf {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    // <target>/<profile>/deps/<this test>
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("a target directory");
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let output = Command::new(cargo)
+        .arg("build")
+        .arg("--quiet")
+        .args(["--example", name, "--profile", profile])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build example {name}: {e}"));
+    assert!(
+        output.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
 }
