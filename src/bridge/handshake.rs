@@ -26,6 +26,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::delivery::DeliveryOffer;
+
 use super::auth::{self, Direction, Nonce, Transcript};
 use super::config::BridgeIdentity;
 use super::error::HandshakeError;
@@ -57,17 +59,6 @@ pub(crate) struct HandshakeRequest {
     /// The delivery features offered (1.1 only; absent from older peers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) delivery: Option<DeliveryOffer>,
-}
-
-/// What a 1.1 peer states about acknowledged delivery and credits in its
-/// handshake frame. Both sides must state it for either feature to be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct DeliveryOffer {
-    /// The sender's incarnation: the space its sequence numbers belong to.
-    pub(crate) incarnation: u64,
-    /// Messages this side accepts per target actor before it grants more
-    /// (its credit window as a receiver).
-    pub(crate) target_window: u32,
 }
 
 /// Never prints the token.

@@ -15,10 +15,9 @@ use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::config::{BridgeConfig, BridgeIdentity};
-use super::delivery::{Credits, InboundLog, Limits, Outbox, Store};
+use super::delivery::{Credits, DeliveryOffer, InboundLog, Limits, Outbox, Store};
 use super::events::{BridgeEvent, EventBus, lock};
 use super::frame::{self, Frame};
-use super::handshake::DeliveryOffer;
 use super::liveness;
 use super::protocol::{Inbound, parse_frame};
 use super::registry::{Insert, Registry};

@@ -12,12 +12,11 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use tungstenite::Bytes;
 use tungstenite::protocol::WebSocketConfig;
 
-use super::targets::Targets;
-use crate::bridge::delivery::{Credits, InboundLog, NoCredit, Outbox};
+use super::targets::{Settle, Targets};
+use crate::bridge::delivery::{Credits, DeliveryOffer, InboundLog, NoCredit, Outbox};
 use crate::bridge::error::{BridgeError, SendError};
 use crate::bridge::events::lock;
 use crate::bridge::frame;
-use crate::bridge::handshake::DeliveryOffer;
 use crate::bridge::liveness;
 use crate::bridge::protocol::RemoteMessage;
 use crate::bridge::sink::InboundSink;
@@ -463,5 +462,14 @@ impl Session {
         self.context
             .heartbeat_interval
             .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    }
+}
+
+impl Settle for Session {
+    fn settle(&self, target: &Arc<str>, ack: bool) {
+        self.control(|c| {
+            c.ack |= ack;
+            *c.credits.entry(target.clone()).or_default() += 1;
+        });
     }
 }

@@ -7,16 +7,23 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use super::state::Session;
 use crate::bridge::delivery::InboundLog;
 use crate::bridge::events::lock;
 use crate::runtime::{Consumed, Receipt};
+
+/// Where a consumed message's acknowledgement and credit go: the
+/// session's control lane (the session implements it, so this file needs
+/// nothing of the session but this).
+pub(crate) trait Settle: Send + Sync {
+    /// Queue a credit for `target` and, when `ack`, an acknowledgement.
+    fn settle(&self, target: &Arc<str>, ack: bool);
+}
 
 /// One target actor's messages from this session that are not consumed yet.
 pub(crate) struct TargetSlot {
     name: Arc<str>,
     outstanding: AtomicU32,
-    session: Weak<Session>,
+    session: Weak<dyn Settle>,
     log: Arc<InboundLog>,
     incarnation: u64,
 }
@@ -44,10 +51,7 @@ impl Consumed for TargetSlot {
             self.log.consumed(self.incarnation, seq);
         }
         if let Some(session) = self.session.upgrade() {
-            session.control(|c| {
-                c.ack |= seq != 0;
-                *c.credits.entry(self.name.clone()).or_default() += 1;
-            });
+            session.settle(&self.name, seq != 0);
         }
     }
 }
@@ -68,7 +72,7 @@ impl Targets {
         }
     }
 
-    pub(crate) fn slot(&self, session: &Arc<Session>, target: &str) -> Arc<TargetSlot> {
+    pub(crate) fn slot<S: Settle + 'static>(&self, session: &Arc<S>, target: &str) -> Arc<TargetSlot> {
         let mut slots = lock(&self.slots);
         if let Some(slot) = slots.get(target) {
             return slot.clone();
@@ -76,7 +80,7 @@ impl Targets {
         let slot = Arc::new(TargetSlot {
             name: Arc::from(target),
             outstanding: AtomicU32::new(0),
-            session: Arc::downgrade(session),
+            session: Arc::downgrade(session) as Weak<dyn Settle>,
             log: self.log.clone(),
             incarnation: self.incarnation,
         });
