@@ -7,7 +7,7 @@
 //! delivered again (at most `ack_window` of them: docs/delivery.md).
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::bridge::events::lock;
 use crate::bridge::frame::MAX_ACK_EXCEPTIONS;
@@ -28,14 +28,26 @@ struct State {
     received_through: u64,
     /// Arrived and not consumed yet.
     waiting: BTreeSet<u64>,
+    /// Something was consumed since the last acknowledgement was built.
+    unsaid: bool,
 }
 
 #[derive(Default)]
 pub(crate) struct InboundLog {
     state: Mutex<State>,
+    /// Held by the reader handing a sequenced message of this network over,
+    /// from admitting it until it is in the inbox. A session that replaces
+    /// one whose reader still waits for room waits its turn, so a later
+    /// message never overtakes an admitted one.
+    handover: Mutex<()>,
 }
 
 impl InboundLog {
+    /// The turn to admit and hand over one sequenced message.
+    pub(crate) fn handover(&self) -> MutexGuard<'_, ()> {
+        lock(&self.handover)
+    }
+
     pub(crate) fn admit(&self, network: &str, incarnation: u64, seq: u64) -> Admit {
         let mut state = lock(&self.state);
         if state.incarnation != incarnation {
@@ -67,12 +79,21 @@ impl InboundLog {
         let mut state = lock(&self.state);
         if state.incarnation == incarnation {
             state.waiting.remove(&seq);
+            state.unsaid = true;
         }
+    }
+
+    /// Whether something was consumed that no acknowledgement has said yet
+    /// (a message consumed after its session ended: the current session's
+    /// next heartbeat says it).
+    pub(crate) fn unsaid(&self) -> bool {
+        lock(&self.state).unsaid
     }
 
     /// The acknowledgement to send now: `(through, except)`.
     pub(crate) fn ack(&self) -> (u64, Vec<u64>) {
-        let state = lock(&self.state);
+        let mut state = lock(&self.state);
+        state.unsaid = false;
         if state.waiting.len() <= MAX_ACK_EXCEPTIONS {
             return (state.received_through, state.waiting.iter().copied().collect());
         }
@@ -101,6 +122,17 @@ mod tests {
         assert_eq!(log.admit("beta", 9, 4), Admit::New);
         log.consumed(9, 2);
         assert_eq!(log.ack(), (4, vec![4]));
+    }
+
+    #[test]
+    fn a_consumption_no_acknowledgement_has_said_is_remembered() {
+        let log = InboundLog::default();
+        assert_eq!(log.admit("beta", 9, 1), Admit::New);
+        assert!(!log.unsaid());
+        log.consumed(9, 1);
+        assert!(log.unsaid());
+        assert_eq!(log.ack(), (1, vec![]));
+        assert!(!log.unsaid());
     }
 
     #[test]

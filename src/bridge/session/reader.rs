@@ -203,8 +203,11 @@ fn deliver(session: &Arc<Session>, message: RemoteMessage, seq: Option<u64>) {
 /// a message within its target's window goes into the inbox even when it is
 /// full, so a slow actor never blocks the connection; one past the window
 /// (a replay, or a sender that ignores credits) waits for room as in 1.0. A
-/// sequenced message is never dropped for a full inbox: its reader waits
-/// until there is room or the session ends (then the sender replays it).
+/// sequenced message is never dropped for a full inbox: once admitted its
+/// replay is a duplicate, so its reader waits until there is room, or until
+/// the session ends and then lets it in past the capacity (one message per
+/// ended session). Readers of one network take turns at this, so a later
+/// message never overtakes it.
 fn deliver_tracked(
     session: &Arc<Session>,
     delivery: &SessionDelivery,
@@ -214,6 +217,7 @@ fn deliver_tracked(
     let stats = &session.context.stats;
     let target = message.target_actor.clone();
     let slot = delivery.targets.slot(session, &target);
+    let _turn = seq.map(|_| delivery.log.handover());
     if let Some(seq) = seq
         && delivery
             .log
@@ -222,14 +226,16 @@ fn deliver_tracked(
     {
         bump(&stats.duplicates_dropped, 1);
         log::debug!("Dropped duplicate {seq} from network {}", session.network_id());
-        // Settled at once: acknowledged again and its credit granted back.
-        slot.receipt(seq, delivery.window).0.complete();
+        // Its credit is granted back and the acknowledgement sent again; the
+        // original may still wait in an inbox, so it is not marked consumed.
+        slot.receipt(0, delivery.window).0.complete();
+        session.control(|c| c.ack = true);
         return;
     }
     bump(&stats.messages_received, 1);
     bump(&session.context.link.messages_in, 1);
     let (receipt, within) = slot.receipt(seq.unwrap_or(0), delivery.window);
-    let room = match (within, seq) {
+    let mut room = match (within, seq) {
         (true, _) => Room::Overfill,
         // Sequenced: retried in steps, so the session's end is noticed.
         (false, Some(_)) => Room::Wait(session.tick()),
@@ -249,8 +255,12 @@ fn deliver_tracked(
             room,
         };
         match session.context.sink.deliver_tracked(message, tracking) {
-            Err(DeliveryError::Full) if !session.is_aborted() && retry.is_some() => {
-                if started.elapsed() >= session.context.delivery_timeout {
+            Err(DeliveryError::Full) if retry.is_some() => {
+                if session.reason().is_some() {
+                    // The session ended: its replay would be dropped as a
+                    // duplicate, so this one must go in now.
+                    room = Room::Overfill;
+                } else if started.elapsed() >= session.context.delivery_timeout {
                     log::debug!(
                         "Message {} for actor {} waits past delivery_timeout (acknowledged delivery never drops it)",
                         seq.unwrap_or(0),

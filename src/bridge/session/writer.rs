@@ -90,7 +90,9 @@ fn serve_control(session: &Session, ws: &mut Ws, lanes: &Lanes, may_close: bool)
         wrote = true;
     }
     if let Some(delivery) = &session.delivery {
-        if control.ack {
+        // With a heartbeat too, for messages consumed after their own
+        // session ended, which asked that session for the acknowledgement.
+        if control.ack || (control.heartbeat && delivery.log.unsaid()) {
             // Built now, so it says the latest that is known.
             let (through, except) = delivery.log.ack();
             let ack = Control::Ack { through, except };
