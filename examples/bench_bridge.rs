@@ -15,7 +15,7 @@
 //!   is encoded and queued on the calling thread, no proxy node): the gap to
 //!   actors is what the sending proxy node costs.
 //!
-//!     cargo run --release --example bench_bridge [-- --scale 0.2] [--runs 3] [--only LEVEL]
+//!     cargo run --release --example bench_bridge [-- --scale 0.2] [--runs 3] [--only LEVEL] [--quick]
 //!
 //! The program re-executes itself (`--child raw|bridge|actors`) to get the
 //! receiving processes; they exit when their standard input closes and are
@@ -25,6 +25,12 @@
 //! (raw, bridge, direct, actors, raw, …) so that load from elsewhere hits every level;
 //! the tables give the median and the range over the runs. A last table gives
 //! the per-message cost of the JSON envelope in one thread.
+//!
+//! After the tables: the 1.0 JSON path (`Bridge::send` toward a child that
+//! plays async Reflow 1.0: JSON text frames both ways), the peak resident
+//! memory of each receiving child, the issue's aims with their baselines,
+//! and as the last line one JSON object with every figure and ratio.
+//! `--quick` is `--scale 0.25` with the default three runs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -63,6 +69,7 @@ Options:
   --scale F     Multiply every message count by F (default 1; 0.2 for a quick look).
   --runs N      Measure each level N times, interleaved (default 3).
   --only LEVEL  Measure one level only: raw, bridge, direct or actors.
+  --quick       --scale 0.25 (well under a minute).
   --help        Print this text.
 ";
 const VALUE_FLAGS: [&str; 3] = ["--scale", "--runs", "--only"];
@@ -107,6 +114,7 @@ fn main() -> Result<(), BoxError> {
             Some("bridge") => bridge_child(),
             Some("raw") => raw_child(),
             Some("actors") => actors_child(),
+            Some("reflow10") => reflow10_child(),
             other => Err(format!("unknown child mode {other:?}").into()),
         };
     }
@@ -117,6 +125,9 @@ fn main() -> Result<(), BoxError> {
     // A misspelt flag would otherwise be ignored and the whole bench run.
     let mut rest = args.iter().skip(1);
     while let Some(arg) = rest.next() {
+        if arg == "--quick" {
+            continue;
+        }
         if !VALUE_FLAGS.contains(&arg.as_str()) {
             eprint!("unknown argument {arg:?}\n\n{HELP}");
             std::process::exit(2);
@@ -130,8 +141,11 @@ fn main() -> Result<(), BoxError> {
                 .ok_or_else(|| format!("{flag} needs a value").into()),
         )
     };
+    let quick = args.iter().any(|a| a == "--quick");
     let options = Options {
-        scale: value("--scale").transpose()?.map_or(Ok(1.0), |s| s.parse())?,
+        scale: value("--scale")
+            .transpose()?
+            .map_or(Ok(if quick { 0.25 } else { 1.0 }), |s| s.parse())?,
         runs: value("--runs").transpose()?.map_or(Ok(3), |s| s.parse())?.max(1),
         only: value("--only")
             .transpose()?
@@ -181,6 +195,9 @@ fn spawn_child(mode: &str) -> Result<(ChildGuard, u16), BoxError> {
 
 /// The three senders, one per level, each connected to its own child.
 struct Senders {
+    /// Process ids of the receiving children, for their peak memory.
+    bridge_pid: u32,
+    actors_pid: u32,
     raw_port: u16,
     bridge: Bridge,
     bridge_inbox: Receiver<RemoteMessage>,
@@ -194,6 +211,7 @@ impl Senders {
         let (raw_child, raw_port) = spawn_child("raw")?;
         let (bridge_child, bridge_port) = spawn_child("bridge")?;
         let (actors_child, actors_port) = spawn_child("actors")?;
+        let (bridge_pid, actors_pid) = (bridge_child.child.id(), actors_child.child.id());
         let children = vec![raw_child, bridge_child, actors_child];
 
         let (tx, bridge_inbox) = unbounded();
@@ -205,6 +223,8 @@ impl Senders {
         bridge.connect(&format!("127.0.0.1:{bridge_port}"))?;
         let actors = ActorSide::start(actors_port)?;
         Ok(Senders {
+            bridge_pid,
+            actors_pid,
             raw_port,
             bridge,
             bridge_inbox,
@@ -366,7 +386,7 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
         },
         Row {
             label: "p99".into(),
-            cells: p99,
+            cells: p99.clone(),
         },
     ];
     println!();
@@ -382,8 +402,15 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
             verdict(rtt <= 2.0),
         );
     }
+    let figures = Figures {
+        rates: &rates,
+        p50: &p50,
+        p99: &p99,
+        pings,
+    };
+    let summary = figures.json(options);
     codec_costs();
-    Ok(())
+    extras(senders, options, summary)
 }
 
 fn ratio(ours: &Spread, base: &Spread) -> String {
@@ -780,6 +807,269 @@ fn raw_serve(tcp: TcpStream) -> Result<(), BoxError> {
             ws.send(WsMessage::Text(text))?;
         } else {
             counted += 1;
+        }
+    }
+}
+
+// ---------- the issue's aims, the 1.0 path, memory, the JSON summary ----------
+
+/// Aims, as ratios of actors (through a proxy) to raw batched WebSocket
+/// frames of the same run, per size of `SIZES`.
+const AIM_THROUGHPUT: [f64; 3] = [0.20, 0.30, 0.50];
+/// Actors at 64 B, messages per second, on a quiet run.
+const AIM_64B_RATE: f64 = 1_000_000.0;
+/// Peak resident memory of the receiving process, KiB.
+const AIM_RSS_KIB: u64 = 16 * 1024;
+
+/// The measured tables, for the summary.
+struct Figures<'a> {
+    rates: &'a [Vec<Spread>],
+    p50: &'a [Spread],
+    p99: &'a [Spread],
+    pings: usize,
+}
+
+impl Figures<'_> {
+    /// Every figure (medians) and every ratio to raw, as JSON.
+    fn json(&self, options: &Options) -> serde_json::Map<String, Value> {
+        let mut out = serde_json::Map::new();
+        out.insert("bench".into(), "bridge".into());
+        out.insert("scale".into(), options.scale.into());
+        out.insert("runs".into(), options.runs.into());
+        let raw = Level::Raw as usize;
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        let mut put = |key: String, value: f64| {
+            if value.is_finite() {
+                out.insert(key, round(value).into());
+            }
+        };
+        for (s, &(size, _, _)) in SIZES.iter().enumerate() {
+            for level in LEVELS {
+                let rate = self.rates[s][level as usize].median();
+                put(format!("{}_{size}b_msg_per_s", level.name()), rate.round());
+                if level != Level::Raw {
+                    let base = self.rates[s][raw].median();
+                    put(format!("{}_{size}b_over_raw", level.name()), rate / base);
+                }
+            }
+        }
+        put("rtt_pings".into(), self.pings as f64);
+        for level in LEVELS {
+            let (p50, p99) = (
+                self.p50[level as usize].median(),
+                self.p99[level as usize].median(),
+            );
+            put(format!("{}_rtt_p50_us", level.name()), p50);
+            put(format!("{}_rtt_p99_us", level.name()), p99);
+            if level != Level::Raw {
+                put(
+                    format!("{}_rtt_p50_over_raw", level.name()),
+                    p50 / self.p50[raw].median(),
+                );
+                put(
+                    format!("{}_rtt_p99_over_raw", level.name()),
+                    p99 / self.p99[raw].median(),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// The 1.0 path, the children's memory, the aims, and the JSON line.
+fn extras(
+    senders: &Senders,
+    options: &Options,
+    mut summary: serde_json::Map<String, Value>,
+) -> Result<(), BoxError> {
+    let n = ((200_000.0 * options.scale) as usize).max(10);
+    let v10 = Reflow10Side::start()?;
+    v10.throughput(n / 10)?;
+    let rates: Vec<f64> = (0..options.runs)
+        .map(|_| v10.throughput(n))
+        .collect::<Result<_, _>>()?;
+    v10.bridge.shutdown();
+    let v10_rate = Spread(rates);
+    println!(
+        "\n1.0 JSON path, 64 B x {n} to a peer playing Reflow 1.0: {} k/s",
+        v10_rate.text(1e3, 0)
+    );
+    let bridge_kib = peak_rss_kib(senders.bridge_pid);
+    let actors_kib = peak_rss_kib(senders.actors_pid);
+    println!(
+        "peak RSS (VmHWM) of the receiving children: actors {} KiB, bridge {} KiB",
+        actors_kib.map_or("-".into(), |k| k.to_string()),
+        bridge_kib.map_or("-".into(), |k| k.to_string()),
+    );
+    summary.insert("v10_64b_msg_per_s".into(), v10_rate.median().round().into());
+    if let Some(kib) = actors_kib {
+        summary.insert("actors_child_peak_rss_kib".into(), kib.into());
+    }
+    if let Some(kib) = bridge_kib {
+        summary.insert("bridge_child_peak_rss_kib".into(), kib.into());
+    }
+
+    println!("\naims (actors through a proxy, 1.1 between two peers of ours, against raw batched frames):");
+    let ratio = |key: &str| summary.get(key).and_then(Value::as_f64);
+    let mut aims = serde_json::Map::new();
+    let mut aim = |name: String, value: Option<f64>, met: Option<bool>, wanted: String| {
+        let shown = value.map_or("-".into(), |v| format!("{v:.3}"));
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "not met",
+            None => "not measured",
+        };
+        println!("  {name:<40} {shown:>12}  aim {wanted:<14} {verdict}");
+        aims.insert(name, met.map_or(Value::Null, Value::Bool));
+    };
+    for (&(size, label, _), &want) in SIZES.iter().zip(&AIM_THROUGHPUT) {
+        let got = ratio(&format!("actors_{size}b_over_raw"));
+        aim(
+            format!("{label}: actors / raw"),
+            got,
+            got.map(|r| r >= want),
+            format!(">= {want:.2}x"),
+        );
+    }
+    let rate = ratio("actors_64b_msg_per_s");
+    aim(
+        "64 B: actors msg/s".into(),
+        rate,
+        rate.map(|r| r >= AIM_64B_RATE),
+        ">= 1000000".into(),
+    );
+    let rss = actors_kib.map(|k| k as f64);
+    aim(
+        "peak RSS of the receiving process, KiB".into(),
+        rss,
+        rss.map(|k| k <= AIM_RSS_KIB as f64),
+        format!("<= {AIM_RSS_KIB}"),
+    );
+    println!(
+        "  1.0 JSON path, 64 B: {:.0} msg/s (aim: no slower than the build before)",
+        v10_rate.median()
+    );
+    summary.insert("aims_met".into(), Value::Object(aims));
+    println!("{}", Value::Object(summary));
+    Ok(())
+}
+
+/// Peak resident set (VmHWM) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A bridge of ours dialing a child that speaks only protocol 1.0.
+struct Reflow10Side {
+    bridge: Bridge,
+    inbox: Receiver<RemoteMessage>,
+    _child: ChildGuard,
+}
+
+impl Reflow10Side {
+    fn start() -> Result<Reflow10Side, BoxError> {
+        let (child, port) = spawn_child("reflow10")?;
+        let (tx, inbox) = unbounded();
+        let bridge = Bridge::start(
+            BridgeIdentity::new("bench-tx10", "bench-tx10-1"),
+            BridgeConfig::default(),
+            Arc::new(ForwardSink(tx)),
+        )?;
+        bridge.connect(&format!("127.0.0.1:{port}"))?;
+        Ok(Reflow10Side {
+            bridge,
+            inbox,
+            _child: child,
+        })
+    }
+
+    /// 64 B messages per second, clock stopped at the 1.0 peer's count
+    /// (sent back as a 1.0 JSON message).
+    fn throughput(&self, n: usize) -> Result<f64, BoxError> {
+        let payload: Arc<str> = "x".repeat(64).into();
+        let message = |actor: &str, payload: &Arc<str>| {
+            RemoteMessage::new(
+                "bench-tx10",
+                "unknown",
+                "bench-rx10",
+                actor,
+                "in",
+                Message::String(payload.clone()),
+            )
+        };
+        let messages: Vec<RemoteMessage> = (0..n).map(|_| message("count", &payload)).collect();
+        let started = Instant::now();
+        for m in messages {
+            self.bridge.send(m, TIMEOUT)?;
+        }
+        self.bridge.send(message("end", &"".into()), TIMEOUT)?;
+        let done = self.inbox.recv_timeout(TIMEOUT)?;
+        let elapsed = started.elapsed();
+        let counted = done.payload.as_i64().unwrap_or(-1);
+        if counted != n as i64 {
+            return Err(format!("1.0 child counted {counted} of {n}").into());
+        }
+        Ok(n as f64 / elapsed.as_secs_f64())
+    }
+}
+
+/// Plays async Reflow 1.0: answers the handshake as 1.0, parses every text
+/// frame as a 1.0 message (heartbeats do not parse and are skipped), counts
+/// those for `count`, and answers `end` with the count, in a 1.0 JSON message.
+fn reflow10_child() -> Result<(), BoxError> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    announce(listener.local_addr()?.port())?;
+    for tcp in listener.incoming() {
+        let tcp = tcp?;
+        tcp.set_nodelay(true)?;
+        std::thread::spawn(move || {
+            if let Err(err) = reflow10_serve(tcp) {
+                eprintln!("1.0 child: {err}");
+            }
+        });
+    }
+    Ok(())
+}
+
+fn reflow10_serve(tcp: TcpStream) -> Result<(), BoxError> {
+    let mut ws = tungstenite::accept(tcp)?;
+    loop {
+        if let WsMessage::Text(_) = ws.read()? {
+            break;
+        }
+    }
+    let welcome = serde_json::json!({
+        "success": true, "network_id": "bench-rx10", "instance_id": "bench-rx10-1", "error": null
+    });
+    ws.send(WsMessage::text(welcome.to_string()))?;
+    let mut counted = 0i64;
+    loop {
+        let text = match ws.read() {
+            Ok(WsMessage::Text(text)) => text,
+            Ok(_) => continue,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return Ok(()),
+            Err(tungstenite::Error::Protocol(_)) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        let Ok(message) = serde_json::from_str::<RemoteMessage>(text.as_str()) else {
+            continue;
+        };
+        match message.target_actor.as_str() {
+            "count" => counted += 1,
+            "end" => {
+                let reply = RemoteMessage::new(
+                    "bench-rx10",
+                    "bench",
+                    "bench-tx10",
+                    "done",
+                    "in",
+                    Message::Integer(std::mem::take(&mut counted)),
+                );
+                ws.send(WsMessage::text(serde_json::to_string(&reply)?))?;
+            }
+            _ => {}
         }
     }
 }
