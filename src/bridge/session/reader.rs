@@ -227,6 +227,7 @@ fn deliver_tracked(
         return;
     }
     bump(&stats.messages_received, 1);
+    bump(&session.context.link.messages_in, 1);
     let (receipt, within) = slot.receipt(seq.unwrap_or(0), delivery.window);
     let room = match (within, seq) {
         (true, _) => Room::Overfill,
