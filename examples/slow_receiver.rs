@@ -17,7 +17,7 @@
 //!   a thread of its own, so its sleeping never takes a worker from others.
 //!
 //! Between peers of this project the receiver grants each sender a window of
-//! `target_window` messages per target actor (`[delivery]`, default 64) and
+//! `target_window` messages per target actor (`[delivery]`, default 1024) and
 //! one more credit per message consumed: a sender that floods `slow` waits
 //! for credit, while messages for `recorder` keep crossing the same
 //! connection at full speed, and nothing is dropped. Without credits (a
