@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use tungstenite::Bytes;
 use tungstenite::protocol::WebSocketConfig;
 
-use super::targets::{Settle, Targets};
+use super::targets::{Settle, Targets, credit_batch};
 use crate::bridge::delivery::{Credits, DeliveryOffer, InboundLog, NoCredit, Outbox};
 use crate::bridge::error::{BridgeError, SendError};
 use crate::bridge::events::lock;
@@ -355,6 +355,17 @@ impl Session {
         let _ = self.control_wake.try_send(());
     }
 
+    /// Queues a control frame the writer sends with its next frame, or at
+    /// its next tick (at most a second; the heartbeat interval when
+    /// shorter); it is woken for it only when `change` returns true.
+    pub(crate) fn control_lazily(&self, change: impl FnOnce(&mut ControlState) -> bool) {
+        let wake = change(&mut lock(&self.control));
+        self.control_pending.store(true, Ordering::SeqCst);
+        if wake {
+            let _ = self.control_wake.try_send(());
+        }
+    }
+
     /// True when a control frame may be waiting (the writer's quick check).
     pub(crate) fn control_pending(&self) -> bool {
         self.control_pending.load(Ordering::SeqCst)
@@ -465,11 +476,23 @@ impl Session {
     }
 }
 
+/// An acknowledgement wakes the writer at once. Credits are batched: the
+/// writer is woken when a target's grant reaches [`credit_batch`] of the
+/// window, and otherwise sends the grant with its next frame or at its next
+/// tick. A sender out of credit has a whole window outstanding, so the grant
+/// for it always reaches the batch; a CREDIT frame and a writer wake-up per
+/// message cost more CPU than small messages themselves.
 impl Settle for Session {
     fn settle(&self, target: &Arc<str>, ack: bool) {
-        self.control(|c| {
+        let batch = self
+            .delivery
+            .as_ref()
+            .map_or(1, |d| u64::from(credit_batch(d.window)));
+        self.control_lazily(|c| {
             c.ack |= ack;
-            *c.credits.entry(target.clone()).or_default() += 1;
+            let grant = c.credits.entry(target.clone()).or_default();
+            *grant += 1;
+            ack || *grant >= batch
         });
     }
 }
