@@ -14,10 +14,15 @@
 //! - **direct**: as actors, but sent with `send_to_remote_actor` (the message
 //!   is encoded and queued on the calling thread, no proxy node): the gap to
 //!   actors is what the sending proxy node costs.
+//! - **acknowledged**: direct, with both peers in acknowledged delivery
+//!   (`DeliveryMode::Acknowledged`): every message numbered, kept in the
+//!   outbox until the child's actor consumed it, acknowledged back. 64 B
+//!   throughput and RTT only (measured with direct), printed beside direct
+//!   (at most once) with the ratio: what acknowledged delivery costs.
 //!
 //!     cargo run --release --example bench_bridge [-- --scale 0.2] [--runs 3] [--only LEVEL] [--quick]
 //!
-//! The program re-executes itself (`--child raw|bridge|actors`) to get the
+//! The program re-executes itself (`--child raw|bridge|actors|acked`) to get the
 //! receiving processes; they exit when their standard input closes and are
 //! killed on every exit path of this one. Throughput: N String payloads of
 //! 64 B, 1 KiB and 64 KiB, clock stopped at the child's answer. RTT: 64 B
@@ -42,7 +47,7 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use reflow_distributed::DistributedConfig;
 use reflow_distributed::Message;
 use reflow_distributed::bridge::{
-    Bridge, BridgeConfig, BridgeIdentity, DeliveryError, InboundSink, RemoteMessage,
+    Bridge, BridgeConfig, BridgeIdentity, DeliveryError, DeliveryMode, InboundSink, RemoteMessage,
 };
 use reflow_distributed::distributed_network::DistributedNetwork;
 use reflow_distributed::runtime::FnActor;
@@ -68,7 +73,8 @@ Usage: cargo run --release --example bench_bridge [-- OPTIONS]
 Options:
   --scale F     Multiply every message count by F (default 1; 0.2 for a quick look).
   --runs N      Measure each level N times, interleaved (default 3).
-  --only LEVEL  Measure one level only: raw, bridge, direct or actors.
+  --only LEVEL  Measure one level only: raw, bridge, direct or actors
+                (direct also measures acknowledged delivery beside it).
   --quick       --scale 0.25 (well under a minute).
   --help        Print this text.
 ";
@@ -113,7 +119,8 @@ fn main() -> Result<(), BoxError> {
         return match args.get(i + 1).map(String::as_str) {
             Some("bridge") => bridge_child(),
             Some("raw") => raw_child(),
-            Some("actors") => actors_child(),
+            Some("actors") => actors_child(DeliveryMode::AtMostOnce),
+            Some("acked") => actors_child(DeliveryMode::Acknowledged),
             Some("reflow10") => reflow10_child(),
             other => Err(format!("unknown child mode {other:?}").into()),
         };
@@ -202,6 +209,8 @@ struct Senders {
     bridge: Bridge,
     bridge_inbox: Receiver<RemoteMessage>,
     actors: ActorSide,
+    /// Direct, with acknowledged delivery on both sides.
+    acked: ActorSide,
     // Dropped last: the children outlive the connections to them.
     _children: Vec<ChildGuard>,
 }
@@ -211,8 +220,9 @@ impl Senders {
         let (raw_child, raw_port) = spawn_child("raw")?;
         let (bridge_child, bridge_port) = spawn_child("bridge")?;
         let (actors_child, actors_port) = spawn_child("actors")?;
+        let (acked_child, acked_port) = spawn_child("acked")?;
         let (bridge_pid, actors_pid) = (bridge_child.child.id(), actors_child.child.id());
-        let children = vec![raw_child, bridge_child, actors_child];
+        let children = vec![raw_child, bridge_child, actors_child, acked_child];
 
         let (tx, bridge_inbox) = unbounded();
         let bridge = Bridge::start(
@@ -221,7 +231,8 @@ impl Senders {
             Arc::new(ForwardSink(tx)),
         )?;
         bridge.connect(&format!("127.0.0.1:{bridge_port}"))?;
-        let actors = ActorSide::start(actors_port)?;
+        let actors = ActorSide::start(actors_port, DeliveryMode::AtMostOnce)?;
+        let acked = ActorSide::start(acked_port, DeliveryMode::Acknowledged)?;
         Ok(Senders {
             bridge_pid,
             actors_pid,
@@ -229,6 +240,7 @@ impl Senders {
             bridge,
             bridge_inbox,
             actors,
+            acked,
             _children: children,
         })
     }
@@ -254,6 +266,7 @@ impl Senders {
     }
 
     fn shutdown(&self) {
+        self.acked.peer.shutdown();
         self.actors.peer.shutdown();
         self.bridge.shutdown();
     }
@@ -333,9 +346,15 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
         senders.throughput(level, 64, count(5_000))?;
         senders.rtt(level, count(200))?;
     }
+    let acked = levels.contains(&Level::Direct);
+    if acked {
+        senders.acked.throughput(Route::Direct, 64, count(5_000))?;
+        senders.acked.rtt(Route::Direct, count(200))?;
+    }
     let empty = || vec![Spread::default(); LEVELS.len()];
     let mut rates: Vec<Vec<Spread>> = SIZES.iter().map(|_| empty()).collect();
     let (mut p50, mut p99) = (empty(), empty());
+    let mut acked_cells = ModeCells::default();
     let pings = count(PINGS);
     for run in 0..options.runs {
         eprint!("run {}/{}...", run + 1, options.runs);
@@ -350,6 +369,16 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
             let samples = senders.rtt(level, pings)?;
             p50[level as usize].0.push(percentile(&samples, 0.50));
             p99[level as usize].0.push(percentile(&samples, 0.99));
+        }
+        if acked {
+            let n = count(SIZES[0].2);
+            acked_cells
+                .rate
+                .0
+                .push(senders.acked.throughput(Route::Direct, 64, n)?);
+            let samples = senders.acked.rtt(Route::Direct, pings)?;
+            acked_cells.p50.0.push(percentile(&samples, 0.50));
+            acked_cells.p99.0.push(percentile(&samples, 0.99));
         }
         eprintln!(" done");
     }
@@ -408,9 +437,91 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
         p99: &p99,
         pings,
     };
-    let summary = figures.json(options);
+    let mut summary = figures.json(options);
+    if acked {
+        let direct = Level::Direct as usize;
+        let at_most_once = ModeCells {
+            rate: rates[0][direct].clone(),
+            p50: p50[direct].clone(),
+            p99: p99[direct].clone(),
+        };
+        print_delivery(&at_most_once, &acked_cells, count(SIZES[0].2), pings);
+        acked_cells.json(&at_most_once, &mut summary);
+    }
     codec_costs();
     extras(senders, options, summary)
+}
+
+/// The 64 B throughput and RTT of one delivery mode over the runs.
+#[derive(Default)]
+struct ModeCells {
+    rate: Spread,
+    p50: Spread,
+    p99: Spread,
+}
+
+impl ModeCells {
+    /// The acknowledged figures, and their ratios to at most once, into the summary.
+    fn json(&self, at_most_once: &ModeCells, summary: &mut serde_json::Map<String, Value>) {
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        let figures = [
+            ("acknowledged_64b_msg_per_s", self.rate.median().round()),
+            (
+                "acknowledged_64b_over_direct",
+                self.rate.median() / at_most_once.rate.median(),
+            ),
+            ("acknowledged_rtt_p50_us", self.p50.median()),
+            ("acknowledged_rtt_p99_us", self.p99.median()),
+            (
+                "acknowledged_rtt_p50_over_direct",
+                self.p50.median() / at_most_once.p50.median(),
+            ),
+        ];
+        for (key, value) in figures {
+            if value.is_finite() {
+                summary.insert(key.into(), round(value).into());
+            }
+        }
+    }
+}
+
+/// Acknowledged delivery beside at most once (both `direct`), with the ratio.
+fn print_delivery(at_most_once: &ModeCells, acknowledged: &ModeCells, n: usize, pings: usize) {
+    println!(
+        "\n{:<22} {:>20} {:>20} {:>8}",
+        "delivery, 64 B", "at-most-once", "acknowledged", "ack/amo"
+    );
+    let rows = [
+        (
+            format!("throughput x {n}, k/s"),
+            &at_most_once.rate,
+            &acknowledged.rate,
+            1e3,
+            0,
+        ),
+        (
+            format!("RTT p50 x {pings}, µs"),
+            &at_most_once.p50,
+            &acknowledged.p50,
+            1.0,
+            1,
+        ),
+        (
+            format!("RTT p99 x {pings}, µs"),
+            &at_most_once.p99,
+            &acknowledged.p99,
+            1.0,
+            1,
+        ),
+    ];
+    for (label, amo, ack, unit, digits) in rows {
+        println!(
+            "{label:<22} {:>20} {:>20} {:>8}",
+            amo.text(unit, digits),
+            ack.text(unit, digits),
+            ratio(ack, amo)
+        );
+    }
 }
 
 fn ratio(ours: &Spread, base: &Spread) -> String {
@@ -536,8 +647,8 @@ struct ActorSide {
 }
 
 impl ActorSide {
-    fn start(child_port: u16) -> Result<ActorSide, BoxError> {
-        let peer = DistributedNetwork::new(DistributedConfig::new("parent"))?;
+    fn start(child_port: u16, mode: DeliveryMode) -> Result<ActorSide, BoxError> {
+        let peer = DistributedNetwork::new(delivery_config("parent", mode))?;
         let (done_tx, done) = unbounded();
         let (pong_tx, pong) = unbounded();
         let done_actor = FnActor::new(&["in"], &[], move |ctx| {
@@ -735,11 +846,18 @@ fn bridge_child() -> Result<(), BoxError> {
     }
 }
 
+/// A peer of network `name` whose sends go in `mode`.
+fn delivery_config(name: &str, mode: DeliveryMode) -> DistributedConfig {
+    let mut config = DistributedConfig::new(name);
+    config.bridge.delivery.mode = mode;
+    config
+}
+
 /// The child's `DistributedNetwork`: `sink` counts `in` messages and, once it
 /// has the number announced on `expect`, sends the count to `done@parent`;
 /// `echo` sends every message back to `pong@parent`.
-fn actors_child() -> Result<(), BoxError> {
-    let peer = DistributedNetwork::new(DistributedConfig::new("child"))?;
+fn actors_child(mode: DeliveryMode) -> Result<(), BoxError> {
+    let peer = DistributedNetwork::new(delivery_config("child", mode))?;
     let mut counted = 0i64;
     let mut expected: Option<i64> = None;
     let sink = FnActor::new(&["in", "expect"], &["out"], move |ctx| {

@@ -123,10 +123,11 @@ fn config(network: &str, beat: Duration) -> DistributedConfig {
     config.bridge.handshake_timeout = Duration::from_secs(3);
     config.network.workers = 2;
     config.network.send_timeout = Duration::from_millis(2);
-    // Credits wide open: these cases are about the data lane filling (as it
-    // does toward a peer without credits); per-target credits have their
-    // own suite (tests/delivery.rs).
-    config.bridge.delivery.target_window = 1 << 20;
+    // Without credits: these cases are about the data lane filling behind a
+    // reader that blocks on a full inbox (the flow control toward a peer
+    // without them); per-target credits have their own suite
+    // (tests/delivery.rs).
+    config.bridge.delivery.offer = false;
     config
 }
 

@@ -1,7 +1,8 @@
 //! The admin listener of real `reflow-peer` processes: `/metrics` read by an
 //! independent Prometheus text-format parser moves with traffic between two
-//! peers, `/readyz` turns ready when the configured link comes up, and
-//! `/links` and `/healthz` answer.
+//! peers (under the default and under acknowledged delivery), `/readyz`
+//! turns ready when the configured link comes up, and `/links` and
+//! `/healthz` answer.
 
 mod common;
 
@@ -179,6 +180,75 @@ fn metrics_move_with_traffic_between_two_peers() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     drop(gamma);
+}
+
+/// Under acknowledged delivery the receiver counts the messages of the
+/// sender's network as under the default mode, and the sender's outbox
+/// gauge and acknowledgement counter follow the receiver's acknowledgements.
+#[test]
+fn acknowledged_delivery_shows_in_the_counts_and_the_outbox() {
+    let dir = TempDir::new("admin-acked");
+    let alpha_port = free_port();
+    let alpha = harness::start_peer(
+        peer_bin(),
+        &dir,
+        "alpha",
+        &config("alpha", alpha_port, ""),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let alpha_admin = admin_address(&alpha);
+    let extra = format!(
+        "[[connect]]\nendpoint = \"127.0.0.1:{alpha_port}\"\nnetwork_id = \"alpha\"\n\n\
+         [delivery]\nmode = \"acknowledged\"\n"
+    );
+    let beta = harness::start_peer(
+        peer_bin(),
+        &dir,
+        "beta",
+        &config("beta", 0, &extra),
+        &[
+            "--admin",
+            "127.0.0.1:0",
+            "--send",
+            "alpha:recorder:in:one",
+            "--send",
+            "alpha:recorder:in:two",
+            "--send",
+            "alpha:recorder:in:three",
+        ],
+    );
+    let beta_admin = admin_address(&beta);
+    alpha
+        .wait_for_count("recorder.in", 3, WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        sample(
+            &alpha_admin,
+            "reflow_peer_messages_received_total",
+            &[("network", "beta")]
+        ),
+        Some(3.0)
+    );
+    wait_until(WAIT, Duration::from_millis(50), || {
+        match sample(&beta_admin, "reflow_peer_messages_acknowledged_total", &[]) {
+            Some(n) if n >= 3.0 => Ok(()),
+            other => Err(format!("acknowledged: {other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        sample(
+            &beta_admin,
+            "reflow_peer_queue_depth",
+            &[("network", "alpha"), ("queue", "outbox")]
+        ),
+        Some(0.0),
+        "every message acknowledged, none left in the outbox"
+    );
+    assert_eq!(
+        sample(&alpha_admin, "reflow_peer_duplicates_dropped_total", &[]),
+        Some(0.0)
+    );
 }
 
 #[test]
