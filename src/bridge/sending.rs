@@ -92,7 +92,15 @@ fn send_acknowledged(hub: &Hub, message: RemoteMessage, timeout: Duration) -> Re
         }
         let frame = match session.encode(&message) {
             Ok(Outgoing::Binary(frame)) => frame,
-            Ok(Outgoing::Text(_)) => unreachable!("a session with delivery speaks 1.1"),
+            // Delivery is only offered in 1.1 handshakes; answer rather than panic.
+            Ok(Outgoing::Text(_)) => {
+                let reason = "its session speaks protocol 1.0".to_string();
+                let error = BridgeError::DeliveryUnavailable {
+                    network_id: network,
+                    reason,
+                };
+                return Err(SendError::new(error, message));
+            }
             Err(error) => return Err(SendError::new(error, message)),
         };
         match session.take_credit(&target, deadline) {
