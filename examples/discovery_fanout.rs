@@ -72,15 +72,15 @@ fn main() -> Result<(), BoxError> {
     let wanted = |name: &str| options.only.as_deref().is_none_or(|only| only == name);
     let mut results = Vec::new();
     if wanted("reflow-discovery") {
-        let backend = Backend::reflow_discovery()?;
-        results.push(measure(&backend, &options)?);
+        let mut backend = Backend::reflow_discovery()?;
+        results.push(measure(&mut backend, &options)?);
     }
     let mut etcd_missing = Value::Null;
     if wanted("etcd") {
         match options.etcd.clone().or_else(|| find_on_path("etcd")) {
             Some(program) => {
-                let backend = Backend::etcd(&program)?;
-                results.push(measure(&backend, &options)?);
+                let mut backend = Backend::etcd(&program)?;
+                results.push(measure(&mut backend, &options)?);
             }
             None => {
                 let why = "no etcd binary on PATH (Debian: apt-get install etcd-server) and no --etcd PATH";
@@ -226,7 +226,7 @@ impl Backend {
         let mut last_error = String::new();
         for _ in 0..3 {
             let data = TempDir::new("etcd")?;
-            let (client, peer) = (free_port()?, free_port()?);
+            let [client, peer] = free_ports()?;
             let client_url = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
             let log = fs::File::create(data.path.join("etcd.log"))?;
@@ -270,9 +270,30 @@ impl Backend {
     }
 
     /// Requests served so far, from the backend's own counters.
-    fn requests_served(&self) -> Result<f64, BoxError> {
-        let text = http_get(&self.metrics_url)?;
-        Ok(sum_metric(&text, self.request_metric))
+    fn requests_served(&mut self) -> Result<f64, BoxError> {
+        match http_get(&self.metrics_url) {
+            Ok(text) => Ok(sum_metric(&text, self.request_metric)),
+            Err(e) => Err(self.failed(&format!("{}: {e}", self.metrics_url))),
+        }
+    }
+
+    /// An error about the backend, saying whether it still runs and, for
+    /// etcd, the end of its log.
+    fn failed(&mut self, what: &str) -> BoxError {
+        let state = match self.child.child.try_wait() {
+            Ok(Some(status)) => format!("it exited with {status}"),
+            _ => "it still runs".to_string(),
+        };
+        let log = self
+            ._data
+            .as_ref()
+            .and_then(|d| fs::read_to_string(d.path.join("etcd.log")).ok())
+            .map(|log| {
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                format!("; last log lines, newest first: {tail:#?}")
+            })
+            .unwrap_or_default();
+        format!("{}: {what}; {state}{log}", self.name).into()
     }
 }
 
@@ -304,8 +325,11 @@ fn discovery_child() -> Result<(), BoxError> {
     Ok(())
 }
 
-fn free_port() -> Result<u16, BoxError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Two distinct free ports: both are held until both are chosen.
+fn free_ports() -> Result<[u16; 2], BoxError> {
+    let a = TcpListener::bind("127.0.0.1:0")?;
+    let b = TcpListener::bind("127.0.0.1:0")?;
+    Ok([a.local_addr()?.port(), b.local_addr()?.port()])
 }
 
 fn wait_healthy(child: &mut Child, url: &str) -> Result<(), BoxError> {
@@ -388,7 +412,7 @@ fn registration(network: &str, port: usize) -> RegistrationInfo {
     }
 }
 
-fn measure(backend: &Backend, options: &Options) -> Result<Outcome, BoxError> {
+fn measure(backend: &mut Backend, options: &Options) -> Result<Outcome, BoxError> {
     println!(
         "\n## {} ({}), endpoint {}",
         backend.name, backend.version, backend.endpoint
@@ -426,12 +450,10 @@ fn measure(backend: &Backend, options: &Options) -> Result<Outcome, BoxError> {
             break;
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "{}: only {ready} of {n} watchers registered and saw every other within {:?}",
-                backend.name,
+            return Err(backend.failed(&format!(
+                "only {ready} of {n} watchers registered and saw every other within {:?}",
                 deadline - started
-            )
-            .into());
+            )));
         }
         thread::sleep(Duration::from_millis(20));
     }
@@ -489,10 +511,9 @@ fn measure(backend: &Backend, options: &Options) -> Result<Outcome, BoxError> {
             |e| matches!(e, DiscoveryEvent::Added(info) if info.network_id == name),
         )
         .map_err(|missing| {
-            format!(
-                "{}: round {round}: {missing} watchers never saw {name} added",
-                backend.name
-            )
+            backend.failed(&format!(
+                "round {round}: {missing} watchers never saw {name} added"
+            ))
         })?;
         let latencies: Vec<Duration> = added.iter().map(|at| *at - t0).collect();
         let t1 = Instant::now();
@@ -505,10 +526,9 @@ fn measure(backend: &Backend, options: &Options) -> Result<Outcome, BoxError> {
             |e| matches!(e, DiscoveryEvent::Removed(id) if *id == name),
         )
         .map_err(|missing| {
-            format!(
-                "{}: round {round}: {missing} watchers never saw {name} removed",
-                backend.name
-            )
+            backend.failed(&format!(
+                "round {round}: {missing} watchers never saw {name} removed"
+            ))
         })?;
         let last_added = latencies.iter().max().copied().unwrap_or_default();
         let last_removed = removed.iter().max().map(|at| *at - t1).unwrap_or_default();
