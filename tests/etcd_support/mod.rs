@@ -146,7 +146,10 @@ impl Etcd {
                 .args(["--initial-advertise-peer-urls", &peer_url])
                 .args(["--initial-cluster", &initial_cluster])
                 .args(["--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", &format!("reflow-test-{}", std::process::id())])
+                .args([
+                    "--initial-cluster-token",
+                    &format!("reflow-test-{}", std::process::id()),
+                ])
                 // Fast elections, so that losing the leader costs well under a
                 // second. The lease TTL floor follows (1.5 election timeouts).
                 .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
@@ -211,7 +214,8 @@ impl Etcd {
     pub fn wait_quorum(&mut self) {
         for i in 0..self.members.len() {
             if self.members[i].child.is_some() {
-                self.wait_healthy(i, START_PATIENCE).unwrap_or_else(|e| panic!("{e}"));
+                self.wait_healthy(i, START_PATIENCE)
+                    .unwrap_or_else(|e| panic!("{e}"));
             }
         }
     }
@@ -232,7 +236,11 @@ impl Etcd {
 
     /// The endpoints as a TOML array: `["etcd://…", "etcd://…"]`.
     pub fn endpoints_toml(&self, prefix: &str) -> String {
-        let quoted: Vec<String> = self.endpoints(prefix).iter().map(|e| format!("\"{e}\"")).collect();
+        let quoted: Vec<String> = self
+            .endpoints(prefix)
+            .iter()
+            .map(|e| format!("\"{e}\""))
+            .collect();
         format!("[{}]", quoted.join(", "))
     }
 
@@ -257,7 +265,13 @@ impl Etcd {
     }
 
     /// `POST path` with a JSON `body` to a live member; the status and body.
-    fn request_raw(&self, i: usize, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String), String> {
+    fn request_raw(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), String> {
         let url = format!("{}{path}", self.members[i].client_url());
         let result = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
@@ -342,7 +356,10 @@ impl Etcd {
 
     /// The TTL a lease was granted with, in seconds (`None`: expired or unknown).
     pub fn lease_granted_ttl(&self, lease: i64) -> Option<i64> {
-        let answer = self.call("/v3/lease/timetolive", serde_json::json!({"ID": lease.to_string()}));
+        let answer = self.call(
+            "/v3/lease/timetolive",
+            serde_json::json!({"ID": lease.to_string()}),
+        );
         let ttl = int(&answer["TTL"]);
         (ttl > 0).then(|| int(&answer["grantedTTL"]))
     }
@@ -376,7 +393,10 @@ impl Etcd {
                 },
             }),
         );
-        self.call("/v3/auth/user/grant", serde_json::json!({"user": user, "role": user}));
+        self.call(
+            "/v3/auth/user/grant",
+            serde_json::json!({"user": user, "role": user}),
+        );
         self.call("/v3/auth/enable", serde_json::json!({}));
         let answer = self.call(
             "/v3/auth/authenticate",
