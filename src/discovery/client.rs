@@ -14,24 +14,28 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 
-use super::auth;
+use super::backend::{Backend, Deregistered, Listing};
 use super::config::DiscoveryClientConfig;
+use super::endpoint::{self, Endpoint};
 use super::error::DiscoveryError;
+use super::etcd::EtcdBackend;
 use super::info::{NetworkInfo, RegistrationInfo, validate_registration, validate_roster_entry};
 use super::roster::{self, DiscoveryEvent, FlipWatch, Roster};
-use super::router::percent_encode;
+use super::server_backend::ServerBackend;
 use crate::names::escaped;
 
 /// State shared by the service handle and its thread.
 struct Shared {
     known: Mutex<Roster>,
     /// The last registration with at least one endpoint succeeded.
-    registered: std::sync::atomic::AtomicBool,
+    registered: AtomicBool,
     subscribers: Mutex<Vec<Sender<DiscoveryEvent>>>,
     subscriber_capacity: usize,
 }
@@ -103,18 +107,18 @@ impl DiscoveryService {
                 "subscriber_capacity must be above zero".into(),
             ));
         }
-        let bases = config
+        let endpoints = config
             .endpoints
             .iter()
-            .map(|e| normalize_endpoint(e))
+            .map(|e| endpoint::parse(e))
             .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared {
             known: Mutex::new(BTreeMap::new()),
-            registered: std::sync::atomic::AtomicBool::new(false),
+            registered: AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
             subscriber_capacity: config.subscriber_capacity,
         });
-        if bases.is_empty() {
+        if endpoints.is_empty() {
             return Ok(DiscoveryService {
                 me,
                 shared,
@@ -123,7 +127,12 @@ impl DiscoveryService {
         }
         let (wake, wake_rx) = crossbeam_channel::bounded(1);
         let (stop, stop_rx) = crossbeam_channel::bounded(0);
-        let worker = Worker::new(&config, &me, bases, Arc::clone(&shared))?;
+        let worker = Worker::new(
+            &config,
+            &me,
+            backends(&config, &me, endpoints)?,
+            Arc::clone(&shared),
+        );
         let thread = thread::Builder::new()
             .name(format!("discovery-client-{}", me.network_id))
             .spawn(move || worker.run(&wake_rx, &stop_rx))
@@ -156,7 +165,7 @@ impl DiscoveryService {
     /// endpoint succeeded (false before the first, without endpoints, and
     /// after stop).
     pub fn is_registered(&self) -> bool {
-        self.shared.registered.load(std::sync::atomic::Ordering::SeqCst)
+        self.shared.registered.load(Ordering::SeqCst)
     }
 
     /// What this peer registers.
@@ -206,99 +215,116 @@ impl Drop for DiscoveryService {
     }
 }
 
-/// `http://host:port` from a configured endpoint (`host:port` gets `http://`).
-fn normalize_endpoint(raw: &str) -> Result<String, DiscoveryError> {
-    let bad = |reason: &str| DiscoveryError::InvalidEndpoint {
-        endpoint: raw.to_string(),
-        reason: reason.to_string(),
-    };
-    let trimmed = raw.trim();
-    let rest = match trimmed.split_once("://") {
-        None => trimmed,
-        Some(("http", rest)) => rest,
-        Some((scheme, _)) => {
-            return Err(bad(&format!("scheme {scheme}:// is not supported, only http://")));
+/// The backends the endpoints name, in the order configured: each
+/// discovery server on its own, and every etcd member in one cluster
+/// backend (placed where its first member is listed).
+fn backends(
+    config: &DiscoveryClientConfig,
+    me: &RegistrationInfo,
+    endpoints: Vec<Endpoint>,
+) -> Result<Vec<Box<dyn Backend>>, DiscoveryError> {
+    let body = serde_json::to_string(me).map_err(|e| DiscoveryError::InvalidRegistration(e.to_string()))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(config.connect_timeout))
+        .timeout_global(Some(config.request_timeout))
+        // ureq reads proxy settings from the environment by default; a
+        // discovery server or etcd member is dialled directly.
+        .proxy(None)
+        .http_status_as_error(false)
+        .user_agent(format!("reflow-discovery-client/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into();
+    let token = config.auth_token.as_ref().map(|t| t.expose().as_bytes().to_vec());
+    let mut list: Vec<Box<dyn Backend>> = Vec::new();
+    let mut etcd: Option<(usize, Vec<String>, String)> = None;
+    for endpoint in endpoints {
+        match endpoint {
+            Endpoint::Server(base) => list.push(Box::new(ServerBackend::new(
+                agent.clone(),
+                base,
+                body.clone(),
+                &me.network_id,
+                &me.instance_id,
+                token.clone(),
+            ))),
+            Endpoint::EtcdMember { base, prefix } => match &mut etcd {
+                None => etcd = Some((list.len(), vec![base], prefix)),
+                Some((_, _, first)) if *first != prefix => {
+                    return Err(DiscoveryError::InvalidEndpoint {
+                        endpoint: format!("etcd://{}{prefix}", &base["http://".len()..]),
+                        reason: format!(
+                            "every etcd endpoint is a member of one cluster and must name the same \
+                             prefix ({first} was named first)"
+                        ),
+                    });
+                }
+                Some((_, members, _)) if !members.contains(&base) => members.push(base),
+                Some(_) => {}
+            },
         }
-    };
-    let base = format!("http://{}", rest.trim_end_matches('/'));
-    let authority = base["http://".len()..].split('/').next().unwrap_or_default();
-    if authority.is_empty() || authority.contains(char::is_whitespace) {
-        return Err(bad("no host"));
     }
-    Ok(base)
+    if let Some((at, members, prefix)) = etcd {
+        if config.entry_ttl < Duration::from_secs(1) || config.entry_ttl <= config.refresh_interval {
+            return Err(DiscoveryError::InvalidConfig(format!(
+                "entry_ttl ({} ms) must be at least 1 s and longer than refresh_interval ({} ms), \
+                 or the entry lapses between refreshes",
+                config.entry_ttl.as_millis(),
+                config.refresh_interval.as_millis()
+            )));
+        }
+        let backend = EtcdBackend::new(
+            agent,
+            members,
+            prefix,
+            config.etcd_credentials.clone(),
+            me.clone(),
+            config.entry_ttl,
+        );
+        list.insert(at, Box::new(backend));
+    }
+    Ok(list)
 }
 
-/// One endpoint as the thread tracks it.
-struct Endpoint {
-    base: String,
+/// One backend as the thread tracks it.
+struct Slot {
+    backend: Box<dyn Backend>,
     /// The last registration succeeded.
     registered: bool,
 }
 
-/// The thread's side: the HTTP agent, the endpoints and the last roster.
+/// The thread's side: the backends and the last roster.
 struct Worker {
-    agent: ureq::Agent,
-    endpoints: Vec<Endpoint>,
-    body: String,
+    slots: Vec<Slot>,
     own_network: String,
-    own_instance: String,
-    request_timeout: std::time::Duration,
+    request_timeout: Duration,
     flips: FlipWatch,
-    interval: std::time::Duration,
-    max_response_bytes: u64,
+    interval: Duration,
     shared: Arc<Shared>,
-    /// Signs every request when set (servers that require it check it).
-    token: Option<Vec<u8>>,
+    /// No backend answered the last roster request.
+    in_outage: bool,
 }
-
-/// Largest roster body read from an endpoint.
-const MAX_ROSTER_BYTES: u64 = 16 * 1024 * 1024;
 
 impl Worker {
     fn new(
         config: &DiscoveryClientConfig,
         me: &RegistrationInfo,
-        bases: Vec<String>,
+        backends: Vec<Box<dyn Backend>>,
         shared: Arc<Shared>,
-    ) -> Result<Worker, DiscoveryError> {
-        let body =
-            serde_json::to_string(me).map_err(|e| DiscoveryError::InvalidRegistration(e.to_string()))?;
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_global(Some(config.request_timeout))
-            // ureq reads proxy settings from the environment by default; a
-            // discovery server is dialled directly.
-            .proxy(None)
-            .http_status_as_error(false)
-            .user_agent(format!("reflow-discovery-client/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        Ok(Worker {
-            agent,
-            endpoints: bases
+    ) -> Worker {
+        Worker {
+            slots: backends
                 .into_iter()
-                .map(|base| Endpoint {
-                    base,
+                .map(|backend| Slot {
+                    backend,
                     registered: false,
                 })
                 .collect(),
-            body,
             own_network: me.network_id.clone(),
-            own_instance: me.instance_id.clone(),
             request_timeout: config.request_timeout,
             flips: FlipWatch::default(),
             interval: config.refresh_interval,
-            max_response_bytes: MAX_ROSTER_BYTES,
             shared,
-            token: config.auth_token.as_ref().map(|t| t.expose().as_bytes().to_vec()),
-        })
-    }
-
-    /// The headers that sign a request to `url` with `body`; none without a token.
-    fn signature(&self, method: &str, url: &str, body: &[u8]) -> Vec<(&'static str, String)> {
-        match &self.token {
-            Some(token) => auth::signed_headers(token, method, target_of(url), body).to_vec(),
-            None => Vec::new(),
+            in_outage: false,
         }
     }
 
@@ -319,38 +345,25 @@ impl Worker {
         self.deregister_all();
     }
 
-    /// Removes this instance's entry from every endpoint it is registered
+    /// Removes this instance's entry from every backend it is registered
     /// with, so that other peers see it leave on their next refresh instead
     /// of after the TTL. All requests share one `request_timeout`.
-    fn deregister_all(&self) {
-        self.shared
-            .registered
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        let deadline = std::time::Instant::now() + self.request_timeout;
-        for endpoint in self.endpoints.iter().filter(|e| e.registered) {
-            let url = format!(
-                "{}/networks/{}?instance_id={}",
-                endpoint.base,
-                percent_encode(&self.own_network),
-                percent_encode(&self.own_instance)
-            );
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+    fn deregister_all(&mut self) {
+        self.shared.registered.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + self.request_timeout;
+        for slot in self.slots.iter_mut().filter(|s| s.registered) {
+            let name = slot.backend.name().to_string();
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                log::warn!("no time left to deregister from {}", endpoint.base);
+                log::warn!("no time left to deregister from {name}");
                 continue;
             }
-            let mut request = self.agent.delete(&url);
-            for (name, value) in self.signature("DELETE", &url, b"") {
-                request = request.header(name, value);
-            }
-            let outcome = request.config().timeout_global(Some(left)).build().call();
-            match outcome.map(|r| r.status().as_u16()) {
-                Ok(200) => log::info!("Deregistered from discovery endpoint: {}", endpoint.base),
-                // Expired already, or a newer instance of this network took
-                // over: nothing of ours to remove.
-                Ok(404 | 409) => log::debug!("{}: no entry of this instance to deregister", endpoint.base),
-                Ok(status) => log::warn!("deregistration from {} answered {status}", endpoint.base),
-                Err(e) => log::warn!("deregistration from {} failed: {e}", endpoint.base),
+            match slot.backend.deregister(left) {
+                Ok(Deregistered::Removed) => log::info!("Deregistered from discovery endpoint: {name}"),
+                Ok(Deregistered::NothingToRemove) => {
+                    log::debug!("{name}: no entry of this instance to deregister");
+                }
+                Err(e) => log::warn!("deregistration from {name} failed: {e}"),
             }
         }
     }
@@ -358,7 +371,7 @@ impl Worker {
     /// Registers everywhere, reads every roster, publishes the changes.
     fn tick(&mut self, stop: &Receiver<()>) {
         let mut lists = Vec::new();
-        for i in 0..self.endpoints.len() {
+        for i in 0..self.slots.len() {
             if stopped(stop) {
                 return;
             }
@@ -366,14 +379,24 @@ impl Worker {
             if stopped(stop) {
                 return;
             }
-            let url = format!("{}/networks", self.endpoints[i].base);
-            match self.fetch_roster(&url) {
-                Ok(list) => lists.push(list),
-                Err(e) => log::warn!("{e}"),
+            match self.slots[i].backend.roster() {
+                Ok(listing) => lists.push(keep_valid(self.slots[i].backend.name(), listing)),
+                Err(e) => log::warn!("roster request failed: {e}"),
             }
         }
         if lists.is_empty() {
+            if !self.in_outage {
+                self.in_outage = true;
+                log::warn!(
+                    "no discovery endpoint answered; keeping the {} known networks and their links \
+                     until one does",
+                    lock(&self.shared.known).len()
+                );
+            }
             return;
+        }
+        if std::mem::take(&mut self.in_outage) {
+            log::info!("discovery answers again");
         }
         let new = roster::merge(lists, &self.own_network);
         let (events, flips) = {
@@ -402,104 +425,47 @@ impl Worker {
     }
 
     fn register(&mut self, i: usize) {
-        let url = format!("{}/register", self.endpoints[i].base);
-        let mut request = self.agent.post(&url).header("Content-Type", "application/json");
-        for (name, value) in self.signature("POST", &url, self.body.as_bytes()) {
-            request = request.header(name, value);
-        }
-        let outcome = request
-            .send(self.body.as_bytes())
-            .map_err(|e| DiscoveryError::Http {
-                url: url.clone(),
-                reason: e.to_string(),
-            })
-            .and_then(|mut response| {
-                let status = response.status().as_u16();
-                if status == 200 {
-                    return Ok(());
-                }
-                let text = response
-                    .body_mut()
-                    .with_config()
-                    .limit(4096)
-                    .read_to_string()
-                    .unwrap_or_default();
-                let message = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                    .unwrap_or(text);
-                Err(DiscoveryError::Status {
-                    url: url.clone(),
-                    status,
-                    message,
-                })
-            });
-        let endpoint = &mut self.endpoints[i];
-        let now_registered = outcome.is_ok();
-        match outcome {
-            Ok(()) if !endpoint.registered => {
-                log::info!("Registered with discovery endpoint: {}", endpoint.base);
-                endpoint.registered = true;
+        let slot = &mut self.slots[i];
+        match slot.backend.register() {
+            Ok(()) if !slot.registered => {
+                log::info!("Registered with discovery endpoint: {}", slot.backend.name());
+                slot.registered = true;
             }
             Ok(()) => {}
             Err(e) => {
                 log::warn!("registration failed: {e}");
-                endpoint.registered = false;
+                slot.registered = false;
             }
         }
-        let any = now_registered || self.endpoints.iter().any(|e| e.registered);
-        self.shared
-            .registered
-            .store(any, std::sync::atomic::Ordering::SeqCst);
+        let any = self.slots.iter().any(|s| s.registered);
+        self.shared.registered.store(any, Ordering::SeqCst);
     }
+}
 
-    fn fetch_roster(&self, url: &str) -> Result<Vec<NetworkInfo>, DiscoveryError> {
-        let mut request = self.agent.get(url);
-        for (name, value) in self.signature("GET", url, b"") {
-            request = request.header(name, value);
+/// The entries of `listing` that keep the registration rules. One bad
+/// entry must not cost the others, nor one log line each.
+fn keep_valid(source: &str, listing: Listing) -> Vec<NetworkInfo> {
+    let Listing {
+        entries: mut list,
+        unreadable,
+        mut first_problem,
+    } = listing;
+    let listed = list.len() + unreadable;
+    list.retain(|entry| match validate_roster_entry(entry) {
+        Ok(()) => true,
+        Err(why) => {
+            first_problem.get_or_insert(why);
+            false
         }
-        let mut response = request.call().map_err(|e| DiscoveryError::Http {
-            url: url.to_string(),
-            reason: e.to_string(),
-        })?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(DiscoveryError::Status {
-                url: url.to_string(),
-                status,
-                message: String::new(),
-            });
-        }
-        let decode = |reason: String| DiscoveryError::Decode {
-            url: url.to_string(),
-            reason,
-        };
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(self.max_response_bytes)
-            .read_to_vec()
-            .map_err(|e| decode(e.to_string()))?;
-        let mut list: Vec<NetworkInfo> = serde_json::from_slice(&bytes).map_err(|e| decode(e.to_string()))?;
-        // One bad entry must not cost the others, nor one log line each.
-        let listed = list.len();
-        let mut first_problem = None;
-        list.retain(|entry| match validate_roster_entry(entry) {
-            Ok(()) => true,
-            Err(why) => {
-                first_problem.get_or_insert(why);
-                false
-            }
-        });
-        if let Some(why) = first_problem {
-            log::warn!(
-                "{url}: left out {} of {listed} roster entries that break the registration rules (first: {})",
-                listed - list.len(),
-                escaped(&why).max_chars(256)
-            );
-        }
-        Ok(list)
+    });
+    if let Some(why) = first_problem {
+        log::warn!(
+            "{source}: left out {} of {listed} roster entries that break the registration rules (first: {})",
+            listed - list.len(),
+            escaped(&why).max_chars(256)
+        );
     }
+    list
 }
 
 /// A discovery event in one bounded log line, its peer-supplied fields
@@ -523,13 +489,6 @@ impl fmt::Display for EventLog<'_> {
     }
 }
 
-/// The request target of a URL (`http://h:9/networks/a?x` → `/networks/a?x`),
-/// as the server sees it on its request line and checks the signature over.
-fn target_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    rest.find('/').map_or("/", |at| &rest[at..])
-}
-
 /// True once the stop channel is closed.
 fn stopped(stop: &Receiver<()>) -> bool {
     matches!(stop.try_recv(), Err(TryRecvError::Disconnected))
@@ -546,28 +505,6 @@ mod tests {
             endpoint: "127.0.0.1:9100".into(),
             capabilities: vec![],
         }
-    }
-
-    #[test]
-    fn endpoints_get_a_scheme_and_lose_trailing_slashes() {
-        assert_eq!(
-            normalize_endpoint("127.0.0.1:9000").expect("ok"),
-            "http://127.0.0.1:9000"
-        );
-        assert_eq!(normalize_endpoint("http://h:9/").expect("ok"), "http://h:9");
-        assert!(normalize_endpoint("https://h:9").is_err());
-        assert!(normalize_endpoint("http://").is_err());
-        assert!(normalize_endpoint("  ").is_err());
-    }
-
-    #[test]
-    fn the_signed_target_is_the_path_and_query() {
-        assert_eq!(target_of("http://h:9/register"), "/register");
-        assert_eq!(
-            target_of("http://h:9/base/networks/a%20b?instance_id=a-1"),
-            "/base/networks/a%20b?instance_id=a-1"
-        );
-        assert_eq!(target_of("http://h:9"), "/");
     }
 
     #[test]
@@ -592,10 +529,26 @@ mod tests {
     }
 
     #[test]
+    fn etcd_members_must_share_a_prefix_and_a_lease_must_outlive_a_refresh() {
+        let mut config = DiscoveryClientConfig {
+            endpoints: vec!["etcd://a:2379".into(), "etcd://b:2379/other".into()],
+            ..DiscoveryClientConfig::default()
+        };
+        let err = DiscoveryService::start(config.clone(), me())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("same prefix"), "{err}");
+        config.endpoints = vec!["etcd://a:2379".into(), "etcd://b:2379/reflow/networks/".into()];
+        config.entry_ttl = config.refresh_interval;
+        let err = DiscoveryService::start(config, me()).err().expect("refused");
+        assert!(err.to_string().contains("longer than refresh_interval"), "{err}");
+    }
+
+    #[test]
     fn a_full_subscriber_loses_events_without_blocking_others() {
         let shared = Shared {
             known: Mutex::new(BTreeMap::new()),
-            registered: std::sync::atomic::AtomicBool::new(false),
+            registered: AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
             subscriber_capacity: 1,
         };

@@ -54,6 +54,18 @@ pub enum DiscoveryError {
         /// The parser's reason.
         reason: String,
     },
+    /// An etcd member failed a request, or the cluster refused it.
+    Etcd {
+        /// The member (`http://host:port`).
+        member: String,
+        /// etcd's error text (`etcdserver: …`) or the transport's reason.
+        message: String,
+    },
+    /// No member of the etcd cluster could serve a request.
+    EtcdUnreachable {
+        /// Each member tried, with why it failed.
+        failures: Vec<(String, String)>,
+    },
     /// The operating system refused to start a thread.
     Spawn(io::Error),
 }
@@ -83,7 +95,8 @@ impl fmt::Display for DiscoveryError {
             DiscoveryError::InvalidConfig(reason) => write!(f, "invalid discovery setting: {reason}"),
             DiscoveryError::InvalidEndpoint { endpoint, reason } => write!(
                 f,
-                "invalid discovery endpoint {:?}: {reason} (expected http://host:port or host:port)",
+                "invalid discovery endpoint {:?}: {reason} (expected http://host:port, host:port \
+                 or etcd://host:port[/prefix])",
                 escaped(endpoint)
             ),
             DiscoveryError::InvalidRegistration(reason) => write!(f, "invalid registration: {reason}"),
@@ -111,6 +124,22 @@ impl fmt::Display for DiscoveryError {
                 "{url} answered with a body that is not a discovery roster: {} (is this URL a discovery server?)",
                 escaped(reason).max_chars(ANSWER_MAX_CHARS)
             ),
+            DiscoveryError::Etcd { member, message } => write!(
+                f,
+                "etcd member {member}: {}",
+                escaped(message).max_chars(ANSWER_MAX_CHARS)
+            ),
+            DiscoveryError::EtcdUnreachable { failures } => {
+                write!(f, "no etcd member could serve the request")?;
+                for (i, (member, why)) in failures.iter().enumerate() {
+                    let sep = if i == 0 { " (" } else { "; " };
+                    write!(f, "{sep}{member}: {}", escaped(why).max_chars(ANSWER_MAX_CHARS))?;
+                }
+                if !failures.is_empty() {
+                    write!(f, ")")?;
+                }
+                Ok(())
+            }
             DiscoveryError::Spawn(source) => write!(f, "cannot start a discovery thread: {source}"),
         }
     }

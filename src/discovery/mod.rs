@@ -1,8 +1,9 @@
 //! Discovery: how peers find each other (`docs/discovery.md`).
 //!
 //! - [`DiscoveryService`]: the client a peer runs to register and to follow
-//!   the roster as [`DiscoveryEvent`]s. A `DistributedNetwork` runs one
-//!   when its config lists discovery endpoints.
+//!   the roster as [`DiscoveryEvent`]s, with discovery servers, an etcd
+//!   cluster, or both. A `DistributedNetwork` runs one when its config
+//!   lists discovery endpoints.
 //! - [`DiscoveryServer`]: the contract on its own socket, with health,
 //!   metrics and hardened connection handling; `reflow-discovery` runs it.
 //! - [`router`]: the HTTP contract alone, mountable in any `tiny_http`
@@ -22,9 +23,12 @@
 //! # Ok::<(), reflow_distributed::discovery::DiscoveryError>(())
 //! ```
 pub mod auth;
+mod backend;
 mod client;
 mod config;
+mod endpoint;
 mod error;
+mod etcd;
 mod info;
 mod metrics;
 mod registry;
@@ -32,9 +36,10 @@ mod roster;
 pub mod router;
 mod routes;
 mod server;
+mod server_backend;
 
 pub use client::DiscoveryService;
-pub use config::DiscoveryClientConfig;
+pub use config::{DiscoveryClientConfig, EtcdCredentials};
 pub use error::DiscoveryError;
 pub use info::{NetworkInfo, RegistrationInfo};
 pub use roster::DiscoveryEvent;

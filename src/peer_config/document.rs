@@ -18,9 +18,9 @@ use toml::de::DeValue;
 use super::error::{ConfigError, ConfigErrorKind};
 use super::reader::{Reader, Section};
 use super::validate;
-use super::{AUTH_TOKEN_ENV, ConnectTarget, PeerConfig, RemoteActor};
+use super::{AUTH_TOKEN_ENV, ConnectTarget, ETCD_PASSWORD_ENV, PeerConfig, RemoteActor};
 use crate::bridge::{DeliveryConfig, DeliveryMode, HoldOptions, ReconnectPolicy};
-use crate::discovery::DiscoveryClientConfig;
+use crate::discovery::{DiscoveryClientConfig, EtcdCredentials};
 use crate::distributed_config::DistributedConfig;
 use crate::names::{self, ID_RULE};
 use crate::runtime::NetworkConfig;
@@ -36,6 +36,8 @@ const TOP_KEYS: &[&str] = &[
     "auto_connect",
     "discovery_endpoints",
     "discovery_refresh_ms",
+    "discovery_entry_ttl_ms",
+    "etcd",
     "heartbeat_interval_ms",
     "max_connections",
     "max_frame_bytes",
@@ -60,6 +62,7 @@ const DELIVERY_KEYS: &[&str] = &[
     "outbox_dir",
     "outbox_fsync",
 ];
+const ETCD_KEYS: &[&str] = &["user", "password_file"];
 const CONNECT_KEYS: &[&str] = &["endpoint", "network_id", "legacy_auth"];
 const REMOTE_ACTOR_KEYS: &[&str] = &["actor_id", "network_id"];
 
@@ -73,6 +76,7 @@ pub(crate) const TABLES: &[(&str, &[&str])] = &[
     ("", TOP_KEYS),
     ("reconnect", RECONNECT_KEYS),
     ("delivery", DELIVERY_KEYS),
+    ("etcd", ETCD_KEYS),
     ("connect", CONNECT_KEYS),
     ("remote_actor", REMOTE_ACTOR_KEYS),
 ];
@@ -90,7 +94,8 @@ const MAX_OUTBOX_BYTES: u64 = 1 << 31;
 
 const HOST_PORT_RULE: &str = "host:port";
 const ADMIN_RULE: &str = "an IP address and port such as 127.0.0.1:9190 (port 0 picks one)";
-const DISCOVERY_RULE: &str = "an http://host:port URL or a bare host:port (https is not supported)";
+const DISCOVERY_RULE: &str = "an http://host:port URL, a bare host:port, or an etcd member \
+     etcd://host:port[/prefix] (https is not supported)";
 const ADVERTISE_RULE: &str = "a host name or IP address without a port, and not 0.0.0.0 or ::";
 
 /// Reads a whole document. `dir` is the file's directory (relative paths in
@@ -143,6 +148,8 @@ pub(crate) fn read(
     if let Some(delivery) = single_table(&mut r, &top, "delivery", "[delivery] ", DELIVERY_KEYS) {
         read_delivery(&mut r, &delivery, dir, &mut peer.bridge.delivery);
     }
+    let etcd = single_table(&mut r, &top, "etcd", "[etcd] ", ETCD_KEYS);
+    peer.discovery.etcd_credentials = read_etcd(&mut r, etcd.as_ref(), dir, env);
     // An entry without its own `legacy_auth` follows the top-level key.
     cfg.connect = read_connect(&mut r, &top, peer.legacy_auth);
     cfg.remote_actors = read_remote_actors(&mut r, &top, &cfg.distributed.network_id);
@@ -212,6 +219,10 @@ fn read_discovery_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, discovery: &mu
     if let Some(refresh) = millis(r, top, "discovery_refresh_ms") {
         discovery.refresh_interval = refresh;
     }
+    let ttl = top.table.get("discovery_entry_ttl_ms");
+    if let Some(entry_ttl) = r.integer(top, "discovery_entry_ttl_ms", 1000, MAX_MS) {
+        discovery.entry_ttl = Duration::from_millis(entry_ttl);
+    }
     let Some(value) = top.table.get("discovery_endpoints") else {
         return;
     };
@@ -224,6 +235,76 @@ fn read_discovery_keys(r: &mut Reader<'_>, top: &Section<'_, '_>, discovery: &mu
             Some(url) => discovery.endpoints.push(url),
             None => r.invalid("discovery_endpoints".into(), item, DISCOVERY_RULE),
         }
+    }
+    // An etcd entry outlives its last refresh by the lease TTL only.
+    let etcd = discovery.endpoints.iter().any(|e| e.starts_with("etcd://"));
+    if etcd && discovery.entry_ttl <= discovery.refresh_interval {
+        let rule = format!(
+            "longer than discovery_refresh_ms ({}) with etcd endpoints, or entries lapse between refreshes",
+            discovery.refresh_interval.as_millis()
+        );
+        r.invalid("discovery_entry_ttl_ms".into(), ttl.unwrap_or(value), &rule);
+    }
+}
+
+/// `[etcd]`: the user and password for an etcd cluster with auth enabled.
+/// `REFLOW_ETCD_PASSWORD`, when set and not empty, gives the password
+/// instead of `password_file`.
+fn read_etcd(
+    r: &mut Reader<'_>,
+    section: Option<&Section<'_, '_>>,
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Option<EtcdCredentials> {
+    let from_env = match env(ETCD_PASSWORD_ENV) {
+        Some(os) if os.is_empty() => None,
+        Some(os) => match os.into_string() {
+            Ok(password) => Some(Secret::from(password)),
+            Err(_) => {
+                let kind = ConfigErrorKind::Env {
+                    var: ETCD_PASSWORD_ENV,
+                    problem: "is not valid UTF-8",
+                };
+                r.report(None, kind);
+                None
+            }
+        },
+        None => None,
+    };
+    let section = section?;
+    r.check_keys(section);
+    let user = id_key(r, section, "user");
+    let from_file = match r.string(section, "password_file") {
+        Some((path, value)) if from_env.is_none() => {
+            let rule = "a readable file holding the etcd password (relative to this file's directory)";
+            match std::fs::read_to_string(dir.join(path)) {
+                Ok(text) if !text.trim().is_empty() => Some(Secret::from(text.trim())),
+                Ok(_) => {
+                    r.invalid_because("[etcd] password_file".into(), value, rule, &"the file is empty");
+                    None
+                }
+                Err(e) => {
+                    r.invalid_because("[etcd] password_file".into(), value, rule, &e);
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    match (user, from_env.or(from_file)) {
+        (Some(user), Some(password)) => Some(EtcdCredentials::new(user, password)),
+        (Some(_), None) if !section.table.contains_key("password_file") => {
+            let kind = ConfigErrorKind::MissingKey {
+                key: format!("[etcd] password_file (or {ETCD_PASSWORD_ENV} in the environment)"),
+            };
+            r.report(Some(&section.span), kind);
+            None
+        }
+        (None, Some(_)) if !section.table.contains_key("user") => {
+            r.missing(section, "user");
+            None
+        }
+        _ => None,
     }
 }
 

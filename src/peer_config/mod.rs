@@ -33,6 +33,10 @@ pub use error::{ConfigError, ConfigErrorKind};
 /// it replaces `auth_token` from the file, so the secret can stay out of it.
 pub const AUTH_TOKEN_ENV: &str = "REFLOW_AUTH_TOKEN";
 
+/// Environment variable that supplies the etcd password. When set and not
+/// empty it replaces `[etcd] password_file`.
+pub const ETCD_PASSWORD_ENV: &str = "REFLOW_ETCD_PASSWORD";
+
 /// A peer's configuration as read from its TOML file.
 ///
 /// `distributed` holds the peer's settings (identity, bridge, discovery,

@@ -149,3 +149,59 @@ fn long_values_are_shortened_in_errors() {
     let err = error(&format!("network_id = \"a\"\nbind_address = \"{long}\"\n")).to_string();
     assert!(err.ends_with(&format!("got \"{}\"…", "x".repeat(60))), "{err}");
 }
+
+#[test]
+fn etcd_members_user_and_password_are_read() {
+    let dir = std::env::temp_dir().join(format!("reflow-etcd-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("etcd-password"), "s3cret-etcd\n").expect("write");
+    let text = r#"
+network_id = "alpha"
+discovery_endpoints = ["etcd://10.0.0.5:2379", "etcd://10.0.0.6:2379/staging/"]
+discovery_entry_ttl_ms = 20000
+[etcd]
+user = "reflow"
+password_file = "etcd-password"
+"#;
+    let lookup = |var: &str| (var == ETCD_PASSWORD_ENV).then(|| OsString::from("from-env"));
+    let from_file = PeerConfig::from_str_with_env(text, "a.toml", |_| None);
+    let from_env = PeerConfig::from_str_with_env(text, "a.toml", lookup);
+    // Relative paths are taken from the file's directory.
+    let path = dir.join("a.toml");
+    std::fs::write(&path, text).expect("write");
+    let config = PeerConfig::from_path_with_env(&path, |_| None).expect("valid");
+    std::fs::remove_dir_all(&dir).ok();
+    let d = config.to_distributed_config();
+    assert_eq!(
+        d.discovery.endpoints,
+        ["etcd://10.0.0.5:2379", "etcd://10.0.0.6:2379/staging/"]
+    );
+    assert_eq!(d.discovery.entry_ttl, Duration::from_secs(20));
+    let credentials = d.discovery.etcd_credentials.expect("credentials");
+    assert_eq!(
+        (credentials.user.as_str(), credentials.password.expose()),
+        ("reflow", "s3cret-etcd")
+    );
+    assert!(!format!("{config:?}").contains("s3cret-etcd"));
+    // From a string the file is looked for beside the working directory:
+    // there is none, and the error names the key without the password.
+    let err = from_file.expect_err("no such file").to_string();
+    assert!(err.contains("[etcd] password_file"), "{err}");
+    // The environment replaces the file, which is then not read.
+    let d = from_env.expect("valid").to_distributed_config();
+    let credentials = d.discovery.etcd_credentials.expect("credentials");
+    assert_eq!(credentials.password.expose(), "from-env");
+}
+
+#[test]
+fn an_etcd_user_needs_a_password_and_a_ttl_past_the_refresh() {
+    let err = error("network_id = \"a\"\n[etcd]\nuser = \"reflow\"\n").to_string();
+    assert!(err.contains("REFLOW_ETCD_PASSWORD"), "{err}");
+    let text = "network_id = \"a\"\ndiscovery_endpoints = [\"etcd://h:2379\"]\n\
+                discovery_refresh_ms = 5000\ndiscovery_entry_ttl_ms = 5000\n";
+    let err = error(text).to_string();
+    assert!(err.contains("discovery_entry_ttl_ms"), "{err}");
+    assert!(err.contains("longer than discovery_refresh_ms (5000)"), "{err}");
+    let err = error("network_id = \"a\"\ndiscovery_endpoints = [\"etcds://h:2379\"]\n").to_string();
+    assert!(err.contains("etcd://host:port[/prefix]"), "{err}");
+}

@@ -53,9 +53,15 @@ pub(crate) fn endpoint(text: &str) -> Option<String> {
 }
 
 /// A discovery server: `http://host:port` (a trailing `/` is dropped) or a
-/// bare `host:port`, returned as `http://host:port`. `https` is refused:
+/// bare `host:port`, returned as `http://host:port`; or an etcd member,
+/// `etcd://host:port[/prefix]`, returned as written. `https` is refused:
 /// this build has no TLS.
 pub(crate) fn discovery_url(text: &str) -> Option<String> {
+    if let Some(rest) = text.strip_prefix("etcd://") {
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let ok = parse_host_port(authority).is_some() && !path.contains(['?', '#', ' ']);
+        return ok.then(|| text.to_string());
+    }
     let authority = match text.strip_prefix("http://") {
         Some(rest) => rest.strip_suffix('/').unwrap_or(rest),
         None if text.contains("://") => return None,

@@ -1,0 +1,292 @@
+//! An etcd cluster as a discovery [`Backend`], through etcd's v3 JSON
+//! gateway (`docs/discovery.md`, "Backends").
+//!
+//! Key layout: `PREFIX + network_id` (prefix `/reflow/networks/` unless
+//! the endpoint names another) holds the same JSON as a `GET /networks`
+//! entry, `last_seen` stamped by the registering peer's clock. The key is
+//! attached to a lease whose TTL is the entry TTL; each tick keeps the
+//! lease alive and writes the entry again. A clean stop revokes the lease,
+//! which deletes the entry at once; a killed peer's entry goes when its
+//! lease lapses. A newer instance of the network writes the key under its
+//! own lease, so an older instance's late revoke never removes it.
+
+mod gateway;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+
+use self::gateway::{Gateway, SMALL_ANSWER_BYTES, int64};
+use super::backend::{Backend, Deregistered, Listing};
+use super::config::EtcdCredentials;
+use super::error::DiscoveryError;
+use super::info::{NetworkInfo, RegistrationInfo};
+use crate::clock::format_rfc3339;
+use crate::names::escaped;
+
+/// Most entries read from the prefix in one roster (the default
+/// `--max-entries` of `reflow-discovery`).
+const MAX_ENTRIES: u64 = 10_000;
+/// Largest roster answer read (base64 makes it a third larger than the
+/// server's JSON).
+const MAX_ROSTER_BYTES: u64 = 24 * 1024 * 1024;
+
+/// One etcd cluster holding the roster under one prefix.
+pub(crate) struct EtcdBackend {
+    /// `etcd http://a:2379,http://b:2379`, for log lines.
+    name: String,
+    gateway: Gateway,
+    prefix: String,
+    me: RegistrationInfo,
+    /// The lease TTL, whole seconds.
+    ttl_secs: u64,
+    /// The lease this peer's entry is attached to, once granted.
+    lease: Option<i64>,
+}
+
+impl EtcdBackend {
+    /// A backend over `members` (`http://host:port`, at least one), keeping
+    /// `me` under `prefix` with leases of `ttl` (rounded up to whole seconds).
+    pub(crate) fn new(
+        agent: ureq::Agent,
+        members: Vec<String>,
+        prefix: String,
+        credentials: Option<EtcdCredentials>,
+        me: RegistrationInfo,
+        ttl: Duration,
+    ) -> EtcdBackend {
+        let ttl_secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        EtcdBackend {
+            name: format!("etcd {}", members.join(",")),
+            gateway: Gateway::new(agent, members, credentials),
+            prefix,
+            me,
+            ttl_secs: ttl_secs.max(1),
+            lease: None,
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}{}", self.prefix, self.me.network_id)
+    }
+
+    /// A new lease of the entry TTL.
+    fn grant(&mut self) -> Result<i64, DiscoveryError> {
+        let answer = self.gateway.call(
+            "/v3/lease/grant",
+            &json!({ "TTL": self.ttl_secs }),
+            SMALL_ANSWER_BYTES,
+            None,
+        )?;
+        match int64(answer.get("ID")) {
+            Some(id) if id != 0 => {
+                log::debug!("{}: lease {id:x} granted for {} s", self.name, self.ttl_secs);
+                Ok(id)
+            }
+            _ => Err(self.garbled("/v3/lease/grant answered without a lease id")),
+        }
+    }
+
+    /// Renews `lease`; false when etcd no longer has it (it lapsed while
+    /// the cluster was out of reach, say).
+    fn keep_alive(&mut self, lease: i64) -> Result<bool, DiscoveryError> {
+        let answer = self.gateway.call(
+            "/v3/lease/keepalive",
+            &json!({ "ID": lease.to_string() }),
+            SMALL_ANSWER_BYTES,
+            None,
+        )?;
+        // etcd leaves a zero TTL out: a lease it does not know.
+        Ok(int64(answer.get("result").and_then(|r| r.get("TTL"))).unwrap_or(0) > 0)
+    }
+
+    /// Writes the entry under `lease`.
+    fn put(&mut self, lease: i64) -> Result<(), DiscoveryError> {
+        let entry = NetworkInfo {
+            network_id: self.me.network_id.clone(),
+            instance_id: self.me.instance_id.clone(),
+            endpoint: self.me.endpoint.clone(),
+            capabilities: self.me.capabilities.clone(),
+            last_seen: format_rfc3339(SystemTime::now()),
+        };
+        let value =
+            serde_json::to_vec(&entry).map_err(|e| DiscoveryError::InvalidRegistration(e.to_string()))?;
+        let body = json!({
+            "key": BASE64.encode(self.key()),
+            "value": BASE64.encode(value),
+            "lease": lease.to_string(),
+        });
+        self.gateway
+            .call("/v3/kv/put", &body, SMALL_ANSWER_BYTES, None)
+            .map(drop)
+    }
+
+    fn garbled(&self, what: &str) -> DiscoveryError {
+        DiscoveryError::Etcd {
+            member: self.gateway.members().join(","),
+            message: what.to_string(),
+        }
+    }
+}
+
+/// True for etcd's answer about a lease it does not have.
+fn lease_not_found(e: &DiscoveryError) -> bool {
+    matches!(e, DiscoveryError::Etcd { message, .. } if message.contains("lease not found"))
+}
+
+impl Backend for EtcdBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn register(&mut self) -> Result<(), DiscoveryError> {
+        let alive = match self.lease {
+            Some(lease) => self.keep_alive(lease)?,
+            None => false,
+        };
+        let lease = match self.lease {
+            Some(lease) if alive => lease,
+            held => {
+                if let Some(old) = held {
+                    log::info!(
+                        "{}: lease {old:x} of this peer lapsed; registering anew",
+                        self.name
+                    );
+                }
+                self.lease = None;
+                let lease = self.grant()?;
+                self.lease = Some(lease);
+                lease
+            }
+        };
+        match self.put(lease) {
+            // The lease lapsed between the keep-alive and the put.
+            Err(e) if lease_not_found(&e) => {
+                self.lease = None;
+                let lease = self.grant()?;
+                self.lease = Some(lease);
+                self.put(lease)
+            }
+            other => other,
+        }
+    }
+
+    fn roster(&mut self) -> Result<Listing, DiscoveryError> {
+        let body = json!({
+            "key": BASE64.encode(&self.prefix),
+            "range_end": BASE64.encode(prefix_end(self.prefix.as_bytes())),
+            "limit": MAX_ENTRIES.to_string(),
+        });
+        let answer = self.gateway.call("/v3/kv/range", &body, MAX_ROSTER_BYTES, None)?;
+        if answer.get("more").and_then(Value::as_bool) == Some(true) {
+            log::warn!(
+                "{}: more than {MAX_ENTRIES} keys under {}; read the first {MAX_ENTRIES}",
+                self.name,
+                escaped(&self.prefix)
+            );
+        }
+        let mut listing = Listing::default();
+        let kvs = answer
+            .get("kvs")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        for kv in kvs {
+            match read_entry(&self.prefix, kv) {
+                Ok(info) => listing.entries.push(info),
+                Err(why) => {
+                    listing.unreadable += 1;
+                    listing.first_problem.get_or_insert(why);
+                }
+            }
+        }
+        Ok(listing)
+    }
+
+    fn deregister(&mut self, timeout: Duration) -> Result<Deregistered, DiscoveryError> {
+        let Some(lease) = self.lease.take() else {
+            return Ok(Deregistered::NothingToRemove);
+        };
+        let deadline = Instant::now() + timeout;
+        let body = json!({ "ID": lease.to_string() });
+        match self
+            .gateway
+            .call("/v3/lease/revoke", &body, SMALL_ANSWER_BYTES, Some(deadline))
+        {
+            Ok(_) => Ok(Deregistered::Removed),
+            Err(e) if lease_not_found(&e) => Ok(Deregistered::NothingToRemove),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One key-value pair of a range answer as a roster entry: the key must be
+/// the prefix followed by the entry's own `network_id`.
+fn read_entry(prefix: &str, kv: &Value) -> Result<NetworkInfo, String> {
+    let field = |name: &str| -> Result<Vec<u8>, String> {
+        let text = kv.get(name).and_then(Value::as_str).unwrap_or_default();
+        BASE64
+            .decode(text)
+            .map_err(|e| format!("a {name} that is not base64 ({e})"))
+    };
+    let key = String::from_utf8(field("key")?).map_err(|_| "a key that is not UTF-8".to_string())?;
+    let network_id = key.strip_prefix(prefix).unwrap_or(&key);
+    let info: NetworkInfo = serde_json::from_slice(&field("value")?).map_err(|e| {
+        format!(
+            "key {}: a value that is not an entry ({e})",
+            escaped(&key).max_chars(256)
+        )
+    })?;
+    if info.network_id != network_id {
+        return Err(format!(
+            "key {} holds an entry for network {}",
+            escaped(&key).max_chars(256),
+            escaped(&info.network_id).max_chars(256)
+        ));
+    }
+    Ok(info)
+}
+
+/// The end of etcd's range for every key starting with `prefix`: the
+/// prefix with its last byte below 0xff raised by one.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte 0xff: etcd's "\0" means to the end of the key space.
+    vec![0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> Value {
+        json!({ "key": BASE64.encode(key), "value": BASE64.encode(value) })
+    }
+
+    #[test]
+    fn a_prefix_range_ends_past_its_last_byte() {
+        assert_eq!(prefix_end(b"/reflow/networks/"), b"/reflow/networks0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), b"\0");
+    }
+
+    #[test]
+    fn an_entry_must_sit_under_its_own_network_id() {
+        let good = r#"{"network_id":"alpha","instance_id":"alpha-1","endpoint":"10.0.0.7:9100","last_seen":"2026-01-01T00:00:00.000Z"}"#;
+        let info = read_entry("/p/", &kv("/p/alpha", good)).expect("read");
+        assert_eq!(info.endpoint, "10.0.0.7:9100");
+        let why = read_entry("/p/", &kv("/p/beta", good)).expect_err("wrong key");
+        assert!(why.contains("holds an entry for network alpha"), "{why}");
+        let why = read_entry("/p/", &kv("/p/alpha", "not json\n")).expect_err("garbage");
+        assert!(why.contains("not an entry"), "{why}");
+        let why = read_entry("/p/", &json!({"key": "%%%", "value": ""})).expect_err("bad base64");
+        assert!(why.contains("not base64"), "{why}");
+    }
+}
