@@ -51,6 +51,10 @@ pub fn etcd_binary(test: &str) -> Option<PathBuf> {
 struct Member {
     name: String,
     client_port: u16,
+    /// The binary and its arguments, to start it again.
+    binary: PathBuf,
+    args: Vec<String>,
+    data: PathBuf,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -58,6 +62,25 @@ struct Member {
 impl Member {
     fn client_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Starts the process, its output appended to its log file.
+    fn spawn(&mut self) -> Result<(), String> {
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("open {}: {e}", self.log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(&self.binary)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+        Ok(())
     }
 
     /// The last lines etcd printed, for failure reports.
@@ -130,40 +153,41 @@ impl Etcd {
         };
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
-            let log = dir.join(format!("{name}.log"));
-            let out = File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
-            let err = out.try_clone().map_err(|e| e.to_string())?;
+            let data = dir.join(&name);
             let client_url = format!("http://127.0.0.1:{client}");
             let peer_url = format!("http://127.0.0.1:{peer}");
-            let child = Command::new(binary)
-                .arg("--name")
-                .arg(&name)
-                .arg("--data-dir")
-                .arg(dir.join(&name))
-                .args(["--listen-client-urls", &client_url])
-                .args(["--advertise-client-urls", &client_url])
-                .args(["--listen-peer-urls", &peer_url])
-                .args(["--initial-advertise-peer-urls", &peer_url])
-                .args(["--initial-cluster", &initial_cluster])
-                .args(["--initial-cluster-state", "new"])
-                .args([
+            let mut args: Vec<String> = vec!["--name".into(), name.clone(), "--data-dir".into()];
+            args.push(data.to_string_lossy().into_owned());
+            for (flag, value) in [
+                ("--listen-client-urls", client_url.as_str()),
+                ("--advertise-client-urls", &client_url),
+                ("--listen-peer-urls", &peer_url),
+                ("--initial-advertise-peer-urls", &peer_url),
+                ("--initial-cluster", &initial_cluster),
+                ("--initial-cluster-state", "new"),
+                (
                     "--initial-cluster-token",
                     &format!("reflow-test-{}", std::process::id()),
-                ])
-                // Fast elections, so that losing the leader costs well under a
-                // second. The lease TTL floor follows (1.5 election timeouts).
-                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-            etcd.members.push(Member {
+                ),
+                // Fast elections, so that losing the leader costs well under
+                // a second. The lease TTL floor follows (1.5 election timeouts).
+                ("--heartbeat-interval", "50"),
+                ("--election-timeout", "500"),
+            ] {
+                args.push(flag.into());
+                args.push(value.into());
+            }
+            let mut member = Member {
+                log: dir.join(format!("{name}.log")),
                 name,
                 client_port: *client,
-                child: Some(child),
-                log,
-            });
+                binary: binary.to_path_buf(),
+                args,
+                data,
+                child: None,
+            };
+            member.spawn()?;
+            etcd.members.push(member);
         }
         for i in 0..size {
             etcd.wait_healthy(i, START_PATIENCE)?;
@@ -247,6 +271,48 @@ impl Etcd {
     /// SIGKILLs member `i` (no clean leave: the others see it vanish).
     pub fn kill(&mut self, i: usize) {
         self.members[i].kill();
+    }
+
+    /// Starts member `i` again on its ports after a kill, with its data
+    /// (`wipe` false) or with none, as if its disk were lost (`wipe` true; for
+    /// a single member: an empty cluster). Waits until it is healthy.
+    ///
+    /// # Panics
+    /// When it does not come back within [`START_PATIENCE`] (its ports may
+    /// have been taken meanwhile).
+    pub fn restart(&mut self, i: usize, wipe: bool) {
+        let member = &mut self.members[i];
+        member.kill();
+        if wipe {
+            std::fs::remove_dir_all(&member.data).expect("remove the member's data");
+        }
+        member.spawn().unwrap_or_else(|e| panic!("{e}"));
+        self.wait_healthy(i, START_PATIENCE)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The index of the member that leads the cluster now (by
+    /// `/v3/maintenance/status`: a member whose id is the leader's).
+    pub fn leader(&self) -> usize {
+        let mut seen = Vec::new();
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                continue;
+            }
+            let answer = self.request_raw(i, "POST", "/v3/maintenance/status", Some("{}"));
+            let Ok((200, text)) = answer else {
+                seen.push(format!("{answer:?}"));
+                continue;
+            };
+            let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            // uint64 ids, as JSON strings.
+            let id = status["header"]["member_id"].as_str().unwrap_or_default();
+            if !id.is_empty() && status["leader"].as_str() == Some(id) {
+                return i;
+            }
+            seen.push(text);
+        }
+        panic!("no member leads now: {seen:#?}");
     }
 
     /// SIGKILLs every member.
