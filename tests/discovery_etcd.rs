@@ -674,3 +674,48 @@ fn entries_in_etcd_that_break_the_rules_are_left_out_with_one_escaped_line() {
         .expect_none_after(mark, &["discovery roster: removed good"], Duration::ZERO)
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn a_restarted_peer_takes_its_entry_over_and_the_old_lease_lapsing_leaves_it() {
+    let Some(etcd) = Etcd::single("a_restarted_peer_takes_its_entry_over") else {
+        return;
+    };
+    let dir = TempDir::new("etcd-restart");
+    let extra = "discovery_entry_ttl_ms = 3000\n";
+    let endpoints = etcd.endpoints_toml("");
+    let alpha_config = |instance: &str| {
+        config("alpha", &endpoints, 200, extra).replace(
+            "instance_id = \"alpha-1\"",
+            &format!("instance_id = \"{instance}\""),
+        )
+    };
+    let mut first = start_peer(&dir, "alpha-1", &alpha_config("alpha-1"), &[]);
+    let beta = start_peer(&dir, "beta", &config("beta", &endpoints, 200, extra), &[]);
+    sees(&beta, 0, "alpha");
+    let key = format!("{PREFIX}alpha");
+    let (_, old_lease) = wait_key(&etcd, &key);
+
+    // Killed and restarted at once under a new instance id: its old lease
+    // still runs when the new instance writes the key.
+    let mark = beta.mark();
+    first.kill();
+    let second = start_peer(&dir, "alpha-2", &alpha_config("alpha-2"), &[]);
+    let endpoint = harness::bridge_address(&second, WAIT);
+    let line = beta
+        .wait_for_after(mark, "discovery roster: updated alpha", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains(&format!("alpha-2 at {endpoint}")), "{line}");
+    // The old lease lapses; the key is the new instance's and stays.
+    harness::wait_until(WAIT, Duration::from_millis(100), || {
+        match etcd.lease_granted_ttl(old_lease) {
+            None => Ok(()),
+            Some(_) => Err(format!("lease {old_lease} of alpha-1 still runs")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (value, lease) = etcd.get(&key).expect("alpha-2's entry outlives alpha-1's lease");
+    assert!(value.contains("\"instance_id\":\"alpha-2\""), "{value}");
+    assert_ne!(lease, old_lease);
+    beta.expect_none_after(mark, &[&removed("alpha")], Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("{e}"));
+}
