@@ -6,6 +6,8 @@
 //! - [`reply`]: an answer and how it is written.
 //! - [`limits`]: connections and request budgets per source address, and
 //!   which connection gives way at a cap (pure).
+//! - [`service`]: what a server asks of its routes.
+//! - [`shared`]: what the accept loop and the connections share.
 //! - [`connection`]: one connection's loop, with its deadlines.
 //! - [`server`]: the listener, the accept loop and the threads.
 //!
@@ -18,9 +20,12 @@ pub(crate) mod head;
 pub(crate) mod limits;
 pub(crate) mod reply;
 pub(crate) mod server;
+pub(crate) mod service;
+pub(crate) mod shared;
 
-pub(crate) use connection::{Begin, Event, Service};
 pub use head::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
 pub use reply::Reply;
 pub(crate) use reply::{JSON, PROMETHEUS_TEXT};
-pub(crate) use server::{Accept, HttpServer, ServerLimits, bind};
+pub(crate) use server::{Accept, HttpServer, bind};
+pub(crate) use service::{Begin, Event, Service};
+pub(crate) use shared::ServerLimits;

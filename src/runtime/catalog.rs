@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::actor::{Actor, ActorContext, ActorError};
-use super::network::ActorFactory;
 use super::node::lock;
 use crate::message::Message;
+
+/// Makes an actor for a node from the node's metadata.
+pub(crate) type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
 
 /// The templates every network starts with.
 pub(crate) fn builtin_templates() -> Vec<(&'static str, Arc<ActorFactory>)> {

@@ -11,7 +11,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 
 use super::actor::{Actor, Threading};
-use super::catalog;
+use super::catalog::{self, ActorFactory};
 use super::config::NetworkConfig;
 use super::error::{RuntimeError, SendError, SendErrorKind};
 use super::events::NetworkEvent;
@@ -19,9 +19,6 @@ use super::node::{Node, Pending, Route, Runner, lock};
 use super::origin::{Envelope, Receipt, RemoteSend, Room, Source};
 use super::scheduler::{self, Job, Shared, WaitError};
 use crate::message::Message;
-
-/// Makes an actor for a node from the node's metadata.
-pub(crate) type ActorFactory = dyn Fn(&Value) -> Box<dyn Actor> + Send + Sync;
 
 #[derive(Default)]
 struct Registry {
