@@ -158,7 +158,7 @@ fn bad_values() {
         ),
         (
             "discovery_endpoints = [\"https://d:9000\"]",
-            "`discovery_endpoints` must be an http://host:port URL or a bare host:port (https is not supported), got \"https://d:9000\"",
+            "`discovery_endpoints` must be an http://host:port URL, a bare host:port, or an etcd member etcd://host:port[/prefix] (https is not supported), got \"https://d:9000\"",
         ),
         (
             "auth_token = \"\"",
