@@ -183,20 +183,6 @@ impl Etcd {
         let token = answer["token"].as_str().expect("a token").to_string();
         self.token = Some(token);
     }
-
-    /// A raw gateway request without the helpers' token: the status and body
-    /// (for checking what etcd refuses).
-    pub fn post_anonymous(&self, path: &str, body: serde_json::Value) -> (u16, String) {
-        let url = format!("{}{path}", self.members[self.live_member()].client_url());
-        let mut response = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-        let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap_or_default())
-    }
 }
 
 /// The gateway's int64 fields are JSON strings; absent means 0.
