@@ -271,7 +271,17 @@ fn read_etcd(
         },
         None => None,
     };
-    let section = section?;
+    let Some(section) = section else {
+        if from_env.is_some() {
+            // A password for no user: most likely a misplaced or missing table.
+            let kind = ConfigErrorKind::Env {
+                var: ETCD_PASSWORD_ENV,
+                problem: "is set, but the file has no [etcd] table naming the user",
+            };
+            r.report(None, kind);
+        }
+        return None;
+    };
     r.check_keys(section);
     let user = id_key(r, section, "user");
     let from_file = match r.string(section, "password_file") {

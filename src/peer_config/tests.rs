@@ -197,6 +197,11 @@ password_file = "etcd-password"
 fn an_etcd_user_needs_a_password_and_a_ttl_past_the_refresh() {
     let err = error("network_id = \"a\"\n[etcd]\nuser = \"reflow\"\n").to_string();
     assert!(err.contains("REFLOW_ETCD_PASSWORD"), "{err}");
+    let password = |var: &str| (var == ETCD_PASSWORD_ENV).then(|| OsString::from("pw"));
+    let err = PeerConfig::from_str_with_env("network_id = \"a\"\n", "a.toml", password)
+        .expect_err("a password for no user")
+        .to_string();
+    assert!(err.contains("no [etcd] table"), "{err}");
     let text = "network_id = \"a\"\ndiscovery_endpoints = [\"etcd://h:2379\"]\n\
                 discovery_refresh_ms = 5000\ndiscovery_entry_ttl_ms = 5000\n";
     let err = error(text).to_string();

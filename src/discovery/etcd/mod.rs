@@ -3,9 +3,13 @@
 //!
 //! Key layout: `PREFIX + network_id` (prefix `/reflow/networks/` unless
 //! the endpoint names another) holds the same JSON as a `GET /networks`
-//! entry, `last_seen` stamped by the registering peer's clock. The key is
-//! attached to a lease whose TTL is the entry TTL; each tick keeps the
-//! lease alive and writes the entry again. A clean stop revokes the lease,
+//! entry, `last_seen` stamped by the registering peer's clock when it wrote
+//! the entry. The key is attached to a lease whose TTL is the entry TTL;
+//! each tick keeps the lease alive, and the entry is written only when the
+//! lease is new or the roster shows the key missing or held by another
+//! instance: a write per tick would add a revision to etcd's history every
+//! refresh of every peer, which etcd keeps until it is compacted (no
+//! compaction by default). A clean stop revokes the lease,
 //! which deletes the entry at once; a killed peer's entry goes when its
 //! lease lapses. A newer instance of the network writes the key under its
 //! own lease, so an older instance's late revoke never removes it.
@@ -44,6 +48,8 @@ pub(crate) struct EtcdBackend {
     ttl_secs: u64,
     /// The lease this peer's entry is attached to, once granted.
     lease: Option<i64>,
+    /// The entry is in etcd under `lease`, as far as the last roster showed.
+    written: bool,
 }
 
 impl EtcdBackend {
@@ -65,6 +71,7 @@ impl EtcdBackend {
             me,
             ttl_secs: ttl_secs.max(1),
             lease: None,
+            written: false,
         }
     }
 
@@ -123,6 +130,14 @@ impl EtcdBackend {
             .map(drop)
     }
 
+    /// True when `info` is the entry this peer wrote.
+    fn is_own_entry(&self, info: &NetworkInfo) -> bool {
+        info.network_id == self.me.network_id
+            && info.instance_id == self.me.instance_id
+            && info.endpoint == self.me.endpoint
+            && info.capabilities == self.me.capabilities
+    }
+
     fn garbled(&self, what: &str) -> DiscoveryError {
         DiscoveryError::Etcd {
             member: self.gateway.members().join(","),
@@ -156,12 +171,16 @@ impl Backend for EtcdBackend {
                     );
                 }
                 self.lease = None;
+                self.written = false;
                 let lease = self.grant()?;
                 self.lease = Some(lease);
                 lease
             }
         };
-        match self.put(lease) {
+        if self.written {
+            return Ok(());
+        }
+        let outcome = match self.put(lease) {
             // The lease lapsed between the keep-alive and the put.
             Err(e) if lease_not_found(&e) => {
                 self.lease = None;
@@ -170,7 +189,9 @@ impl Backend for EtcdBackend {
                 self.put(lease)
             }
             other => other,
-        }
+        };
+        self.written = outcome.is_ok();
+        outcome
     }
 
     fn roster(&mut self) -> Result<Listing, DiscoveryError> {
@@ -180,7 +201,8 @@ impl Backend for EtcdBackend {
             "limit": MAX_ENTRIES.to_string(),
         });
         let answer = self.gateway.call("/v3/kv/range", &body, MAX_ROSTER_BYTES, None)?;
-        if answer.get("more").and_then(Value::as_bool) == Some(true) {
+        let truncated = answer.get("more").and_then(Value::as_bool) == Some(true);
+        if truncated {
             log::warn!(
                 "{}: more than {MAX_ENTRIES} keys under {}; read the first {MAX_ENTRIES}",
                 self.name,
@@ -192,14 +214,28 @@ impl Backend for EtcdBackend {
             .get("kvs")
             .and_then(Value::as_array)
             .map_or(&[][..], Vec::as_slice);
+        let mut ours = false;
         for kv in kvs {
             match read_entry(&self.prefix, kv) {
-                Ok(info) => listing.entries.push(info),
+                Ok(info) => {
+                    ours |= self.is_own_entry(&info);
+                    listing.entries.push(info);
+                }
                 Err(why) => {
                     listing.unreadable += 1;
                     listing.first_problem.get_or_insert(why);
                 }
             }
+        }
+        if self.written && !ours && !truncated {
+            // Deleted by hand, or written over by another instance of this
+            // network: the next tick writes it again, as a server's
+            // registration would.
+            log::info!(
+                "{}: the entry of this peer is missing or another instance's; writing it again",
+                self.name
+            );
+            self.written = false;
         }
         Ok(listing)
     }
