@@ -720,3 +720,48 @@ fn a_restarted_peer_takes_its_entry_over_and_the_old_lease_lapsing_leaves_it() {
     beta.expect_none_after(mark, &[&removed("alpha")], Duration::from_secs(1))
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn the_entry_is_written_once_and_again_only_when_it_goes_missing() {
+    let Some(etcd) = Etcd::single("the_entry_is_written_once") else {
+        return;
+    };
+    let alpha = service(etcd.endpoints(""), "alpha", 9101);
+    let key = format!("{PREFIX}alpha");
+    let (_, lease) = wait_key(&etcd, &key);
+    // Ticks go by (alpha reads beta, then a probe put after beta): the
+    // keep-alive alone keeps the entry, which is not written again.
+    let beta = service(etcd.endpoints(""), "beta", 9102);
+    let knows = |network: &str| {
+        harness::wait_until(WAIT, Duration::from_millis(25), || {
+            let now = known(&alpha);
+            if now.iter().any(|(n, _)| n == network) {
+                Ok(())
+            } else {
+                Err(format!("alpha knows {now:?}, not {network}"))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    knows("beta");
+    let probe = serde_json::json!({
+        "network_id": "probe",
+        "instance_id": "probe-1",
+        "endpoint": "127.0.0.1:9109",
+        "capabilities": ["actor_messaging"],
+        "last_seen": "2026-01-01T00:00:00.000Z",
+    });
+    etcd.put(&format!("{PREFIX}probe"), &probe.to_string());
+    knows("probe");
+    assert_eq!(etcd.version(&key), Some(1), "alpha rewrote its entry on a tick");
+
+    // Deleted by hand while the lease runs: the next roster shows it
+    // missing, and alpha writes it again under the same lease.
+    etcd.delete(&key);
+    let (value, again) = wait_key(&etcd, &key);
+    assert_eq!(again, lease, "a running lease is kept");
+    assert!(value.contains("\"endpoint\":\"127.0.0.1:9101\""), "{value}");
+    alpha.stop();
+    beta.stop();
+    assert_eq!(etcd.keys(PREFIX), [format!("{PREFIX}probe")]);
+}

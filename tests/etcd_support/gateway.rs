@@ -116,6 +116,22 @@ impl Etcd {
         Some((decode(&kv["value"]), int(&kv["lease"])))
     }
 
+    /// How many times `key` was written since it was created (etcd's
+    /// `version`), if present.
+    pub fn version(&self, key: &str) -> Option<i64> {
+        let answer = self.call("/v3/kv/range", serde_json::json!({"key": BASE64.encode(key)}));
+        let kv = answer["kvs"].as_array()?.first()?.clone();
+        Some(int(&kv["version"]))
+    }
+
+    /// Deletes `key`, as an operator might by hand.
+    pub fn delete(&self, key: &str) {
+        self.call(
+            "/v3/kv/deleterange",
+            serde_json::json!({"key": BASE64.encode(key)}),
+        );
+    }
+
     /// Every key under `prefix`, in key order.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let answer = self.call(
