@@ -721,53 +721,47 @@ fn a_restarted_peer_takes_its_entry_over_and_the_old_lease_lapsing_leaves_it() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// etcd's current revision: it moves with every write, and only then.
-fn revision(etcd: &Etcd) -> i64 {
-    let answer = etcd.call("/v3/kv/range", serde_json::json!({"key": "AA=="}));
-    answer["header"]["revision"]
-        .as_str()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no revision in {answer}"))
-}
-
 #[test]
-fn a_refreshing_peer_writes_nothing_until_its_entry_goes_missing() {
-    let Some(etcd) = Etcd::single("a_refreshing_peer_writes_nothing") else {
+fn the_entry_is_written_once_and_again_only_when_it_goes_missing() {
+    let Some(etcd) = Etcd::single("the_entry_is_written_once") else {
         return;
     };
-    let mut config = DiscoveryClientConfig::default();
-    config.endpoints = etcd.endpoints("");
-    config.refresh_interval = Duration::from_millis(100);
-    config.entry_ttl = Duration::from_secs(2);
-    let me = RegistrationInfo {
-        network_id: "alpha".into(),
-        instance_id: "alpha-1".into(),
-        endpoint: "127.0.0.1:9100".into(),
-        capabilities: vec![],
-    };
-    let alpha = DiscoveryService::start(config, me).expect("start");
+    let alpha = service(etcd.endpoints(""), "alpha", 9101);
     let key = format!("{PREFIX}alpha");
     let (_, lease) = wait_key(&etcd, &key);
-    let before = revision(&etcd);
-    // An observation window past the lease's TTL: the entry can only still
-    // be there if the keep-alives went on, and they are no writes.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(etcd.get(&key).map(|(_, l)| l), Some(lease), "the entry lapsed");
-    assert_eq!(
-        revision(&etcd),
-        before,
-        "a refreshing peer wrote to etcd (each write is a revision etcd keeps)"
-    );
-    // Deleted by hand: the next roster read notices, the tick after writes it.
-    etcd.call("/v3/kv/deleterange", serde_json::json!({"key": base64_of(&key)}));
-    let (value, again) = wait_key(&etcd, &key);
-    assert_eq!(again, lease, "written again under the same live lease");
-    assert!(value.contains("\"instance_id\":\"alpha-1\""), "{value}");
-    alpha.stop();
-    assert_eq!(etcd.get(&key), None, "revoked at stop");
-}
+    // Ticks go by (alpha reads beta, then a probe put after beta): the
+    // keep-alive alone keeps the entry, which is not written again.
+    let beta = service(etcd.endpoints(""), "beta", 9102);
+    let knows = |network: &str| {
+        harness::wait_until(WAIT, Duration::from_millis(25), || {
+            let now = known(&alpha);
+            if now.iter().any(|(n, _)| n == network) {
+                Ok(())
+            } else {
+                Err(format!("alpha knows {now:?}, not {network}"))
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    };
+    knows("beta");
+    let probe = serde_json::json!({
+        "network_id": "probe",
+        "instance_id": "probe-1",
+        "endpoint": "127.0.0.1:9109",
+        "capabilities": ["actor_messaging"],
+        "last_seen": "2026-01-01T00:00:00.000Z",
+    });
+    etcd.put(&format!("{PREFIX}probe"), &probe.to_string());
+    knows("probe");
+    assert_eq!(etcd.version(&key), Some(1), "alpha rewrote its entry on a tick");
 
-fn base64_of(text: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(text)
+    // Deleted by hand while the lease runs: the next roster shows it
+    // missing, and alpha writes it again under the same lease.
+    etcd.delete(&key);
+    let (value, again) = wait_key(&etcd, &key);
+    assert_eq!(again, lease, "a running lease is kept");
+    assert!(value.contains("\"endpoint\":\"127.0.0.1:9101\""), "{value}");
+    alpha.stop();
+    beta.stop();
+    assert_eq!(etcd.keys(PREFIX), [format!("{PREFIX}probe")]);
 }

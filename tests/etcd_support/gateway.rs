@@ -116,6 +116,22 @@ impl Etcd {
         Some((decode(&kv["value"]), int(&kv["lease"])))
     }
 
+    /// How many times `key` was written since it was created (etcd's
+    /// `version`), if present.
+    pub fn version(&self, key: &str) -> Option<i64> {
+        let answer = self.call("/v3/kv/range", serde_json::json!({"key": BASE64.encode(key)}));
+        let kv = answer["kvs"].as_array()?.first()?.clone();
+        Some(int(&kv["version"]))
+    }
+
+    /// Deletes `key`, as an operator might by hand.
+    pub fn delete(&self, key: &str) {
+        self.call(
+            "/v3/kv/deleterange",
+            serde_json::json!({"key": BASE64.encode(key)}),
+        );
+    }
+
     /// Every key under `prefix`, in key order.
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let answer = self.call(
@@ -182,20 +198,6 @@ impl Etcd {
         );
         let token = answer["token"].as_str().expect("a token").to_string();
         self.token = Some(token);
-    }
-
-    /// A raw gateway request without the helpers' token: the status and body
-    /// (for checking what etcd refuses).
-    pub fn post_anonymous(&self, path: &str, body: serde_json::Value) -> (u16, String) {
-        let url = format!("{}{path}", self.members[self.live_member()].client_url());
-        let mut response = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(body.to_string())
-            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-        let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap_or_default())
     }
 }
 

@@ -229,20 +229,6 @@ impl Etcd {
         }
     }
 
-    /// Waits until every member still running is healthy (after a kill:
-    /// until the others have elected a leader).
-    ///
-    /// # Panics
-    /// When one is not within [`START_PATIENCE`].
-    pub fn wait_quorum(&mut self) {
-        for i in 0..self.members.len() {
-            if self.members[i].child.is_some() {
-                self.wait_healthy(i, START_PATIENCE)
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
-        }
-    }
-
     /// The client URL of member `i`, `http://127.0.0.1:PORT`.
     pub fn client_url(&self, i: usize) -> String {
         self.members[i].client_url()
