@@ -256,21 +256,7 @@ fn read_etcd(
     dir: &Path,
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Option<EtcdCredentials> {
-    let from_env = match env(ETCD_PASSWORD_ENV) {
-        Some(os) if os.is_empty() => None,
-        Some(os) => match os.into_string() {
-            Ok(password) => Some(Secret::from(password)),
-            Err(_) => {
-                let kind = ConfigErrorKind::Env {
-                    var: ETCD_PASSWORD_ENV,
-                    problem: "is not valid UTF-8",
-                };
-                r.report(None, kind);
-                None
-            }
-        },
-        None => None,
-    };
+    let from_env = secret_from_env(r, env, ETCD_PASSWORD_ENV);
     let Some(section) = section else {
         if from_env.is_some() {
             // A password for no user: most likely a misplaced or missing table.
@@ -346,20 +332,24 @@ fn read_auth_token(
         Some((token, _)) => Some(Secret::from(token)),
         None => None,
     };
-    match env(AUTH_TOKEN_ENV) {
-        Some(os) if os.is_empty() => from_file,
-        Some(os) => match os.into_string() {
-            Ok(token) => Some(Secret::from(token)),
-            Err(_) => {
-                let kind = ConfigErrorKind::Env {
-                    var: AUTH_TOKEN_ENV,
-                    problem: "is not valid UTF-8",
-                };
-                r.report(None, kind);
-                None
-            }
-        },
-        None => from_file,
+    secret_from_env(r, env, AUTH_TOKEN_ENV).or(from_file)
+}
+
+/// A secret from the environment variable `var`: none when unset or empty;
+/// a value that is not UTF-8 is reported.
+fn secret_from_env(
+    r: &mut Reader<'_>,
+    env: &dyn Fn(&str) -> Option<OsString>,
+    var: &'static str,
+) -> Option<Secret> {
+    match env(var)?.into_string() {
+        Ok(text) if text.is_empty() => None,
+        Ok(text) => Some(Secret::from(text)),
+        Err(_) => {
+            let problem = "is not valid UTF-8";
+            r.report(None, ConfigErrorKind::Env { var, problem });
+            None
+        }
     }
 }
 
