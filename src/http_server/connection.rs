@@ -60,6 +60,8 @@ pub(crate) struct Conn<S: Service> {
     pub(crate) buf: Vec<u8>,
     /// Requests answered on this connection.
     pub(crate) served: u64,
+    /// The one read allowed past the current request's deadline was made.
+    pub(crate) overdue_read: bool,
 }
 
 impl<S: Service> Conn<S> {
@@ -180,6 +182,7 @@ impl<S: Service> Conn<S> {
         // A new connection's first request starts when it is accepted; a
         // later one when its first byte arrives (at once if buffered).
         let mut started = (self.served == 0).then_some(self.accepted);
+        self.overdue_read = false;
         if started.is_none() && !self.buf.is_empty() {
             started = Some(Instant::now());
         }
@@ -213,7 +216,13 @@ impl<S: Service> Conn<S> {
     fn fill(&mut self, deadline: Instant, cap: usize) -> Result<(), ReadStop> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(ReadStop::TimedOut);
+            // Bytes that arrived in time but were not read yet (this thread
+            // was not scheduled, on a loaded host) still count: one read
+            // that waits for nothing, per request, so a client trickling
+            // bytes gains at most one buffer's worth.
+            if std::mem::replace(&mut self.overdue_read, true) {
+                return Err(ReadStop::TimedOut);
+            }
         }
         self.stream
             .set_read_timeout(Some(remaining.max(Duration::from_millis(1))))
@@ -313,5 +322,88 @@ impl<S: Service> Conn<S> {
                 Ok(n) => discarded += n,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::http_server::head::RequestHead;
+
+    struct Hello;
+
+    impl Service for Hello {
+        fn begin(&self, _head: &RequestHead, _client: SocketAddr) -> Begin {
+            Begin::Respond(Reply::json(200, "{}".into()))
+        }
+    }
+
+    fn limits() -> ServerLimits {
+        ServerLimits {
+            max_connections: 4,
+            max_connections_per_source: 4,
+            requests_per_sec_per_source: 100,
+            request_burst_per_source: 100,
+            head_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(200),
+            request_timeout: Duration::from_millis(200),
+            write_timeout: Duration::from_secs(5),
+            max_head_bytes: 8192,
+            max_body_bytes: 1024,
+        }
+    }
+
+    /// A connection as the acceptor makes it, accepted `ago`.
+    fn conn(stream: TcpStream, ago: Duration) -> Conn<Hello> {
+        let client = stream.peer_addr().expect("peer");
+        Conn {
+            id: 1,
+            stream: Arc::new(stream),
+            client,
+            source: client.ip(),
+            phase: PhaseCell::new(),
+            evicted: Arc::new(AtomicBool::new(false)),
+            accepted: Instant::now() - ago,
+            shared: Arc::new(Shared::new(Hello, limits())),
+            buf: Vec::new(),
+            served: 0,
+            overdue_read: false,
+        }
+    }
+
+    fn answer_to(request: &[u8], ago: Duration) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        client.write_all(request).expect("send");
+        let (stream, _) = listener.accept().expect("accept");
+        // The request is in the server's socket before its thread looks.
+        let mut peek = [0u8; 1];
+        stream.peek(&mut peek).expect("peek");
+        conn(stream, ago).serve();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut out = Vec::new();
+        let _ = client.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn a_request_that_arrived_in_time_is_answered_when_its_thread_starts_late() {
+        // Accepted a second ago, five head deadlines back: the thread was
+        // not scheduled, the client was on time.
+        let answer = answer_to(
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(1),
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    }
+
+    #[test]
+    fn a_request_still_incomplete_past_its_deadline_gets_408() {
+        let answer = answer_to(b"GET / HTTP/1.1\r\nHost:", Duration::from_secs(1));
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     }
 }

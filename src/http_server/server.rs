@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::connection::Conn;
-use super::limits::{Book, Caps, PhaseCell, source_key};
+use super::limits::{PhaseCell, source_key};
 use super::reply::{Reply, write_reply};
 use super::service::{Event, Service};
-use super::shared::{EvictionLog, Handle, ServerLimits, Shared};
+use super::shared::{Handle, ServerLimits, Shared};
 
 /// Connections the kernel may hold completed before they are accepted.
 /// std's 128 fills in a burst of a few hundred connections, and the kernel
@@ -97,20 +97,7 @@ impl<S: Service> HttpServer<S> {
         limits: ServerLimits,
         service: S,
     ) -> io::Result<HttpServer<S>> {
-        let caps = Caps {
-            max_connections: limits.max_connections,
-            max_connections_per_source: limits.max_connections_per_source,
-            requests_per_sec: limits.requests_per_sec_per_source,
-            request_burst: limits.request_burst_per_source,
-        };
-        let shared = Arc::new(Shared {
-            service,
-            limits,
-            book: Mutex::new(Book::new(caps)),
-            stopping: AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
-            evictions: Mutex::new(EvictionLog::default()),
-        });
+        let shared = Arc::new(Shared::new(service, limits));
         let acceptor_state = Acceptor {
             name,
             shared: Arc::clone(&shared),
@@ -273,6 +260,7 @@ impl<S: Service> Acceptor<S> {
             shared: Arc::clone(&self.shared),
             buf: Vec::new(),
             served: 0,
+            overdue_read: false,
         };
         let spawned = thread::Builder::new()
             .name(format!("{}-conn-{id}", self.name))

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::limits::Book;
+use super::limits::{Book, Caps};
 use super::service::{Event, Service};
 
 /// Connections closed to make room are reported at warn at most this often
@@ -57,17 +57,35 @@ pub(crate) struct Shared<S> {
     pub(super) book: Mutex<Book<Handle>>,
     pub(super) stopping: AtomicBool,
     pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
-    pub(super) evictions: Mutex<EvictionLog>,
+    evictions: Mutex<EvictionLog>,
 }
 
 /// Counts evictions between two warn lines.
 #[derive(Default)]
-pub(super) struct EvictionLog {
+struct EvictionLog {
     last_warn: Option<Instant>,
     unreported: u64,
 }
 
 impl<S: Service> Shared<S> {
+    /// The state of a server answering with `service` within `limits`.
+    pub(crate) fn new(service: S, limits: ServerLimits) -> Shared<S> {
+        let caps = Caps {
+            max_connections: limits.max_connections,
+            max_connections_per_source: limits.max_connections_per_source,
+            requests_per_sec: limits.requests_per_sec_per_source,
+            request_burst: limits.request_burst_per_source,
+        };
+        Shared {
+            service,
+            limits,
+            book: Mutex::new(Book::new(caps)),
+            stopping: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            evictions: Mutex::new(EvictionLog::default()),
+        }
+    }
+
     pub(super) fn book(&self) -> MutexGuard<'_, Book<Handle>> {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
