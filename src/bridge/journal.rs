@@ -43,9 +43,10 @@ mod replay;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 pub(crate) use error::JournalError;
 use error::io_error;
@@ -399,6 +400,11 @@ fn start_log(file: &File, dir: &Path, path: &Path) -> Result<(u64, u64), Journal
     Ok((incarnation, header.len() as u64))
 }
 
+/// How long an open waits for a lock that this very process seems to hold:
+/// a fork of it (another thread spawning a program) keeps a copy of the
+/// lock's descriptor until its exec, which takes moments.
+const OWN_LOCK_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Takes the directory's lock file, or says who holds it.
 fn lock(dir: &Path) -> Result<File, JournalError> {
     let path = dir.join(LOCK_FILE);
@@ -409,24 +415,34 @@ fn lock(dir: &Path) -> Result<File, JournalError> {
         .truncate(false)
         .open(&path)
         .map_err(io_error("open the lock file", &path))?;
-    match file.try_lock() {
-        Ok(()) => {
-            // The pid is only for the message a second opener gets.
-            let _ = file
-                .set_len(0)
-                .and_then(|()| file.write_all(std::process::id().to_string().as_bytes()));
-            Ok(file)
+    let own = std::process::id().to_string();
+    let deadline = Instant::now() + OWN_LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                // The pid is only for the message a second opener gets.
+                let _ = file.set_len(0).and_then(|()| file.write_all(own.as_bytes()));
+                return Ok(file);
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = (&file).seek(SeekFrom::Start(0));
+                let _ = (&file).take(32).read_to_string(&mut holder);
+                let holder = Some(holder.trim().to_string()).filter(|pid| !pid.is_empty());
+                // Our own pid: a Journal of this process not yet dropped
+                // (the caller's mistake: it stays locked) or a fork on its
+                // way to exec (gone in moments).
+                if holder.as_deref() == Some(own.as_str()) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                return Err(JournalError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(TryLockError::Error(err)) => return Err(io_error("lock", &path)(err)),
         }
-        Err(TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = (&file).take(32).read_to_string(&mut holder);
-            let holder = Some(holder.trim().to_string()).filter(|pid| !pid.is_empty());
-            Err(JournalError::Locked {
-                dir: dir.to_path_buf(),
-                holder,
-            })
-        }
-        Err(TryLockError::Error(err)) => Err(io_error("lock", &path)(err)),
     }
 }
 

@@ -396,6 +396,27 @@ fn a_second_open_of_a_locked_directory_fails_clearly() {
 }
 
 #[test]
+fn a_lock_held_for_moments_by_this_process_is_waited_for() {
+    // A fork of this process (another thread spawning a program) holds a
+    // copy of the lock's descriptor until its exec: here, a second handle
+    // on the lock file, released after a moment.
+    let dir = TempDir::new("forked");
+    drop(Journal::open(&dir.0).unwrap());
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.0.join(LOCK_FILE))
+        .unwrap();
+    held.try_lock().unwrap();
+    let release = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(200));
+        drop(held);
+    });
+    Journal::open(&dir.0).expect("the lock is free once the fork lets go");
+    release.join().unwrap();
+}
+
+#[test]
 fn a_directory_that_cannot_be_created_gives_a_clear_error() {
     let dir = TempDir::new("uncreatable");
     fs::create_dir_all(&dir.0).unwrap();
