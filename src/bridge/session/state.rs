@@ -409,6 +409,17 @@ impl Session {
         )
     }
 
+    /// How long from `now` until the connection would be silent for good
+    /// if no byte arrived meanwhile; `None` while a local delivery holds the
+    /// reader (that counts as alive).
+    pub(crate) fn silent_in(&self, now: Duration) -> Option<Duration> {
+        if self.delivering.load(Ordering::SeqCst) {
+            return None;
+        }
+        let limit = self.context.heartbeat_interval * liveness::SILENT_INTERVALS;
+        Some((self.last_heard() + limit).saturating_sub(now))
+    }
+
     /// Asks the peer for a sign of life and waits up to `wait` for a byte
     /// that arrives after the question. True when one arrived.
     pub(crate) fn proves_liveness(&self, wait: Duration) -> bool {
