@@ -372,6 +372,10 @@ fn delivery_values() {
             "`[delivery] target_window` must be an integer 1..=1048576, got 0",
         ),
         (
+            "credit_bytes = -1",
+            "`[delivery] credit_bytes` must be an integer 0..=1073741824, got -1",
+        ),
+        (
             "outbox_dir = \"\"",
             "`[delivery] outbox_dir` must be a directory path (relative to this file's directory), got \"\"",
         ),
@@ -396,6 +400,7 @@ fn delivery_is_a_table_with_known_keys() {
     assert_eq!(
         err,
         "alpha.toml:5: unknown key `[delivery] ack_windw`, did you mean `ack_window`? \
-         (expected one of: mode, outbox_messages, outbox_bytes, ack_window, target_window, outbox_dir, outbox_fsync)"
+         (expected one of: mode, outbox_messages, outbox_bytes, ack_window, target_window, credit_bytes, \
+         outbox_dir, outbox_fsync)"
     );
 }

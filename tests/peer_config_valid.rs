@@ -72,6 +72,7 @@ outbox_messages = 100
 outbox_bytes = 65536
 ack_window = 32
 target_window = 8
+credit_bytes = 4096
 outbox_dir = "/var/lib/reflow/outbox"
 
 [[connect]]
@@ -119,6 +120,7 @@ fn a_file_with_every_key() {
     assert_eq!(delivery.mode, DeliveryMode::Acknowledged);
     assert_eq!((delivery.outbox_messages, delivery.outbox_bytes), (100, 65536));
     assert_eq!((delivery.ack_window, delivery.target_window), (32, 8));
+    assert_eq!(delivery.credit_bytes, 4096);
     assert_eq!(
         delivery.outbox_dir.as_deref(),
         Some(Path::new("/var/lib/reflow/outbox"))
@@ -161,6 +163,7 @@ fn only_network_id_is_required() {
     assert_eq!(delivery.mode, DeliveryMode::AtMostOnce);
     assert_eq!((delivery.outbox_messages, delivery.outbox_bytes), (4096, 8 << 20));
     assert_eq!((delivery.ack_window, delivery.target_window), (1024, 1024));
+    assert_eq!(delivery.credit_bytes, 2048);
     assert_eq!(delivery.outbox_dir, None);
     assert!(config.connect.is_empty());
     assert!(config.remote_actors.is_empty());

@@ -158,6 +158,16 @@ pub struct DeliveryConfig {
     /// Default 1024, the size of a connection's outbound queue: a stream of
     /// 1,000 messages/s rides out a stall of half a second.
     pub target_window: u32,
+    /// Bytes per credit this side charges as a receiver, stated in the
+    /// handshake: a message costs 1 credit plus 1 per whole `credit_bytes` of
+    /// its encoded DATA frame, so the window bounds the bytes a target holds
+    /// past a full inbox to about `target_window × credit_bytes` per
+    /// connection (2 MiB at the defaults), not `target_window` messages of
+    /// any size. Default 2048: a message under 2 KiB (a DATA frame with a
+    /// payload of up to about 1.7 KiB) costs one credit, so small messages
+    /// still get the whole window. 0: not stated, one credit per message (as
+    /// a peer that predates it). Costs apply only when both sides state it.
+    pub credit_bytes: u32,
     /// Keep the outbox in this directory, so that unacknowledged messages
     /// survive a restart of this process. Default none (memory only).
     pub outbox_dir: Option<PathBuf>,
@@ -182,6 +192,7 @@ impl Default for DeliveryConfig {
             outbox_bytes: 8 << 20,
             ack_window: 1024,
             target_window: 1024,
+            credit_bytes: 2048,
             outbox_dir: None,
             outbox_fsync: false,
             offer: true,

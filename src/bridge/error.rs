@@ -124,14 +124,16 @@ pub enum BridgeError {
     },
     /// The connection closed while the message was being queued.
     ConnectionClosed(String),
-    /// Actor `target` of `network_id` still had `window` messages not
-    /// consumed at the end of the timeout (per-target credits).
+    /// Actor `target` of `network_id` still had its whole credit window
+    /// (`window` credits: messages, or their cost in bytes when both sides
+    /// count bytes) held by messages not consumed at the end of the timeout.
     WindowFull {
         /// The network the message was for.
         network_id: String,
         /// The target actor whose window is used up.
         target: String,
-        /// The window the peer grants per target actor (its `target_window`).
+        /// The window the peer grants per target actor (its `target_window`),
+        /// in credits.
         window: u32,
     },
     /// The outbox of unacknowledged messages to `network_id` stayed full
@@ -221,8 +223,8 @@ impl fmt::Display for BridgeError {
                 window,
             } => write!(
                 f,
-                "actor {} of network {network_id} has {window} messages not yet consumed \
-                 (its credit window); it is not keeping up",
+                "actor {} of network {network_id} has its credit window ({window} credits) \
+                 held by messages not yet consumed; it is not keeping up",
                 crate::names::escaped(target)
             ),
             BridgeError::OutboxFull { network_id, limit } => write!(

@@ -181,6 +181,27 @@ pub(crate) fn encode_sequenced(seq: u64, data_frame: &[u8]) -> Vec<u8> {
     frame.0
 }
 
+/// The length of the DATA frame a message frame of `frame_len` bytes
+/// carries: the frame itself for DATA (`seq` `None`); for SEQUENCED
+/// (`Some(seq)`), the frame less its wrapper, as [`encode_sequenced`]
+/// writes it (tag, map header, the `seq` field in its smallest form and the
+/// `message` key, in place of DATA's tag). Credit costs are computed from
+/// this length on both sides, so they agree whatever the seq.
+pub(crate) fn message_len(frame_len: usize, seq: Option<u64>) -> usize {
+    let Some(seq) = seq else {
+        return frame_len;
+    };
+    let seq_len = match seq {
+        0..=0x7f => 1,
+        0x80..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
+    };
+    // tag + fixmap + "seq" (4) + seq + "message" (8), less DATA's tag.
+    frame_len.saturating_sub(1 + 1 + 4 + seq_len + 8 - 1)
+}
+
 /// A DATA body as written: the message's fields, with the payload in the
 /// inline form (no 1.0 wrappers, every kind under its own name). The reader
 /// decodes it as a `RemoteMessage`, whose payload reader takes both forms.
@@ -343,6 +364,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
 pub(crate) struct Reassembly {
     limit: usize,
     state: State,
+    /// Length of the last frame put back together.
+    last_len: usize,
 }
 
 #[derive(Debug)]
@@ -358,7 +381,14 @@ impl Reassembly {
         Reassembly {
             limit,
             state: State::Idle,
+            last_len: 0,
         }
+    }
+
+    /// The length of the frame the last completed `push` returned (tag
+    /// included), from which its credit cost is computed.
+    pub(crate) fn last_len(&self) -> usize {
+        self.last_len
     }
 
     #[cfg(test)]
@@ -398,6 +428,7 @@ impl Reassembly {
             self.state = State::Collecting(buffer);
             return Ok(None);
         }
+        self.last_len = buffer.len();
         decode_data(&buffer).map(Some)
     }
 
@@ -862,6 +893,37 @@ mod tests {
             Ok(Frame::Fragment { more, chunk }) => (more, chunk),
             other => panic!("not a fragment: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_message_length_of_a_sequenced_frame_is_its_data_frame_whatever_the_seq() {
+        let data = encode_data(&message(Message::string("x".repeat(300)))).unwrap();
+        assert_eq!(message_len(data.len(), None), data.len());
+        for seq in [
+            1,
+            0x7f,
+            0x80,
+            0xff,
+            0x100,
+            0xffff,
+            0x1_0000,
+            0xffff_ffff,
+            1 << 32,
+            u64::MAX,
+        ] {
+            let sequenced = encode_sequenced(seq, &data);
+            assert_eq!(message_len(sequenced.len(), Some(seq)), data.len(), "seq {seq}");
+        }
+        // Reassembled, a frame reports its whole length.
+        let big = encode_sequenced(7, &big_message(200_000).1);
+        let mut reassembly = Reassembly::new(1 << 20);
+        for fragment in fragments(big.clone(), FRAGMENT_BYTES) {
+            let (more, chunk) = unpack(&fragment);
+            if let Some(frame) = reassembly.push(more, &chunk).unwrap() {
+                assert!(matches!(frame, Frame::Sequenced { seq: 7, .. }));
+            }
+        }
+        assert_eq!(reassembly.last_len(), big.len());
     }
 
     #[test]

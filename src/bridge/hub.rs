@@ -183,6 +183,8 @@ impl Hub {
         self.config.delivery.offer.then(|| DeliveryOffer {
             incarnation: self.incarnation,
             target_window: self.config.delivery.target_window.max(1),
+            credit_bytes: (self.config.delivery.credit_bytes > 0)
+                .then_some(self.config.delivery.credit_bytes),
         })
     }
 
@@ -232,13 +234,22 @@ impl Hub {
             return None;
         };
         let log = self.inbound_log(&peer.network_id);
+        // Costs in bytes only when both sides count them; each side's
+        // receiver charges in its own unit, which the sender learned.
+        let ours = self.config.delivery.credit_bytes;
+        let both = ours > 0 && offer.credit_bytes.is_some_and(|theirs| theirs > 0);
         Some(SessionDelivery {
-            credits: Credits::new(offer.target_window, HashMap::new()),
+            credits: Credits::new(
+                offer.target_window,
+                offer.credit_bytes.filter(|_| both),
+                HashMap::new(),
+            ),
             outbox: self.outbox(&peer.network_id),
             targets: Targets::new(log.clone(), offer.incarnation),
             log,
             peer_incarnation: offer.incarnation,
             window: self.config.delivery.target_window.max(1),
+            unit: both.then_some(ours),
         })
     }
 
@@ -388,7 +399,9 @@ impl Hub {
         if let Some(delivery) = &session.delivery {
             // From here the outbox replays to this session; its credits
             // start with the replayed messages spent.
-            let used = delivery.outbox.attach(session.id);
+            let used = delivery
+                .outbox
+                .attach(session.id, |len| delivery.credits.cost_of(len));
             delivery.credits.preload(used);
             session.wake();
         }

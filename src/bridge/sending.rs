@@ -103,8 +103,8 @@ fn send_acknowledged(hub: &Hub, message: RemoteMessage, timeout: Duration) -> Re
             }
             Err(error) => return Err(SendError::new(error, message)),
         };
-        match session.take_credit(&target, deadline) {
-            Ok(()) => break (frame, Some(session)),
+        match session.take_credit(&target, frame.len(), deadline) {
+            Ok(cost) => break (frame, Some((session, cost))),
             // The session ended while waiting: try its successor, or none.
             Err(BridgeError::ConnectionClosed(_)) => continue,
             Err(error) => return Err(SendError::new(error, message)),
@@ -120,10 +120,10 @@ fn send_acknowledged(hub: &Hub, message: RemoteMessage, timeout: Duration) -> Re
             Ok(())
         }
         Err(why) => {
-            if let Some(session) = &credit_from
+            if let Some((session, cost)) = &credit_from
                 && let Some(delivery) = &session.delivery
             {
-                delivery.credits.grant(&target, 1);
+                delivery.credits.grant(&target, u64::from(*cost));
             }
             let error = match why {
                 PushError::Full => BridgeError::OutboxFull {

@@ -59,6 +59,7 @@ const DELIVERY_KEYS: &[&str] = &[
     "outbox_bytes",
     "ack_window",
     "target_window",
+    "credit_bytes",
     "outbox_dir",
     "outbox_fsync",
 ];
@@ -410,6 +411,9 @@ fn read_delivery(r: &mut Reader<'_>, section: &Section<'_, '_>, dir: &Path, deli
     }
     if let Some(n) = r.integer(section, "target_window", 1, MAX_DELIVERY_COUNT) {
         delivery.target_window = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(n) = r.integer(section, "credit_bytes", 0, 1 << 30) {
+        delivery.credit_bytes = u32::try_from(n).unwrap_or(u32::MAX);
     }
     let path_rule = "a directory path (relative to this file's directory)";
     if let Some(path) = r.checked_string(section, "outbox_dir", path_rule, |text| {

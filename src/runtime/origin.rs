@@ -75,8 +75,9 @@ impl Source {
 
 /// Told when messages it issued receipts for have been consumed.
 pub(crate) trait Consumed: Send + Sync {
-    /// The tick that took the message with this `token` has returned.
-    fn consumed(&self, token: u64);
+    /// The tick that took the message with this `token`, which held
+    /// `units` of the issuer's budget (its credits), has returned.
+    fn consumed(&self, token: u64, units: u32);
 }
 
 /// Travels with one message; see the module documentation. Cloning is cheap
@@ -87,16 +88,17 @@ pub(crate) trait Consumed: Send + Sync {
 pub(crate) struct Receipt {
     to: Arc<dyn Consumed>,
     token: u64,
+    units: u32,
 }
 
 impl Receipt {
-    pub(crate) fn new(to: Arc<dyn Consumed>, token: u64) -> Receipt {
-        Receipt { to, token }
+    pub(crate) fn new(to: Arc<dyn Consumed>, token: u64, units: u32) -> Receipt {
+        Receipt { to, token, units }
     }
 
     /// The message was consumed (or settled without reaching an actor).
     pub(crate) fn complete(self) {
-        self.to.consumed(self.token);
+        self.to.consumed(self.token, self.units);
     }
 }
 

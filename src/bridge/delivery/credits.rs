@@ -1,7 +1,12 @@
 //! The sender's credits on one session: how many more messages each target
 //! actor of the peer will take. The receiver grants `target_window` per
-//! target at the start of a session and one more for each message consumed,
-//! so a slow actor holds back only the senders to it.
+//! target at the start of a session and gives back each message's cost when
+//! it is consumed, so a slow actor holds back only the senders to it.
+//!
+//! A message costs one credit, or, when both sides announced `credit_bytes`
+//! in the handshake, one more per whole `credit_bytes` of its DATA frame
+//! ([`cost`]): the window then bounds the bytes in flight to a target as well
+//! as the messages.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,8 +23,31 @@ pub(crate) enum NoCredit {
     Closed,
 }
 
+/// The credits a message whose DATA frame is `len` bytes costs: 1 + `len` /
+/// `unit` when costs in bytes were agreed (`unit` is the receiver's
+/// `credit_bytes`), else 1. Both sides compute it from the same length, so
+/// what the sender spends is exactly what the receiver grants back.
+pub(crate) fn cost(len: usize, unit: Option<u32>) -> u32 {
+    match unit {
+        Some(unit) if unit > 0 => {
+            let extra = len / unit as usize;
+            u32::try_from(extra).unwrap_or(u32::MAX - 1).saturating_add(1)
+        }
+        _ => 1,
+    }
+}
+
+/// Whether a message costing `cost` may go to a target with `used` credits
+/// outstanding in a window of `window`: when it fits, or when nothing is
+/// outstanding (a message larger than the whole window then takes the
+/// window alone, rather than never going). The receiver applies the same
+/// rule to what arrives.
+pub(crate) fn fits(used: u64, cost: u32, window: u32) -> bool {
+    used == 0 || used + u64::from(cost) <= u64::from(window)
+}
+
 struct State {
-    /// Messages sent to each target and not yet granted back; a target at
+    /// Credits spent on each target and not yet granted back; a target at
     /// zero has no entry, so the map holds only targets with traffic in flight.
     used: HashMap<Arc<str>, u32>,
     closed: bool,
@@ -27,35 +55,43 @@ struct State {
 
 pub(crate) struct Credits {
     window: u32,
+    unit: Option<u32>,
     state: Mutex<State>,
     granted: Condvar,
 }
 
 impl Credits {
     /// Credits of a session whose peer grants `window` per target, with
-    /// `used` already spent (messages of the outbox about to be replayed).
-    pub(crate) fn new(window: u32, used: HashMap<Arc<str>, u32>) -> Credits {
+    /// `used` already spent (messages of the outbox about to be replayed);
+    /// `unit` is the peer's `credit_bytes` when costs in bytes were agreed.
+    pub(crate) fn new(window: u32, unit: Option<u32>, used: HashMap<Arc<str>, u32>) -> Credits {
         Credits {
             window: window.max(1),
+            unit,
             state: Mutex::new(State { used, closed: false }),
             granted: Condvar::new(),
         }
     }
 
-    /// Takes one credit for `target`, waiting until `deadline` (`None`: not
-    /// at all).
-    pub(crate) fn take(&self, target: &str, deadline: Option<Instant>) -> Result<(), NoCredit> {
+    /// What a message whose DATA frame is `len` bytes costs on this session.
+    pub(crate) fn cost_of(&self, len: usize) -> u32 {
+        cost(len, self.unit)
+    }
+
+    /// Takes `cost` credits for `target`, waiting until `deadline` (`None`:
+    /// not at all) for them to fit the window ([`fits`]).
+    pub(crate) fn take(&self, target: &str, cost: u32, deadline: Option<Instant>) -> Result<(), NoCredit> {
         let mut state = lock(&self.state);
         loop {
             if state.closed {
                 return Err(NoCredit::Closed);
             }
             let used = state.used.get(target).copied().unwrap_or(0);
-            if used < self.window {
+            if fits(u64::from(used), cost, self.window) {
                 match state.used.get_mut(target) {
-                    Some(used) => *used += 1,
+                    Some(used) => *used = used.saturating_add(cost),
                     None => {
-                        state.used.insert(Arc::from(target), 1);
+                        state.used.insert(Arc::from(target), cost);
                     }
                 }
                 return Ok(());
@@ -74,16 +110,17 @@ impl Credits {
         }
     }
 
-    /// Adds messages already spent (the outbox's replay) to the counts.
+    /// Adds credits already spent (the outbox's replay) to the counts.
     pub(crate) fn preload(&self, used: HashMap<Arc<str>, u32>) {
         let mut state = lock(&self.state);
         for (target, n) in used {
-            *state.used.entry(target).or_default() += n;
+            let spent = state.used.entry(target).or_default();
+            *spent = spent.saturating_add(n);
         }
     }
 
-    /// The receiver granted `grant` more for `target` (or a taken credit was
-    /// not used).
+    /// The receiver granted `grant` more credits for `target` (or credits
+    /// taken were not used).
     pub(crate) fn grant(&self, target: &str, grant: u64) {
         let mut state = lock(&self.state);
         if let Some(used) = state.used.get_mut(target) {
@@ -115,40 +152,105 @@ mod tests {
 
     #[test]
     fn each_target_has_its_own_window() {
-        let credits = Credits::new(2, HashMap::new());
-        assert_eq!(credits.take("slow", None), Ok(()));
-        assert_eq!(credits.take("slow", None), Ok(()));
-        assert_eq!(credits.take("slow", None), Err(NoCredit::Full));
-        assert_eq!(credits.take("fast", None), Ok(()));
+        let credits = Credits::new(2, None, HashMap::new());
+        assert_eq!(credits.take("slow", 1, None), Ok(()));
+        assert_eq!(credits.take("slow", 1, None), Ok(()));
+        assert_eq!(credits.take("slow", 1, None), Err(NoCredit::Full));
+        assert_eq!(credits.take("fast", 1, None), Ok(()));
         credits.grant("slow", 1);
-        assert_eq!(credits.take("slow", None), Ok(()));
+        assert_eq!(credits.take("slow", 1, None), Ok(()));
     }
 
     #[test]
     fn a_waiting_sender_wakes_on_a_grant_or_on_close() {
-        let credits = Arc::new(Credits::new(1, HashMap::from([(Arc::from("t"), 1)])));
+        let credits = Arc::new(Credits::new(1, None, HashMap::from([(Arc::from("t"), 1)])));
         let granter = {
             let credits = Arc::clone(&credits);
             std::thread::spawn(move || credits.grant("t", 1))
         };
         let deadline = Some(Instant::now() + Duration::from_secs(10));
-        assert_eq!(credits.take("t", deadline), Ok(()));
+        assert_eq!(credits.take("t", 1, deadline), Ok(()));
         granter.join().unwrap();
         let closer = {
             let credits = Arc::clone(&credits);
             std::thread::spawn(move || credits.close())
         };
-        assert_eq!(credits.take("t", deadline), Err(NoCredit::Closed));
+        assert_eq!(credits.take("t", 1, deadline), Err(NoCredit::Closed));
         closer.join().unwrap();
     }
 
     #[test]
     fn grants_for_unknown_targets_and_oversized_grants_change_nothing_else() {
-        let credits = Credits::new(1, HashMap::new());
+        let credits = Credits::new(1, None, HashMap::new());
         credits.grant("nobody", u64::MAX);
-        assert_eq!(credits.take("t", None), Ok(()));
+        assert_eq!(credits.take("t", 1, None), Ok(()));
         credits.grant("t", u64::MAX);
-        assert_eq!(credits.take("t", None), Ok(()));
-        assert_eq!(credits.take("t", None), Err(NoCredit::Full));
+        assert_eq!(credits.take("t", 1, None), Ok(()));
+        assert_eq!(credits.take("t", 1, None), Err(NoCredit::Full));
+    }
+
+    #[test]
+    fn a_message_costs_one_credit_plus_one_per_whole_unit_of_its_frame() {
+        assert_eq!(cost(0, Some(8192)), 1);
+        assert_eq!(cost(8191, Some(8192)), 1);
+        assert_eq!(cost(8192, Some(8192)), 2);
+        assert_eq!(cost(65_600, Some(2048)), 33);
+        // Without an agreed unit (an older peer) every message costs one.
+        assert_eq!(cost(65_600, None), 1);
+        assert_eq!(cost(65_600, Some(0)), 1);
+        assert_eq!(cost(usize::MAX, Some(1)), u32::MAX);
+    }
+
+    #[test]
+    fn costs_bound_the_bytes_outstanding_and_small_messages_get_the_whole_window() {
+        const UNIT: u32 = 1024;
+        let credits = Credits::new(64, Some(UNIT), HashMap::new());
+        let big = credits.cost_of(10_000);
+        assert_eq!(big, 10);
+        let mut taken = 0;
+        while credits.take("big", big, None).is_ok() {
+            taken += 1;
+        }
+        assert_eq!(taken, 6, "six messages of 10,000 bytes fit 64 credits of 1 KiB");
+        assert!(taken * 10_000 <= 64 * UNIT as usize);
+        let small = credits.cost_of(300);
+        assert_eq!(small, 1);
+        let mut taken = 0;
+        while credits.take("small", small, None).is_ok() {
+            taken += 1;
+        }
+        assert_eq!(taken, 64);
+        // Granting a big message's cost back makes room for exactly one more.
+        credits.grant("big", u64::from(big));
+        assert_eq!(credits.take("big", big, None), Ok(()));
+        assert_eq!(credits.take("big", big, None), Err(NoCredit::Full));
+    }
+
+    #[test]
+    fn a_message_larger_than_the_window_goes_alone_when_nothing_is_outstanding() {
+        let credits = Credits::new(8, Some(1024), HashMap::new());
+        let huge = credits.cost_of(100_000);
+        assert!(huge > 8);
+        assert_eq!(credits.take("t", huge, None), Ok(()));
+        assert_eq!(credits.take("t", 1, None), Err(NoCredit::Full));
+        credits.grant("t", u64::from(huge));
+        assert_eq!(credits.take("t", 1, None), Ok(()));
+        assert_eq!(
+            credits.take("t", huge, None),
+            Err(NoCredit::Full),
+            "not past others"
+        );
+        assert!(fits(0, u32::MAX, 1));
+        assert!(!fits(1, 8, 8));
+        assert!(fits(1, 7, 8));
+    }
+
+    #[test]
+    fn a_replay_preloads_its_costs() {
+        let credits = Credits::new(8, Some(1024), HashMap::from([(Arc::from("t"), 6)]));
+        assert_eq!(credits.take("t", 3, None), Err(NoCredit::Full));
+        assert_eq!(credits.take("t", 2, None), Ok(()));
+        credits.preload(HashMap::from([(Arc::from("u"), 8)]));
+        assert_eq!(credits.take("u", 1, None), Err(NoCredit::Full));
     }
 }

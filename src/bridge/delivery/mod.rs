@@ -7,7 +7,7 @@ mod durable;
 mod inbound;
 mod outbox;
 
-pub(crate) use credits::{Credits, NoCredit};
+pub(crate) use credits::{Credits, NoCredit, cost, fits};
 pub(crate) use durable::{Reopened, reopen};
 pub(crate) use inbound::{Admit, InboundLog};
 pub(crate) use outbox::{Limits, Outbox, PushError, Store};
@@ -22,4 +22,40 @@ pub(crate) struct DeliveryOffer {
     /// Messages this side accepts per target actor before it grants more
     /// (its credit window as a receiver).
     pub(crate) target_window: u32,
+    /// Bytes per credit this side charges as a receiver: a message costs
+    /// 1 + its DATA frame's length / this. Absent from peers that count one
+    /// credit per message (older 1.1 peers of this project); costs apply only
+    /// when both sides state it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) credit_bytes: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeliveryOffer;
+
+    #[test]
+    fn the_byte_cost_is_optional_in_the_handshake_both_ways() {
+        // An older peer's offer: one credit per message.
+        let older: DeliveryOffer =
+            serde_json::from_str(r#"{"incarnation": 7, "target_window": 64}"#).unwrap();
+        assert_eq!(older.credit_bytes, None);
+        let newer: DeliveryOffer =
+            serde_json::from_str(r#"{"incarnation": 7, "target_window": 64, "credit_bytes": 2048}"#).unwrap();
+        assert_eq!(newer.credit_bytes, Some(2048));
+        // Not stated, the object is the older one exactly; stated, an older
+        // peer's reading of it ignores the unknown field.
+        let unstated = DeliveryOffer {
+            credit_bytes: None,
+            ..newer
+        };
+        assert_eq!(
+            serde_json::to_string(&unstated).unwrap(),
+            r#"{"incarnation":7,"target_window":64}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&newer).unwrap(),
+            r#"{"incarnation":7,"target_window":64,"credit_bytes":2048}"#
+        );
+    }
 }

@@ -37,6 +37,9 @@ struct Entry {
     seq: u64,
     target: Arc<str>,
     frame: Vec<u8>,
+    /// The length of the message's DATA frame, from which its credit cost
+    /// is computed (`frame::message_len`).
+    len: usize,
     acked: bool,
 }
 
@@ -108,6 +111,7 @@ impl Outbox {
         state.entries.push_back(Entry {
             seq,
             target: Arc::from(target),
+            len: frame::message_len(frame.len(), Some(seq)),
             frame,
             acked: false,
         });
@@ -155,22 +159,25 @@ impl Outbox {
             seq,
             target: Arc::from(target),
             frame,
+            len: data_frame.len(),
             acked: false,
         });
         Ok(seq)
     }
 
     /// Makes `session` the one whose writer takes frames, from the oldest
-    /// unacknowledged message (a replay). Returns how many unacknowledged
-    /// messages each target has: credits the new session starts with used.
-    pub(crate) fn attach(&self, session: u64) -> HashMap<Arc<str>, u32> {
+    /// unacknowledged message (a replay). Returns what the unacknowledged
+    /// messages of each target cost, `cost` giving a message's cost from the
+    /// length of its DATA frame: credits the new session starts with used.
+    pub(crate) fn attach(&self, session: u64, cost: impl Fn(usize) -> u32) -> HashMap<Arc<str>, u32> {
         let mut state = lock(&self.state);
         state.session = session;
         state.sent = 0;
         state.in_flight = 0;
         let mut used: HashMap<Arc<str>, u32> = HashMap::new();
         for entry in state.entries.iter().filter(|e| !e.acked) {
-            *used.entry(entry.target.clone()).or_default() += 1;
+            let spent = used.entry(entry.target.clone()).or_default();
+            *spent = spent.saturating_add(cost(entry.len));
         }
         used
     }
@@ -303,7 +310,7 @@ mod tests {
         for _ in 0..4 {
             outbox.push("r", &data(), None).unwrap();
         }
-        outbox.attach(7);
+        outbox.attach(7, |_| 1);
         assert_eq!(outbox.next_frame(7).map(|f| seq_of(&f)), Some(1));
         assert_eq!(outbox.next_frame(7).map(|f| seq_of(&f)), Some(2));
         assert!(outbox.next_frame(7).is_none(), "the window is full");
@@ -312,7 +319,7 @@ mod tests {
         // The connection ends; the next session replays from seq 2.
         outbox.detach(7);
         assert!(outbox.next_frame(7).is_none());
-        let used = outbox.attach(8);
+        let used = outbox.attach(8, |_| 1);
         assert_eq!(used.get("r"), Some(&3));
         assert_eq!(outbox.next_frame(8).map(|f| seq_of(&f)), Some(2));
         assert_eq!(outbox.next_frame(8).map(|f| seq_of(&f)), Some(3));
@@ -325,13 +332,13 @@ mod tests {
             outbox.push("r", &data(), None).unwrap();
         }
         assert!(matches!(outbox.push("r", &data(), None), Err(PushError::Full)));
-        outbox.attach(1);
+        outbox.attach(1, |_| 1);
         while outbox.next_frame(1).is_some() {}
         // 1 and 3 consumed; 2 still waits in an inbox.
         assert_eq!(outbox.acknowledge(3, &[2]), 2);
         assert_eq!(outbox.unacknowledged(), 1);
         assert_eq!(outbox.push("r", &data(), None).unwrap(), 4);
-        outbox.attach(2);
+        outbox.attach(2, |_| 1);
         assert_eq!(outbox.next_frame(2).map(|f| seq_of(&f)), Some(2));
         assert_eq!(outbox.next_frame(2).map(|f| seq_of(&f)), Some(4));
         assert_eq!(outbox.acknowledge(4, &[]), 2);
@@ -352,7 +359,7 @@ mod tests {
         let acker = {
             let outbox = Arc::clone(&outbox);
             std::thread::spawn(move || {
-                outbox.attach(1);
+                outbox.attach(1, |_| 1);
                 outbox.next_frame(1);
                 outbox.acknowledge(1, &[]);
             })
@@ -360,5 +367,36 @@ mod tests {
         let deadline = Some(Instant::now() + std::time::Duration::from_secs(10));
         assert_eq!(outbox.push("r", &data(), deadline).unwrap(), 2);
         acker.join().unwrap();
+    }
+
+    #[test]
+    fn a_replay_preloads_each_messages_cost_from_its_data_frame() {
+        let outbox = outbox(100, 100);
+        let small = data();
+        let big = {
+            let payload = crate::Message::string("y".repeat(5000));
+            let message = crate::bridge::RemoteMessage::new("beta", "a", "alpha", "big", "in", payload);
+            frame::encode_data(&message).unwrap()
+        };
+        outbox.push("r", &small, None).unwrap();
+        outbox.push("big", &big, None).unwrap();
+        let unit = Some(1024);
+        let used = outbox.attach(1, |len| crate::bridge::delivery::cost(len, unit));
+        assert_eq!(used.get("r"), Some(&1));
+        assert_eq!(used.get("big"), Some(&(1 + big.len() as u32 / 1024)));
+        // A message restored from the journal costs what it cost when sent.
+        let restored = Outbox::new(
+            "alpha",
+            Limits {
+                messages: 10,
+                bytes: 1 << 20,
+                ack_window: 10,
+            },
+            1,
+            None,
+        );
+        restored.restore(300, "big", frame::encode_sequenced(300, &big));
+        let used = restored.attach(1, |len| crate::bridge::delivery::cost(len, unit));
+        assert_eq!(used.get("big"), Some(&(1 + big.len() as u32 / 1024)));
     }
 }

@@ -11,7 +11,7 @@ use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::state::{CloseReason, DUPLICATE_CLOSE, Session, SessionDelivery, Wire};
-use crate::bridge::delivery::Admit;
+use crate::bridge::delivery::{Admit, cost};
 use crate::bridge::error::DeliveryError;
 use crate::bridge::frame::{self, Control, Frame, FrameError, Reassembly};
 use crate::bridge::protocol::{FrameProblem, Inbound, RemoteMessage, parse_frame};
@@ -97,7 +97,7 @@ fn handle_text(session: &Arc<Session>, text: &str) {
     let network_id = session.network_id();
     let stats = &session.context.stats;
     match parse_frame(text) {
-        Ok(Inbound::Message(message)) => deliver(session, *message, None),
+        Ok(Inbound::Message(message)) => deliver(session, *message, None, text.len()),
         Ok(Inbound::Heartbeat(beat)) => log::trace!(
             "Heartbeat from network {network_id} ({})",
             escaped(&beat.timestamp)
@@ -140,12 +140,22 @@ fn handle_binary(
     let network_id = session.network_id();
     let stats = &session.context.stats;
     match frame::decode(bytes) {
-        Ok(Frame::Data(message)) => deliver(session, *message, None),
-        Ok(Frame::Sequenced { seq, message }) => deliver(session, *message, Some(seq)),
+        Ok(Frame::Data(message)) => deliver(session, *message, None, bytes.len()),
+        Ok(Frame::Sequenced { seq, message }) => {
+            deliver(
+                session,
+                *message,
+                Some(seq),
+                frame::message_len(bytes.len(), Some(seq)),
+            );
+        }
         Ok(Frame::Fragment { more, chunk }) => match reassembly.push(more, &chunk) {
             Ok(None) => {}
-            Ok(Some(Frame::Sequenced { seq, message })) => deliver(session, *message, Some(seq)),
-            Ok(Some(Frame::Data(message))) => deliver(session, *message, None),
+            Ok(Some(Frame::Sequenced { seq, message })) => {
+                let len = frame::message_len(reassembly.last_len(), Some(seq));
+                deliver(session, *message, Some(seq), len);
+            }
+            Ok(Some(Frame::Data(message))) => deliver(session, *message, None, reassembly.last_len()),
             Ok(Some(_)) => {}
             Err(err @ FrameError::OverLimit { .. }) => {
                 bump(&stats.oversized_frames, 1);
@@ -191,10 +201,11 @@ fn protocol_error(session: &Session, why: String) -> CloseReason {
 
 /// Hands one message to the sink. The sink may block (local inbox full); the
 /// session counts as alive meanwhile and the peer feels TCP backpressure.
-/// `seq` is set for a message under acknowledged delivery.
-fn deliver(session: &Arc<Session>, message: RemoteMessage, seq: Option<u64>) {
+/// `seq` is set for a message under acknowledged delivery; `len` is the
+/// length of its DATA frame (`frame::message_len`), which sets its credit cost.
+fn deliver(session: &Arc<Session>, message: RemoteMessage, seq: Option<u64>, len: usize) {
     match &session.delivery {
-        Some(delivery) => deliver_tracked(session, delivery, message, seq),
+        Some(delivery) => deliver_tracked(session, delivery, message, seq, len),
         None => deliver_plain(session, message),
     }
 }
@@ -213,9 +224,11 @@ fn deliver_tracked(
     delivery: &SessionDelivery,
     message: RemoteMessage,
     seq: Option<u64>,
+    len: usize,
 ) {
     let stats = &session.context.stats;
     let target = message.target_actor.clone();
+    let cost = cost(len, delivery.unit);
     let slot = delivery.targets.slot(session, &target);
     let _turn = seq.map(|_| delivery.log.handover());
     if let Some(seq) = seq
@@ -228,13 +241,13 @@ fn deliver_tracked(
         log::debug!("Dropped duplicate {seq} from network {}", session.network_id());
         // Its credit is granted back and the acknowledgement sent again; the
         // original may still wait in an inbox, so it is not marked consumed.
-        slot.receipt(0, delivery.window).0.complete();
+        slot.receipt(0, cost, delivery.window).0.complete();
         session.control(|c| c.ack = true);
         return;
     }
     bump(&stats.messages_received, 1);
     bump(&session.context.link.messages_in, 1);
-    let (receipt, within) = slot.receipt(seq.unwrap_or(0), delivery.window);
+    let (receipt, within) = slot.receipt(seq.unwrap_or(0), cost, delivery.window);
     let mut room = match (within, seq) {
         (true, _) => Room::Overfill,
         // Sequenced: retried in steps, so the session's end is noticed.

@@ -117,8 +117,11 @@ pub(crate) struct SessionDelivery {
     /// The peer's messages not consumed yet, by target actor.
     pub(crate) targets: Targets,
     pub(crate) peer_incarnation: u64,
-    /// What we grant the peer per target actor.
+    /// What we grant the peer per target actor, in credits.
     pub(crate) window: u32,
+    /// Our `credit_bytes` when both sides stated one (a message then costs
+    /// 1 + its DATA frame's length / this); `None`: one credit per message.
+    pub(crate) unit: Option<u32>,
 }
 
 /// What the session's owner learns when it ends.
@@ -245,31 +248,48 @@ impl Session {
             Err(error) => return Err(SendError::new(error, message)),
         };
         let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
-        if let Err(error) = self.take_credit(&message.target_actor, deadline) {
-            return Err(SendError::new(error, message));
-        }
+        let len = match &item {
+            Outgoing::Binary(frame) => frame.len(),
+            Outgoing::Text(text) => text.len(),
+        };
+        let cost = match self.take_credit(&message.target_actor, len, deadline) {
+            Ok(cost) => cost,
+            Err(error) => return Err(SendError::new(error, message)),
+        };
         let result = self.enqueue(item, &message, timeout);
         if result.is_err()
             && let Some(delivery) = &self.delivery
         {
-            delivery.credits.grant(&message.target_actor, 1);
+            delivery.credits.grant(&message.target_actor, u64::from(cost));
         }
         result.map_err(|error| SendError::new(error, message))
     }
 
-    /// Takes a credit for `target` when the peer grants credits.
-    pub(crate) fn take_credit(&self, target: &str, deadline: Option<Instant>) -> Result<(), BridgeError> {
+    /// Takes the credits of a message whose DATA frame is `len` bytes for
+    /// `target` when the peer grants credits; returns how many it took (to
+    /// grant back if the message does not go).
+    pub(crate) fn take_credit(
+        &self,
+        target: &str,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Result<u32, BridgeError> {
         let Some(delivery) = &self.delivery else {
-            return Ok(());
+            return Ok(0);
         };
-        delivery.credits.take(target, deadline).map_err(|why| match why {
-            NoCredit::Full => BridgeError::WindowFull {
-                network_id: self.peer.network_id.clone(),
-                target: target.to_string(),
-                window: delivery.credits.window(),
-            },
-            NoCredit::Closed => self.closed_error(),
-        })
+        let cost = delivery.credits.cost_of(len);
+        delivery
+            .credits
+            .take(target, cost, deadline)
+            .map(|()| cost)
+            .map_err(|why| match why {
+                NoCredit::Full => BridgeError::WindowFull {
+                    network_id: self.peer.network_id.clone(),
+                    target: target.to_string(),
+                    window: delivery.credits.window(),
+                },
+                NoCredit::Closed => self.closed_error(),
+            })
     }
 
     fn enqueue(&self, item: Outgoing, message: &RemoteMessage, timeout: Duration) -> Result<(), BridgeError> {
@@ -494,7 +514,7 @@ impl Session {
 /// for it always reaches the batch; a CREDIT frame and a writer wake-up per
 /// message cost more CPU than small messages themselves.
 impl Settle for Session {
-    fn settle(&self, target: &Arc<str>, ack: bool) {
+    fn settle(&self, target: &Arc<str>, credits: u32, ack: bool) {
         let batch = self
             .delivery
             .as_ref()
@@ -502,7 +522,7 @@ impl Settle for Session {
         self.control_lazily(|c| {
             c.ack |= ack;
             let grant = c.credits.entry(target.clone()).or_default();
-            *grant += 1;
+            *grant += u64::from(credits);
             ack || *grant >= batch
         });
     }

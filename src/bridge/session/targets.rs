@@ -4,10 +4,10 @@
 //! that consumed each one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::bridge::delivery::InboundLog;
+use crate::bridge::delivery::{InboundLog, fits};
 use crate::bridge::events::lock;
 use crate::runtime::{Consumed, Receipt};
 
@@ -15,14 +15,16 @@ use crate::runtime::{Consumed, Receipt};
 /// session's control lane (the session implements it, so this file needs
 /// nothing of the session but this).
 pub(crate) trait Settle: Send + Sync {
-    /// Queue a credit for `target` and, when `ack`, an acknowledgement.
-    fn settle(&self, target: &Arc<str>, ack: bool);
+    /// Queue a grant of `credits` for `target` and, when `ack`, an
+    /// acknowledgement.
+    fn settle(&self, target: &Arc<str>, credits: u32, ack: bool);
 }
 
-/// One target actor's messages from this session that are not consumed yet.
+/// One target actor's messages from this session that are not consumed yet,
+/// counted in credits (a message's cost).
 pub(crate) struct TargetSlot {
     name: Arc<str>,
-    outstanding: AtomicU32,
+    outstanding: AtomicU64,
     session: Weak<dyn Settle>,
     log: Arc<InboundLog>,
     incarnation: u64,
@@ -30,28 +32,30 @@ pub(crate) struct TargetSlot {
 
 impl TargetSlot {
     /// A receipt for the next message to this target (`seq` 0: not
-    /// sequenced), and whether it is within the window granted for it.
-    pub(crate) fn receipt(self: &Arc<Self>, seq: u64, window: u32) -> (Receipt, bool) {
-        let before = self.outstanding.fetch_add(1, Ordering::SeqCst);
-        (Receipt::new(self.clone(), seq), before < window)
+    /// sequenced), costing `cost` credits, and whether it is within the
+    /// window granted for it (by the sender's rule, `fits`).
+    pub(crate) fn receipt(self: &Arc<Self>, seq: u64, cost: u32, window: u32) -> (Receipt, bool) {
+        let before = self.outstanding.fetch_add(u64::from(cost), Ordering::SeqCst);
+        (Receipt::new(self.clone(), seq, cost), fits(before, cost, window))
     }
 
-    pub(crate) fn outstanding(&self) -> u32 {
+    /// Credits held by this target's messages not consumed yet.
+    pub(crate) fn outstanding(&self) -> u64 {
         self.outstanding.load(Ordering::SeqCst)
     }
 }
 
 impl Consumed for TargetSlot {
-    /// Acknowledges `seq` (if sequenced) and grants the credit back, on this
-    /// session if it still runs (a later session's sender starts its
-    /// credits afresh, and a replay re-acknowledges).
-    fn consumed(&self, seq: u64) {
-        self.outstanding.fetch_sub(1, Ordering::SeqCst);
+    /// Acknowledges `seq` (if sequenced) and grants the message's cost
+    /// back, on this session if it still runs (a later session's sender
+    /// starts its credits afresh, and a replay re-acknowledges).
+    fn consumed(&self, seq: u64, cost: u32) {
+        self.outstanding.fetch_sub(u64::from(cost), Ordering::SeqCst);
         if seq != 0 {
             self.log.consumed(self.incarnation, seq);
         }
         if let Some(session) = self.session.upgrade() {
-            session.settle(&self.name, seq != 0);
+            session.settle(&self.name, cost, seq != 0);
         }
     }
 }
@@ -86,7 +90,7 @@ impl Targets {
         }
         let slot = Arc::new(TargetSlot {
             name: Arc::from(target),
-            outstanding: AtomicU32::new(0),
+            outstanding: AtomicU64::new(0),
             session: Arc::downgrade(session) as Weak<dyn Settle>,
             log: self.log.clone(),
             incarnation: self.incarnation,
