@@ -176,7 +176,8 @@ fn without_credit_bytes_on_either_side_a_message_costs_one_credit() {
     }
 }
 
-/// A message costing more than the whole window goes alone: never a deadlock.
+/// A message costing more than the whole window goes when little else is
+/// outstanding (here: nothing, the window being 8): never a deadlock.
 #[test]
 fn a_message_larger_than_the_window_goes_when_nothing_is_outstanding() {
     let window = 8;

@@ -37,13 +37,24 @@ pub(crate) fn cost(len: usize, unit: Option<u32>) -> u32 {
     }
 }
 
+/// Credits the receiver grants back in one CREDIT frame, at most, before
+/// its writer is woken for them: an eighth of the `window`, at least 1.
+/// Small enough that a sender streaming to one actor never runs dry while a
+/// batch is on its way.
+pub(crate) fn credit_batch(window: u32) -> u32 {
+    (window / 8).max(1)
+}
+
 /// Whether a message costing `cost` may go to a target with `used` credits
-/// outstanding in a window of `window`: when it fits, or when nothing is
-/// outstanding (a message larger than the whole window then takes the
-/// window alone, rather than never going). The receiver applies the same
-/// rule to what arrives.
+/// outstanding in a window of `window`: when it fits the window, or when
+/// less than a [`credit_batch`] is outstanding. The second rule lets a
+/// message that costs more than the rest of the window (or than the whole
+/// window) go rather than wait for ever, and means a sender held back always
+/// has at least a batch outstanding, whose grant is sent at once. So the
+/// credits outstanding stay under `window`, or under a batch plus one
+/// message. The receiver applies the same rule to what arrives.
 pub(crate) fn fits(used: u64, cost: u32, window: u32) -> bool {
-    used == 0 || used + u64::from(cost) <= u64::from(window)
+    used + u64::from(cost) <= u64::from(window) || used < u64::from(credit_batch(window))
 }
 
 struct State {
@@ -227,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn a_message_larger_than_the_window_goes_alone_when_nothing_is_outstanding() {
+    fn a_message_larger_than_the_window_goes_when_little_is_outstanding() {
         let credits = Credits::new(8, Some(1024), HashMap::new());
         let huge = credits.cost_of(100_000);
         assert!(huge > 8);
@@ -243,6 +254,18 @@ mod tests {
         assert!(fits(0, u32::MAX, 1));
         assert!(!fits(1, 8, 8));
         assert!(fits(1, 7, 8));
+        // Under a batch (an eighth) outstanding, a large message still goes.
+        assert!(fits(7, 60, 64));
+        assert!(!fits(8, 60, 64));
+    }
+
+    #[test]
+    fn credits_are_batched_by_an_eighth_of_the_window_and_never_by_zero() {
+        assert_eq!(credit_batch(0), 1);
+        assert_eq!(credit_batch(1), 1);
+        assert_eq!(credit_batch(15), 1);
+        assert_eq!(credit_batch(16), 2);
+        assert_eq!(credit_batch(64), 8);
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod durable;
 mod inbound;
 mod outbox;
 
-pub(crate) use credits::{Credits, NoCredit, cost, fits};
+pub(crate) use credits::{Credits, NoCredit, cost, credit_batch, fits};
 pub(crate) use durable::{Reopened, reopen};
 pub(crate) use inbound::{Admit, InboundLog};
 pub(crate) use outbox::{Limits, Outbox, PushError, Store};

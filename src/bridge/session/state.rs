@@ -12,8 +12,8 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use tungstenite::Bytes;
 use tungstenite::protocol::WebSocketConfig;
 
-use super::targets::{Settle, Targets, credit_batch};
-use crate::bridge::delivery::{Credits, DeliveryOffer, InboundLog, NoCredit, Outbox};
+use super::targets::{Settle, Targets};
+use crate::bridge::delivery::{Credits, DeliveryOffer, InboundLog, NoCredit, Outbox, credit_batch};
 use crate::bridge::error::{BridgeError, SendError};
 use crate::bridge::events::lock;
 use crate::bridge::frame;
@@ -510,8 +510,8 @@ impl Session {
 /// An acknowledgement wakes the writer at once. Credits are batched: the
 /// writer is woken when a target's grant reaches [`credit_batch`] of the
 /// window, and otherwise sends the grant with its next frame or at its next
-/// tick. A sender out of credit has a whole window outstanding, so the grant
-/// for it always reaches the batch; a CREDIT frame and a writer wake-up per
+/// tick. A sender held back has at least a batch outstanding (the rule of
+/// `fits`), so the grant for it always reaches the batch; a CREDIT frame and a writer wake-up per
 /// message cost more CPU than small messages themselves.
 impl Settle for Session {
     fn settle(&self, target: &Arc<str>, credits: u32, ack: bool) {

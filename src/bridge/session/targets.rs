@@ -60,13 +60,6 @@ impl Consumed for TargetSlot {
     }
 }
 
-/// Credits granted back in one CREDIT frame, at most, before the writer is
-/// woken for them: an eighth of the `window`, at least 1. Small enough that a
-/// sender streaming to one actor never runs dry while a batch is on its way.
-pub(crate) fn credit_batch(window: u32) -> u32 {
-    (window / 8).max(1)
-}
-
 /// The slots of one session, by target actor.
 pub(crate) struct Targets {
     slots: Mutex<HashMap<String, Arc<TargetSlot>>>,
@@ -106,19 +99,5 @@ impl Targets {
         if slots.get(target).is_some_and(|s| s.outstanding() == 0) {
             slots.remove(target);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::credit_batch;
-
-    #[test]
-    fn credits_are_batched_by_an_eighth_of_the_window_and_never_by_zero() {
-        assert_eq!(credit_batch(0), 1);
-        assert_eq!(credit_batch(1), 1);
-        assert_eq!(credit_batch(15), 1);
-        assert_eq!(credit_batch(16), 2);
-        assert_eq!(credit_batch(64), 8);
     }
 }
