@@ -88,7 +88,7 @@ pub(crate) enum Control {
         through: u64,
         except: Vec<u64>,
     },
-    /// `grant` more messages may be sent to actor `target`.
+    /// `grant` more credits may be spent on actor `target` (docs/protocol.md, section 5).
     Credit {
         target: String,
         grant: u64,

@@ -1,4 +1,4 @@
-//! The sender's credits on one session: how many more messages each target
+//! The sender's credits on one session: how many more credits each target
 //! actor of the peer will take. The receiver grants `target_window` per
 //! target at the start of a session and gives back each message's cost when
 //! it is consumed, so a slow actor holds back only the senders to it.

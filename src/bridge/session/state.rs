@@ -108,7 +108,7 @@ pub(crate) struct ControlState {
 /// A session's share of the delivery features, when both sides offered
 /// them in the handshake.
 pub(crate) struct SessionDelivery {
-    /// Ours to spend: how many more messages each of the peer's actors takes.
+    /// Ours to spend: how many more credits each of the peer's actors grants.
     pub(crate) credits: Credits,
     /// Our unacknowledged messages to the peer's network (outlives sessions).
     pub(crate) outbox: Arc<Outbox>,
