@@ -123,7 +123,28 @@ fn wait_flowing(c: &Cluster, n: usize) {
                 now - before
             ))
         })
-        .unwrap_or_else(|e| panic!("traffic does not flow: {e}"));
+        .unwrap_or_else(|e| {
+            // Enough to tell a link that never came up from sends refused
+            // or stuck, should it ever happen again.
+            let sends = ledger::sends(&c.sender, &peer.name);
+            let accepted = sends.iter().filter(|s| s.accepted).count();
+            let first_refusal = c
+                .sender
+                .lines_after(0, &format!("tx {} ", peer.name))
+                .into_iter()
+                .find(|l| l.contains(" refused "))
+                .unwrap_or_default();
+            panic!(
+                "traffic does not flow: {e}\n\
+                 sends to {}: {accepted} accepted, {} refused (first: {first_refusal})\n\
+                 the sender's last log lines:\n{}\n{}'s last log lines:\n{}",
+                peer.name,
+                sends.len() - accepted,
+                c.sender.tail_without(30, &["tx "]),
+                peer.name,
+                peer.tail(20)
+            )
+        });
     }
 }
 
