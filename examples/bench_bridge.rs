@@ -420,17 +420,6 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
     ];
     println!();
     print_table(&format!("RTT 64Bx{pings}, µs"), &rtt, 1.0, 1);
-    if levels.contains(&Level::Actors) && levels.contains(&Level::Raw) {
-        let (raw, actors) = (Level::Raw as usize, Level::Actors as usize);
-        let tput = rates[0][actors].median() / rates[0][raw].median();
-        let rtt = p50[actors].median() / p50[raw].median();
-        let verdict = |met: bool| if met { "met" } else { "not met" };
-        println!(
-            "\naims: actors >= 0.5x raw throughput at 64 B: {tput:.2}x ({}); actors RTT p50 <= 2x raw: {rtt:.2}x ({})",
-            verdict(tput >= 0.5),
-            verdict(rtt <= 2.0),
-        );
-    }
     let figures = Figures {
         rates: &rates,
         p50: &p50,
