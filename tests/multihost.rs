@@ -32,12 +32,20 @@ use multihost_support::cluster::{
     wait_ended, wait_established,
 };
 use multihost_support::ledger::{self, Delivery, Stream, Window};
-use multihost_support::netns::Applied;
+use multihost_support::netns::{self, Applied};
 use multihost_support::procs::{self, ThreadWatch, Watched};
 use multihost_support::role;
 use multihost_support::suite::{self, Scenario};
 
 const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "without_root_the_suite_says_why_it_skipped",
+        run: without_root_the_suite_says_why_it_skipped,
+    },
+    Scenario {
+        name: "namespaces_go_with_a_killed_test",
+        run: namespaces_go_with_a_killed_test,
+    },
     Scenario {
         name: "link_cut_shorter_than_the_eviction_window",
         run: link_cut_shorter_than_the_eviction_window,
@@ -51,6 +59,10 @@ const SCENARIOS: &[Scenario] = &[
         run: partition_of_one_host_healed,
     },
     Scenario {
+        name: "partition_of_one_host_healed_acknowledged",
+        run: partition_of_one_host_healed_acknowledged,
+    },
+    Scenario {
         name: "link_down_with_acknowledged_delivery_loses_nothing",
         run: link_down_with_acknowledged_delivery_loses_nothing,
     },
@@ -59,12 +71,24 @@ const SCENARIOS: &[Scenario] = &[
         run: frames_from_one_host_dropped,
     },
     Scenario {
+        name: "frames_from_one_host_dropped_acknowledged",
+        run: frames_from_one_host_dropped_acknowledged,
+    },
+    Scenario {
         name: "frames_to_one_host_dropped",
         run: frames_to_one_host_dropped,
     },
     Scenario {
+        name: "frames_to_one_host_dropped_acknowledged",
+        run: frames_to_one_host_dropped_acknowledged,
+    },
+    Scenario {
         name: "link_shaped_to_a_low_bandwidth",
         run: link_shaped_to_a_low_bandwidth,
+    },
+    Scenario {
+        name: "link_shaped_to_a_low_bandwidth_acknowledged",
+        run: link_shaped_to_a_low_bandwidth_acknowledged,
     },
     Scenario {
         name: "shutdown_with_a_saturated_link",
@@ -73,6 +97,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "discovery_host_cut_off",
         run: discovery_host_cut_off,
+    },
+    Scenario {
+        name: "discovery_host_cut_off_acknowledged",
+        run: discovery_host_cut_off_acknowledged,
     },
     Scenario {
         name: "ten_fault_cycles_keep_memory_and_threads_flat",
@@ -84,6 +112,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some(role::FLAG) {
         return role::main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some(netns::HOLD_FLAG) {
+        return netns::hold_main();
     }
     suite::run(&args, SCENARIOS)
 }
@@ -358,6 +389,95 @@ fn longest_gap(stream: &Stream, from: u64) -> u64 {
     times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
 }
 
+/// The suite run as an unprivileged user (`nobody`, through `setpriv`):
+/// without `REFLOW_MULTIHOST_REQUIRED` it reports every scenario ignored
+/// with the reason and succeeds; with it, it fails with the reason.
+fn without_root_the_suite_says_why_it_skipped() {
+    // A copy anyone may run: the build directory may not be open to nobody.
+    let dir = std::env::temp_dir().join(format!("rfmh-noroot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory for the copy");
+    let exe = dir.join("multihost");
+    std::fs::copy(std::env::current_exe().expect("this test binary"), &exe).expect("copy the test binary");
+    let open = |path: &std::path::Path| {
+        let anyone = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(path, anyone).expect("chmod 755");
+    };
+    open(&dir);
+    open(&exe);
+    let run = |required: bool| {
+        let mut command = std::process::Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&exe)
+            .arg("link_cut_shorter_than_the_eviction_window")
+            .env_remove(suite::REQUIRED);
+        if required {
+            command.env(suite::REQUIRED, "1");
+        }
+        command.output().expect("run the suite as nobody")
+    };
+    let skipped = run(false);
+    let required = run(true);
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let why = "creating network namespaces needs root";
+    assert!(skipped.status.success(), "{}", text(&skipped));
+    assert!(
+        text(&skipped).contains(&format!("multihost: skipped: {why}"))
+            && text(&skipped).contains("1 ignored"),
+        "{}",
+        text(&skipped)
+    );
+    assert_eq!(required.status.code(), Some(101), "{}", text(&required));
+    assert!(text(&required).contains(why), "{}", text(&required));
+    println!(
+        "  as nobody: \"multihost: skipped: {why} (effective uid 65534)\"; with {} set it fails",
+        suite::REQUIRED
+    );
+}
+
+/// A process that made hosts is killed with SIGKILL (no `Drop`, no
+/// unwinding): its namespaces and scratch directory are gone soon after,
+/// removed by the topology's watchdog rather than left to the next run.
+fn namespaces_go_with_a_killed_test() {
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .arg(netns::HOLD_FLAG)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a process that makes hosts");
+    let mut name = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+        &mut name,
+    )
+    .expect("its run name");
+    let name = name.trim().to_string();
+    assert!(name.starts_with(netns::PREFIX), "not a run name: {name:?}");
+    let scratch = std::env::temp_dir().join(&name);
+    let made = netns::namespaces_of(&name);
+    assert_eq!(made.len(), 2, "the held host and the switch: {made:?}");
+    assert!(scratch.is_dir(), "no scratch directory {}", scratch.display());
+    let killed = std::time::Instant::now();
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    common::harness::wait_until(WAIT, Duration::from_millis(20), || {
+        let left = netns::namespaces_of(&name);
+        (left.is_empty() && !scratch.exists())
+            .then_some(())
+            .ok_or(format!(
+                "left after the kill: {left:?}, scratch {}",
+                scratch.exists()
+            ))
+    })
+    .unwrap_or_else(|e| panic!("a killed test's hosts stayed: {e}"));
+    println!(
+        "  a test killed with SIGKILL: its {} namespaces and scratch directory gone {} ms after the kill",
+        made.len(),
+        killed.elapsed().as_millis()
+    );
+}
+
 /// The switch drops every frame of beta's link, both ways, for half a
 /// heartbeat interval (a cut by carrier loss would last longer than the
 /// command: see docs/load-and-faults.md).
@@ -506,7 +626,18 @@ fn link_down_with_acknowledged_delivery_loses_nothing() {
 }
 
 fn partition_of_one_host_healed() {
-    let mut c = Cluster::start(Settings::default());
+    partition_of_one_host(Delivery::AtMostOnce);
+}
+
+fn partition_of_one_host_healed_acknowledged() {
+    partition_of_one_host(Delivery::Acknowledged);
+}
+
+fn partition_of_one_host(delivery: Delivery) {
+    let mut c = Cluster::start(Settings {
+        delivery,
+        ..Settings::default()
+    });
     c.go();
     wait_flowing(&c, 20);
     let before = marks(&c);
@@ -525,8 +656,11 @@ fn partition_of_one_host_healed() {
 /// One direction of `host`'s traffic dropped: the side that hears nothing
 /// evicts within the bound; the other side still hears its peer until that
 /// peer's TCP stalls or it evicts, and ends within the bound after that.
-fn one_way_drop(host: &str, toward_host: bool) {
-    let mut c = Cluster::start(Settings::default());
+fn one_way_drop(host: &str, toward_host: bool, delivery: Delivery) {
+    let mut c = Cluster::start(Settings {
+        delivery,
+        ..Settings::default()
+    });
     c.go();
     wait_flowing(&c, 20);
     let marks = marks(&c);
@@ -610,11 +744,19 @@ fn one_way_drop(host: &str, toward_host: bool) {
 }
 
 fn frames_from_one_host_dropped() {
-    one_way_drop("beta", false);
+    one_way_drop("beta", false, Delivery::AtMostOnce);
+}
+
+fn frames_from_one_host_dropped_acknowledged() {
+    one_way_drop("beta", false, Delivery::Acknowledged);
 }
 
 fn frames_to_one_host_dropped() {
-    one_way_drop("gamma", true);
+    one_way_drop("gamma", true, Delivery::AtMostOnce);
+}
+
+fn frames_to_one_host_dropped_acknowledged() {
+    one_way_drop("gamma", true, Delivery::Acknowledged);
 }
 
 /// The shaped link's rate, and how long it stays shaped.
@@ -623,8 +765,17 @@ const SHAPED_FOR: Duration = Duration::from_secs(6);
 const SHAPED_PAD: usize = 1024;
 
 fn link_shaped_to_a_low_bandwidth() {
+    shaped_link(Delivery::AtMostOnce);
+}
+
+fn link_shaped_to_a_low_bandwidth_acknowledged() {
+    shaped_link(Delivery::Acknowledged);
+}
+
+fn shaped_link(delivery: Delivery) {
     let mut c = Cluster::start(Settings {
         padded: vec![("alpha", SHAPED_PAD)],
+        delivery,
         ..Settings::default()
     });
     c.go();
@@ -723,7 +874,18 @@ fn shutdown_with_a_saturated_link() {
 const DISCOVERY_CUT: Duration = Duration::from_secs(6);
 
 fn discovery_host_cut_off() {
-    let mut c = Cluster::start(Settings::default());
+    discovery_cut_off(Delivery::AtMostOnce);
+}
+
+fn discovery_host_cut_off_acknowledged() {
+    discovery_cut_off(Delivery::Acknowledged);
+}
+
+fn discovery_cut_off(delivery: Delivery) {
+    let mut c = Cluster::start(Settings {
+        delivery,
+        ..Settings::default()
+    });
     c.go();
     wait_flowing(&c, 20);
     let marks = marks(&c);

@@ -8,11 +8,15 @@
 //! [`SUBNET`] exist only inside the hosts. Namespace names are
 //! `rfmh-<pid>-<start time>-<n>-<host>`: unique per run, and telling a later
 //! run whether their owner is gone ([`sweep_stale`]).
+//!
+//! A test killed outright never runs its `Drop`: each topology has a
+//! watchdog process ([`Watchdog`]) that removes its namespaces and scratch
+//! directory the moment the test process ends, however it ends.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -54,6 +58,102 @@ pub struct Topology {
     switch: String,
     /// Namespaces made so far, removed on drop (also a partial set).
     created: Vec<String>,
+    /// Cleans up if this process dies without dropping the topology.
+    watchdog: Option<Watchdog>,
+}
+
+/// A shell that waits on a pipe from this process. The pipe's write end is
+/// this process's alone (Rust opens pipes close-on-exec), so the shell reads
+/// end-of-file exactly when this process has ended, killed or not, and then
+/// kills what runs in the run's namespaces, removes them and the run's
+/// scratch directory (`<temp dir>/<run name>`). A clean drop writes `keep`
+/// first: the topology removed its namespaces itself, and the scratch
+/// directory belongs to whoever made it.
+struct Watchdog {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+const WATCHDOG_SCRIPT: &str = r#"
+run=$1 scratch=$2
+trap '' INT TERM HUP
+echo ready
+if read -r word && [ "$word" = keep ]; then exit 0; fi
+for ns in $(ip netns list | cut -d' ' -f1); do
+    case $ns in
+    "$run"-*)
+        for pid in $(ip netns pids "$ns"); do kill -KILL "$pid"; done
+        ip netns del "$ns"
+        ;;
+    esac
+done
+rm -rf "$scratch"
+"#;
+
+impl Watchdog {
+    fn start(run_name: &str) -> Result<Watchdog, String> {
+        let scratch = std::env::temp_dir().join(run_name);
+        let mut child = Command::new("sh")
+            .args(["-c", WATCHDOG_SCRIPT, "rfmh-watchdog", run_name])
+            .arg(&scratch)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the namespaces' watchdog: {e}"))?;
+        // Its signal traps are set once it says so: a Ctrl-C of the test
+        // reaches the watchdog too, which must outlive the test to clean up.
+        let mut ready = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready)
+            .map_err(|e| format!("the namespaces' watchdog: {e}"))?;
+        if ready.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the namespaces' watchdog did not start".to_string());
+        }
+        let stdin = child.stdin.take();
+        Ok(Watchdog { child, stdin })
+    }
+
+    /// Tells the watchdog that the topology was removed; it exits.
+    fn stand_down(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"keep\n");
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The first argument that makes this binary [`hold_main`].
+pub const HOLD_FLAG: &str = "--multihost-role-hold-topology";
+
+/// Makes a one-host topology and its scratch directory, prints the run's
+/// name, and waits to be killed: a scenario kills this process to see the
+/// watchdog clean up after it.
+pub fn hold_main() -> std::process::ExitCode {
+    let topology = match Topology::create(&["held"]) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot make the hosts: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let _ = std::fs::create_dir_all(std::env::temp_dir().join(&topology.name));
+    println!("{}", topology.name);
+    let _ = std::io::stdout().flush();
+    // Until killed, or until the test's pipe closes.
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut rest);
+    std::process::ExitCode::SUCCESS
+}
+
+/// Names of this suite's namespaces that start with `run_name`.
+pub fn namespaces_of(run_name: &str) -> Vec<String> {
+    list_namespaces()
+        .into_iter()
+        .filter(|ns| ns.starts_with(run_name))
+        .collect()
 }
 
 /// Why the suite cannot run here, if it cannot.
@@ -145,6 +245,7 @@ impl Topology {
             name: run_name.clone(),
             switch: format!("{run_name}-switch"),
             created: Vec::new(),
+            watchdog: Some(Watchdog::start(&run_name)?),
         };
         let switch = topology.switch.clone();
         topology.add_namespace(&switch)?;
@@ -399,6 +500,9 @@ impl Drop for Topology {
             .collect();
         if !left.is_empty() {
             eprintln!("multihost: could not remove namespaces {left:?}");
+        }
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.stand_down();
         }
     }
 }
