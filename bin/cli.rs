@@ -44,6 +44,17 @@ pub fn usage_error(program: &str, what: &str) -> String {
     format!("{program}: error: {what}\nRun '{program} --help' for usage.")
 }
 
+/// The usage error for an argument the binary does not take, worded alike
+/// in both: `unknown option --NAME`, `unknown option -C`, `unexpected
+/// argument "VALUE"`.
+pub fn unknown_argument(arg: lexopt::Arg<'_>) -> String {
+    match arg {
+        lexopt::Arg::Short(c) => format!("unknown option -{c}"),
+        lexopt::Arg::Long(name) => format!("unknown option --{name}"),
+        lexopt::Arg::Value(value) => format!("unexpected argument {:?}", value.to_string_lossy()),
+    }
+}
+
 /// Largest secret file read: a token is tens of bytes; anything this big
 /// is the wrong file.
 // reflow-discovery's alone: each binary compiles this file as its own module.

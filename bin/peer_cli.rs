@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::cli::{Early, early_flag};
+use crate::cli::{Early, early_flag, unknown_argument};
 use reflow_distributed::names::{IdError, check_id, escaped};
 
 /// Exit code of a run that did what was asked (and of `--help`, `--version`).
@@ -208,7 +208,7 @@ where
     I: IntoIterator,
     I::Item: Into<OsString>,
 {
-    use lexopt::Arg::{Long, Short, Value};
+    use lexopt::Arg::{Long, Short};
 
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     match early_flag(&args) {
@@ -276,12 +276,7 @@ where
                 }
                 admin = Some(text);
             }
-            Value(value) => {
-                let message = format!("unexpected argument {:?}", value.to_string_lossy());
-                return Err(UsageError::new(message));
-            }
-            Short(c) => return Err(UsageError::new(format!("unknown option -{c}"))),
-            Long(name) => return Err(UsageError::new(format!("unknown option --{name}"))),
+            other => return Err(UsageError::new(unknown_argument(other))),
         }
     }
     let config = config.ok_or_else(|| UsageError::new("--config FILE is required"))?;

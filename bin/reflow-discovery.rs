@@ -6,7 +6,7 @@ use std::time::Duration;
 
 mod cli;
 
-use cli::{Early, early_flag, read_secret_file, usage_error};
+use cli::{Early, early_flag, read_secret_file, unknown_argument, usage_error};
 use reflow_distributed::discovery::{DiscoveryServer, ServerConfig};
 
 const HELP: &str = "\
@@ -97,7 +97,7 @@ fn parse_args() -> Result<Command, String> {
             }
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
-            other => return Err(other.unexpected().to_string()),
+            other => return Err(unknown_argument(other)),
         }
     }
     config.auth_token = auth_token(token_file)?.map(reflow_distributed::Secret::from);

@@ -126,18 +126,28 @@ fn usage_errors_are_worded_alike_and_exit_2() {
 
     let ran = run(discovery_bin(), &["--bogus"]);
     assert_eq!(ran.code, Some(2));
-    assert!(
-        ran.stderr.starts_with("reflow-discovery: error: "),
-        "{}",
-        ran.stderr
+    assert_eq!(
+        ran.stderr,
+        "reflow-discovery: error: unknown option --bogus\nRun 'reflow-discovery --help' for usage.\n"
     );
-    assert!(ran.stderr.contains("--bogus"), "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .ends_with("\nRun 'reflow-discovery --help' for usage.\n"),
-        "{}",
-        ran.stderr
-    );
+    for (bin, program) in [(peer_bin(), "reflow-peer"), (discovery_bin(), "reflow-discovery")] {
+        let ran = run(bin, &["-c", "x.toml", "-b", "127.0.0.1:1", "-q"]);
+        assert_eq!(ran.code, Some(2), "{program}");
+        assert!(
+            ran.stderr
+                .starts_with(&format!("{program}: error: unknown option -")),
+            "{}",
+            ran.stderr
+        );
+        let ran = run(bin, &["stray"]);
+        assert_eq!(ran.code, Some(2), "{program}");
+        assert!(
+            ran.stderr
+                .starts_with(&format!("{program}: error: unexpected argument \"stray\"")),
+            "{}",
+            ran.stderr
+        );
+    }
     let ran = run(discovery_bin(), &["-b", "nonsense"]);
     assert_eq!(ran.code, Some(2));
     assert!(
