@@ -1,15 +1,15 @@
 //! The admin listener of real `reflow-peer` processes: `/metrics` read by an
 //! independent Prometheus text-format parser moves with traffic between two
 //! peers (under the default and under acknowledged delivery), `/readyz`
-//! turns ready when the configured link comes up, and `/links` and
-//! `/healthz` answer.
+//! turns ready when the configured link comes up and when the peer has
+//! registered with discovery, and `/links` and `/healthz` answer.
 
 mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
-use common::harness::{self, Proc, TempDir, address_in, free_port, http_get, wait_until};
+use common::harness::{self, Echo, Proc, TempDir, address_in, free_port, http_get, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -291,4 +291,82 @@ fn readyz_turns_ready_when_the_configured_link_comes_up() {
         Some(1.0)
     );
     assert_eq!(get(&admin, "/nope").0, 404);
+}
+
+/// `/readyz` of a peer whose discovery server is not up yet names the
+/// registration as what it waits for, turns ready once the server comes up
+/// on that address and the peer registers, and not ready again when the
+/// server goes away.
+#[test]
+fn readyz_waits_for_the_registration_with_discovery() {
+    let dir = TempDir::new("admin-ready-discovery");
+    let discovery = format!("127.0.0.1:{}", free_port());
+    let extra = format!(
+        "discovery_endpoints = [\"http://{discovery}\"]\ndiscovery_refresh_ms = 200\nauto_connect = false\n"
+    );
+    let alpha = harness::start_peer(
+        peer_bin(),
+        &dir,
+        "alpha",
+        &config("alpha", 0, &extra),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin = admin_address(&alpha);
+    // A registration was tried and failed: not ready for that reason, not
+    // merely because none was tried yet.
+    alpha
+        .wait_for("registration failed", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, body) = get(&admin, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        answer,
+        serde_json::json!({ "ready": false, "waiting_for": ["registration with discovery"] }),
+        "{body}"
+    );
+    assert_eq!(sample(&admin, "reflow_peer_ready", &[]), Some(0.0));
+    assert_eq!(sample(&admin, "reflow_peer_discovery_registered", &[]), Some(0.0));
+    assert_eq!(get(&admin, "/healthz").0, 200, "alive though not ready");
+
+    let mut server = start_discovery(&discovery);
+    wait_until(WAIT, Duration::from_millis(50), || match get(&admin, "/readyz") {
+        (200, body) if body == r#"{"ready":true}"# => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    alpha
+        .wait_for(
+            &format!("Registered with discovery endpoint: http://{discovery}"),
+            WAIT,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sample(&admin, "reflow_peer_ready", &[]), Some(1.0));
+    assert_eq!(sample(&admin, "reflow_peer_discovery_registered", &[]), Some(1.0));
+    let (status, roster) = get(&discovery, "/networks");
+    assert_eq!(status, 200, "{roster}");
+    assert!(roster.contains(r#""network_id":"alpha""#), "{roster}");
+
+    // Discovery gone: the next refresh fails and the peer is not ready again.
+    server.kill();
+    wait_until(WAIT, Duration::from_millis(50), || match get(&admin, "/readyz") {
+        (503, body) if body.contains("registration with discovery") => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `reflow-discovery` on `bind`, once it listens.
+fn start_discovery(bind: &str) -> Proc {
+    let server = Proc::spawn(
+        "discovery",
+        Path::new(env!("CARGO_BIN_EXE_reflow-discovery")),
+        &["--bind", bind],
+        &[],
+        Echo::Quiet,
+    );
+    server
+        .wait_for("reflow discovery server listening on", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    server
 }
