@@ -1,8 +1,9 @@
 //! The admin listener of real `reflow-peer` processes: `/metrics` read by an
 //! independent Prometheus text-format parser moves with traffic between two
-//! peers (under the default and under acknowledged delivery), `/readyz`
-//! turns ready when the configured link comes up and when the peer has
-//! registered with discovery, and `/links` and `/healthz` answer.
+//! peers (under the default and under acknowledged delivery), with a link
+//! redialed after its peer restarts and with a link evicted for silence;
+//! `/readyz` turns ready when the configured link comes up and when the peer
+//! has registered with discovery; `/links` and `/healthz` answer.
 
 mod common;
 
@@ -369,4 +370,90 @@ fn start_discovery(bind: &str) -> Proc {
         .wait_for("reflow discovery server listening on", WAIT)
         .unwrap_or_else(|e| panic!("{e}"));
     server
+}
+
+/// A counter of `/metrics` once it reaches `at_least`.
+fn counter_reaches(address: &str, name: &str, at_least: f64) -> f64 {
+    wait_until(WAIT, Duration::from_millis(50), || {
+        match sample(address, name, &[]) {
+            Some(n) if n >= at_least => Ok(n),
+            other => Err(format!("{name}: {other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits until `/metrics` of `address` shows the link to `network` up (or down).
+fn link_becomes(address: &str, network: &str, up: bool) {
+    let want = f64::from(u8::from(up));
+    wait_until(WAIT, Duration::from_millis(50), || {
+        match sample(address, "reflow_peer_link_up", &[("network", network)]) {
+            Some(v) if v == want => Ok(()),
+            other => Err(format!("link to {network} up: {other:?}")),
+        }
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Alpha on `alpha_port`, and beta holding a link to it with an admin
+/// listener; returns them with beta's admin address once the link is up.
+fn held_link(dir: &TempDir, alpha_port: u16) -> (Proc, Proc, String) {
+    let alpha = harness::start_peer(peer_bin(), dir, "alpha", &config("alpha", alpha_port, ""), &[]);
+    harness::bridge_address(&alpha, WAIT);
+    let connect = format!("[[connect]]\nendpoint = \"127.0.0.1:{alpha_port}\"\nnetwork_id = \"alpha\"\n");
+    let beta = harness::start_peer(
+        peer_bin(),
+        dir,
+        "beta",
+        &config("beta", 0, &connect),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin = admin_address(&beta);
+    link_becomes(&admin, "alpha", true);
+    (alpha, beta, admin)
+}
+
+#[test]
+fn reconnects_total_counts_a_held_link_redialed_after_its_peer_restarts() {
+    let dir = TempDir::new("admin-reconnects");
+    let alpha_port = free_port();
+    let (mut alpha, beta, admin) = held_link(&dir, alpha_port);
+    // The first dial found alpha listening: no reconnect yet.
+    assert_eq!(sample(&admin, "reflow_peer_reconnects_total", &[]), Some(0.0));
+
+    alpha.kill();
+    link_becomes(&admin, "alpha", false);
+    let _alpha = harness::start_peer(peer_bin(), &dir, "alpha", &config("alpha", alpha_port, ""), &[]);
+    let reconnects = counter_reaches(&admin, "reflow_peer_reconnects_total", 1.0);
+    link_becomes(&admin, "alpha", true);
+    assert_eq!(reconnects, 1.0, "one restart, one reconnect");
+    assert_eq!(
+        beta.count("Reconnected to alpha"),
+        1,
+        "the counter and the log agree:\n{}",
+        beta.output()
+    );
+    // A killed peer closes its connection: that is no eviction for silence.
+    assert_eq!(sample(&admin, "reflow_peer_evictions_total", &[]), Some(0.0));
+}
+
+#[test]
+fn evictions_total_counts_a_link_silenced_by_a_frozen_peer() {
+    let dir = TempDir::new("admin-evictions");
+    let (alpha, beta, admin) = held_link(&dir, free_port());
+    assert_eq!(sample(&admin, "reflow_peer_evictions_total", &[]), Some(0.0));
+
+    // Frozen, alpha keeps its connection open but sends nothing, not even
+    // heartbeats (every 200 ms): beta evicts it after three silent intervals.
+    alpha.signal("STOP");
+    let evictions = counter_reaches(&admin, "reflow_peer_evictions_total", 1.0);
+    // While alpha is frozen no new session can start, so none else to evict.
+    assert_eq!(evictions, 1.0);
+    beta.wait_for("Evicted connection to network: alpha", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    link_becomes(&admin, "alpha", false);
+
+    alpha.signal("CONT");
+    counter_reaches(&admin, "reflow_peer_reconnects_total", 1.0);
+    link_becomes(&admin, "alpha", true);
 }
