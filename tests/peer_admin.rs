@@ -3,14 +3,19 @@
 //! peers (under the default and under acknowledged delivery), with a link
 //! redialed after its peer restarts and with a link evicted for silence;
 //! `/readyz` turns ready when the configured link comes up and when the peer
-//! has registered with discovery; `/links` and `/healthz` answer.
+//! has registered with discovery; `/links` and `/healthz` answer, also while
+//! hundreds of slow clients hold connections.
 
 mod common;
+mod discovery_support;
 
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
-use common::harness::{self, Echo, Proc, TempDir, address_in, free_port, http_get, wait_until};
+use common::harness::{self, Echo, Proc, TempDir, address_in, free_port, http_get, task_count, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -456,4 +461,95 @@ fn evictions_total_counts_a_link_silenced_by_a_frozen_peer() {
     alpha.signal("CONT");
     counter_reaches(&admin, "reflow_peer_reconnects_total", 1.0);
     link_becomes(&admin, "alpha", true);
+}
+
+/// Half a request head: a slow client sends this and waits.
+const HALF_HEAD: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: t\r\nX-Slow: ";
+/// Under the admin listener's 5 s head deadline: a good request that took
+/// this long waited for a slow client's deadline instead of being served
+/// beside them, and threads gone only this late may have waited it out too.
+const WAITED_FOR_A_DEADLINE: Duration = Duration::from_secs(4);
+
+/// `GET /healthz` from the local address `from`: its status and how long it took.
+fn timed_healthz(from: IpAddr, admin: SocketAddr) -> (u16, Duration) {
+    let started = Instant::now();
+    let answer = discovery_support::http_from(from, admin, "GET", "/healthz");
+    (answer.status, started.elapsed())
+}
+
+#[test]
+fn slow_clients_leave_the_admin_listener_serving_with_bounded_threads() {
+    let dir = TempDir::new("admin-slowloris");
+    let alpha = harness::start_peer(
+        peer_bin(),
+        &dir,
+        "alpha",
+        &config("alpha", 0, ""),
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin: SocketAddr = admin_address(&alpha).parse().expect("admin address");
+    assert_eq!(get(&admin.to_string(), "/healthz").0, 200);
+    let pid = alpha.pid().to_string();
+    let idle = task_count(&pid);
+
+    // 300 connections from 127.0.0.1 that each send half a head and wait,
+    // arriving in waves; the peer's threads are counted all along.
+    let attacker = thread::spawn(move || {
+        let mut held = Vec::with_capacity(300);
+        while held.len() < 300 {
+            for _ in 0..50 {
+                let mut s = TcpStream::connect(admin).expect("connect a slow client");
+                let _ = s.write_all(HALF_HEAD);
+                held.push(s);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        held
+    });
+    let mut peak = idle;
+    while !attacker.is_finished() {
+        peak = peak.max(task_count(&pid));
+        thread::sleep(Duration::from_millis(2));
+    }
+    let held = attacker.join().expect("slow clients");
+    let arrived = Instant::now();
+    peak = peak.max(task_count(&pid));
+
+    // While they are held (the survivors until their 5 s head deadline),
+    // the threads of those that gave way end, leaving one per connection
+    // the caps let stay open: 8 per address, 16 in all. Without the caps
+    // all 300 would wait out their deadline.
+    let settled = wait_until(
+        WAITED_FOR_A_DEADLINE.saturating_sub(arrived.elapsed()),
+        Duration::from_millis(5),
+        || match task_count(&pid) {
+            n if n <= idle + 16 => Ok(n),
+            n => Err(format!("peer threads: {idle} idle, {n} now")),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let settled_in = arrived.elapsed();
+
+    // And a whole request is served at once, from the slow clients' own
+    // address (one of them gives way) and from another.
+    let same = timed_healthz(IpAddr::V4(Ipv4Addr::LOCALHOST), admin);
+    let other = timed_healthz(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), admin);
+    eprintln!(
+        "300 slow clients on the admin listener: GET /healthz from 127.0.0.1 {} in {:?}, \
+         from 127.0.0.2 {} in {:?}; peer threads {idle} idle, {peak} at most while they \
+         arrived, {settled} {settled_in:?} after the last",
+        same.0, same.1, other.0, other.1
+    );
+    assert_eq!(same.0, 200, "from the slow clients' address");
+    assert_eq!(other.0, 200, "from another address");
+    assert!(
+        same.1 < WAITED_FOR_A_DEADLINE && other.1 < WAITED_FOR_A_DEADLINE,
+        "/healthz took {:?} and {:?}",
+        same.1,
+        other.1
+    );
+    alpha
+        .wait_for("to make room for new ones", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(held);
 }
