@@ -1,7 +1,8 @@
 //! Signed registrations against the real binaries: `reflow-discovery
 //! --auth-token-file` refuses unsigned, badly signed and stale requests
-//! with 401 (logged at warn, escaped), reads stay open unless
-//! `--auth-reads`, and `reflow-peer` signs with its `auth_token`.
+//! with 401 (logged at warn, escaped), also when they would take over a
+//! listed network, reads stay open unless `--auth-reads`, and `reflow-peer`
+//! signs with its `auth_token`.
 
 mod common;
 mod discovery_support;
@@ -104,6 +105,45 @@ fn unsigned_bad_and_stale_registrations_get_401_and_signed_ones_pass() {
     let metrics = http(server.addr, "GET", "/metrics", None).body;
     assert!(
         metrics.contains("reflow_discovery_auth_refused_total 5"),
+        "{metrics}"
+    );
+}
+
+/// A forged registration for a network that is listed would send its
+/// dialers elsewhere: refused, and the real entry stays as it was.
+#[test]
+fn a_forged_registration_cannot_take_over_a_listed_network() {
+    let dir = TempDir::new("discovery-auth-takeover");
+    let server = ServerProcess::start(&["--auth-token-file", &token_file(&dir)]);
+    let real = registration("alpha", "alpha-1", "127.0.0.1:9100");
+    let answer = raw(server.addr, &signed("POST", "/register", &real, TOKEN, now()));
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let listed = networks(server.addr);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (&listed[0]["instance_id"], &listed[0]["endpoint"]),
+        (
+            &serde_json::json!("alpha-1"),
+            &serde_json::json!("127.0.0.1:9100")
+        )
+    );
+
+    let forged = registration("alpha", "alpha-evil", "127.0.0.1:6666");
+    let answer = http(server.addr, "POST", "/register", Some(&forged));
+    assert_eq!(answer.status, 401, "unsigned: {answer:?}");
+    let answer = raw(
+        server.addr,
+        &signed("POST", "/register", &forged, "wrong-token", now()),
+    );
+    assert_eq!(answer.status, 401, "signed with a wrong token: {answer:?}");
+    assert!(answer.error().contains("bad signature"), "{answer:?}");
+
+    // Not replaced, not even refreshed: the same entry, last_seen (to the
+    // millisecond) included.
+    assert_eq!(networks(server.addr), listed);
+    let metrics = http(server.addr, "GET", "/metrics", None).body;
+    assert!(
+        metrics.contains("reflow_discovery_auth_refused_total 2"),
         "{metrics}"
     );
 }
