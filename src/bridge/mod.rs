@@ -55,6 +55,7 @@ pub use stats::{BridgeStats, LinkStats, REFUSAL_REASONS};
 
 /// Entry points into the bridge's input parsing for fuzz targets and
 /// regression tests. Not part of the supported API.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod inspect {
     /// What the reader makes of one text frame after the handshake:

@@ -47,6 +47,7 @@ pub use server::{DiscoveryServer, ServerConfig};
 
 /// The server's request-head parser, for fuzz targets and regression tests.
 /// Not part of the supported API.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod inspect {
     pub use super::info::parse_registration;
