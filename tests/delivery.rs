@@ -387,3 +387,139 @@ fn a_proxy_waits_out_a_full_window_instead_of_dropping() {
     beta.shutdown();
     alpha.shutdown();
 }
+
+/// A loopback port nobody listens on (free a moment ago).
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn is_outbox_full(err: &DistributedError) -> bool {
+    matches!(err, DistributedError::NotSent(e) if matches!(e.error(), BridgeError::OutboxFull { .. }))
+}
+
+#[test]
+fn a_full_outbox_refuses_past_its_byte_bound_hands_the_message_back_and_drops_nothing() {
+    // 4 KiB of outbox for messages of about 300 bytes; the message bound
+    // (1000) is far away, so the bytes are what refuses.
+    const BOUND: usize = 4096;
+    let payload = |n: i64| Message::string(format!("{n:05}:{}", "x".repeat(300)));
+    let port = unused_port();
+    let mut beta_config = config("beta");
+    beta_config.bridge.delivery.outbox_bytes = BOUND;
+    beta_config.bridge.delivery.outbox_messages = 1000;
+    let beta = started(DistributedNetwork::new(beta_config).unwrap());
+    // Held, and never linked yet: nothing listens on that port.
+    beta.hold_connection(&format!("127.0.0.1:{port}"), HoldOptions::expecting("alpha"))
+        .unwrap();
+
+    let mut n = 0;
+    let refusal = loop {
+        n += 1;
+        assert!(n < 1000, "the byte bound never refused");
+        match beta.send_to_remote_actor_with(
+            "alpha",
+            "recorder",
+            "in",
+            payload(n),
+            acknowledged(Duration::ZERO),
+        ) {
+            Ok(()) => {}
+            Err(err) => break err,
+        }
+    };
+    let accepted = (n - 1) as usize;
+    assert!(is_outbox_full(&refusal), "{refusal}");
+    assert!(
+        refusal.to_string().contains("(1000 messages or 4096 bytes)"),
+        "{refusal}"
+    );
+    assert_eq!(refusal.into_message(), Some(payload(n)), "handed back intact");
+    assert!(
+        accepted >= 1 && accepted * 300 <= BOUND,
+        "{accepted} messages of 300+ bytes in a {BOUND}-byte outbox"
+    );
+    assert_eq!(beta.unacknowledged("alpha"), accepted);
+
+    // With a timeout the send waits for room that long, then fails alike.
+    let started_at = Instant::now();
+    let waited = beta
+        .send_to_remote_actor_with(
+            "alpha",
+            "recorder",
+            "in",
+            payload(n),
+            acknowledged(Duration::from_millis(300)),
+        )
+        .unwrap_err();
+    let elapsed = started_at.elapsed();
+    assert!(elapsed >= Duration::from_millis(300), "gave up after {elapsed:?}");
+    assert!(is_outbox_full(&waited), "{waited}");
+    assert_eq!(waited.into_message(), Some(payload(n)));
+    assert_eq!(
+        beta.unacknowledged("alpha"),
+        accepted,
+        "nothing taken in or dropped"
+    );
+
+    // The refused message is sent again with a long timeout while alpha
+    // comes up on that port: it waits for room the acknowledgements free.
+    let total = (accepted as i64) * 3;
+    let log = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            beta.send_to_remote_actor_with("alpha", "recorder", "in", payload(n), acknowledged(PATIENCE))
+        });
+        let mut alpha_config = config("alpha");
+        alpha_config.bridge.bind_port = port;
+        let alpha = DistributedNetwork::new(alpha_config).unwrap();
+        let recorder = Recorder::new(total as usize + 10);
+        let log = recorder.log();
+        alpha
+            .register_local_actor("recorder", Box::new(recorder), json!({}))
+            .unwrap();
+        let alpha = started(alpha);
+        waiter
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("the waiting send failed: {e}"));
+        (alpha, log)
+    });
+    let (alpha, log) = log;
+    for m in n + 1..=total {
+        beta.send_to_remote_actor_with("alpha", "recorder", "in", payload(m), acknowledged(PATIENCE))
+            .unwrap_or_else(|e| panic!("message {m}: {e}"));
+    }
+    assert_eq!(beta.wait_acknowledged("alpha", PATIENCE), 0);
+    wait_until("every message at the recorder", || {
+        log.records().len() >= total as usize
+    });
+    let got: Vec<Message> = log.records().iter().map(|r| r.message.clone()).collect();
+    let expected: Vec<Message> = (1..=total).map(payload).collect();
+    assert!(
+        got == expected,
+        "{} arrived, not 1..={total} once in order",
+        got.len()
+    );
+
+    // One message larger than the whole bound still goes into an empty outbox.
+    let big = Message::string("y".repeat(2 * BOUND));
+    beta.send_to_remote_actor_with(
+        "alpha",
+        "recorder",
+        "in",
+        big.clone(),
+        acknowledged(Duration::ZERO),
+    )
+    .expect("a large message into an empty outbox");
+    assert_eq!(beta.wait_acknowledged("alpha", PATIENCE), 0);
+    assert_eq!(log.records().last().map(|r| r.message.clone()), Some(big));
+    println!(
+        "outbox_bytes {BOUND}: {accepted} messages with 306-byte payloads accepted, the next refused (and after 300 ms \
+         waited {} ms); {total} delivered once in order",
+        elapsed.as_millis()
+    );
+    beta.shutdown();
+    alpha.shutdown();
+}
