@@ -523,3 +523,142 @@ fn a_full_outbox_refuses_past_its_byte_bound_hands_the_message_back_and_drops_no
     beta.shutdown();
     alpha.shutdown();
 }
+
+/// An actor that asks with `ask` on `go` and reports each answer on
+/// `answer` as `{"value", "from"}` on `result`.
+fn asker() -> FnActor {
+    FnActor::new(&["go", "answer"], &["ask", "result"], |ctx| {
+        if let Some(n) = ctx.take_input("go") {
+            ctx.emit("ask", n)?;
+        }
+        if let Some(answer) = ctx.take_input("answer") {
+            let from = format!("{:?}", ctx.origin("answer"));
+            ctx.emit("result", json!({"value": answer.as_i64(), "from": from}))?;
+        }
+        Ok(())
+    })
+}
+
+/// An actor that tells `origins` where each message came from and answers
+/// it on the sender's `answer` port with `n + add`, unless it came from
+/// outside the graph (nobody to answer).
+fn answerer(add: i64, origins: crossbeam_channel::Sender<Option<Origin>>) -> FnActor {
+    FnActor::new(&["in"], &[], move |ctx| {
+        let origin = ctx.origin("in");
+        let _ = origins.send(origin.clone());
+        let n = ctx.input("in").and_then(Message::as_i64).unwrap_or(0);
+        match origin {
+            Some(Origin::External) => Ok(()),
+            _ => ctx.reply("in", "answer", n + add),
+        }
+    })
+}
+
+fn results(log: &RecorderLog) -> Vec<serde_json::Value> {
+    log.records().iter().map(|r| r.message.to_value()).collect()
+}
+
+#[test]
+fn a_local_sender_is_its_node_and_a_reply_reaches_it() {
+    let (origins_tx, origins) = crossbeam_channel::unbounded();
+    let beta = DistributedNetwork::new(config("beta")).unwrap();
+    let recorder = Recorder::new(100);
+    let log = recorder.log();
+    beta.register_local_actor("asker", Box::new(asker()), json!({}))
+        .unwrap();
+    beta.register_local_actor("doubler", Box::new(answerer(1000, origins_tx)), json!({}))
+        .unwrap();
+    beta.register_local_actor("results", Box::new(recorder), json!({}))
+        .unwrap();
+    let net = beta.get_local_network();
+    net.connect("asker", "ask", "doubler", "in").unwrap();
+    net.connect("asker", "result", "results", "in").unwrap();
+    let beta = started(beta);
+    for n in 1..=3 {
+        beta.send_to_actor("asker", "go", n).unwrap();
+    }
+    // From the application: no node to answer.
+    beta.send_to_actor("doubler", "in", 99).unwrap();
+    let seen: Vec<Option<Origin>> = (0..4)
+        .map(|_| origins.recv_timeout(PATIENCE).expect("an origin"))
+        .collect();
+    let from_asker = Some(Origin::Node("asker".to_string()));
+    assert_eq!(seen.iter().filter(|o| **o == from_asker).count(), 3, "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|o| **o == Some(Origin::External)).count(),
+        1,
+        "{seen:?}"
+    );
+    wait_until("three answers", || log.records().len() >= 3);
+    let mut got = results(&log);
+    got.sort_by_key(|v| v["value"].as_i64());
+    assert_eq!(
+        got,
+        (1..=3)
+            .map(|n| json!({"value": n + 1000, "from": "Some(Node(\"doubler\"))"}))
+            .collect::<Vec<_>>()
+    );
+    beta.shutdown();
+}
+
+#[test]
+fn a_message_through_a_proxy_names_its_sending_node_and_the_reply_comes_back_to_it() {
+    let (origins_tx, origins) = crossbeam_channel::unbounded();
+    let mut alpha_config = config("alpha");
+    alpha_config.bridge.delivery.mode = DeliveryMode::Acknowledged;
+    let alpha = DistributedNetwork::new(alpha_config).unwrap();
+    alpha
+        .register_local_actor("echo", Box::new(answerer(1000, origins_tx)), json!({}))
+        .unwrap();
+    let alpha = started(alpha);
+    let mut beta_config = config("beta");
+    beta_config.bridge.delivery.mode = DeliveryMode::Acknowledged;
+    let beta = DistributedNetwork::new(beta_config).unwrap();
+    let recorder = Recorder::new(100);
+    let log = recorder.log();
+    beta.register_local_actor("asker", Box::new(asker()), json!({}))
+        .unwrap();
+    beta.register_local_actor("results", Box::new(recorder), json!({}))
+        .unwrap();
+    let proxy = beta.register_remote_actor("echo", "alpha").unwrap();
+    let net = beta.get_local_network();
+    net.connect("asker", "ask", &proxy, "in").unwrap();
+    net.connect("asker", "result", "results", "in").unwrap();
+    let beta = started(beta);
+    beta.connect_to_network(&alpha.local_addr().unwrap().to_string())
+        .unwrap();
+    wait_until("alpha to list beta", || alpha.is_connected_to("beta"));
+    for n in 1..=3 {
+        beta.send_to_actor("asker", "go", n).unwrap();
+    }
+    // At alpha the sender is beta's node, not the proxy.
+    for _ in 0..3 {
+        assert_eq!(
+            origins.recv_timeout(PATIENCE).expect("an origin"),
+            Some(Origin::Remote {
+                network: "beta".into(),
+                actor: "asker".into()
+            })
+        );
+    }
+    wait_until("three answers", || log.records().len() >= 3);
+    let mut got = results(&log);
+    got.sort_by_key(|v| v["value"].as_i64());
+    let from = format!(
+        "{:?}",
+        Some(Origin::Remote {
+            network: "alpha".into(),
+            actor: "echo".into()
+        })
+    );
+    assert_eq!(
+        got,
+        (1..=3)
+            .map(|n| json!({"value": n + 1000, "from": from}))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(beta.wait_acknowledged("alpha", PATIENCE), 0);
+    assert_eq!(alpha.wait_acknowledged("beta", PATIENCE), 0);
+    beta.shutdown();
+    alpha.shutdown();
+}
