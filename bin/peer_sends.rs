@@ -122,8 +122,14 @@ impl Sender<'_> {
         let not_sent = (failed > 0).then(|| format!("{failed} of {total} message(s) not sent"));
         let result = match mode {
             DeliveryMode::Acknowledged if remote > 0 => {
-                let Some(unacknowledged) = self.await_acknowledgements(&networks, pacing.ack_timeout) else {
-                    return (Ok(Outcome::Stopped), None);
+                let unacknowledged = match self.await_acknowledgements(&networks, pacing.ack_timeout) {
+                    Ok(left) => left,
+                    Err(left) => {
+                        log::info!(
+                            "stopped by a signal with {left} of {remote} message(s) sent to other networks not acknowledged (acknowledged delivery)"
+                        );
+                        return (Ok(Outcome::Stopped), None);
+                    }
                 };
                 if unacknowledged == 0 {
                     log::info!(
@@ -280,9 +286,9 @@ impl Sender<'_> {
     }
 
     /// Waits up to `timeout` for every network to acknowledge what was sent
-    /// to it; returns how many are still unacknowledged, or `None` when a
+    /// to it; returns how many are still unacknowledged, as an error when a
     /// signal stopped the wait.
-    fn await_acknowledgements(&self, networks: &[String], timeout: Duration) -> Option<usize> {
+    fn await_acknowledgements(&self, networks: &[String], timeout: Duration) -> Result<usize, usize> {
         let deadline = Instant::now() + timeout;
         let pending =
             |peer: &DistributedNetwork| -> usize { networks.iter().map(|n| peer.unacknowledged(n)).sum() };
@@ -300,13 +306,11 @@ impl Sender<'_> {
                     break;
                 }
                 if self.signals.try_recv().is_ok() {
-                    let still = pending(self.peer);
-                    log::info!("stopped by a signal with {still} message(s) not acknowledged");
-                    return None;
+                    return Err(pending(self.peer));
                 }
             }
         }
-        Some(pending(self.peer))
+        Ok(pending(self.peer))
     }
 }
 

@@ -17,10 +17,13 @@
 //!   a thread of its own, so its sleeping never takes a worker from others.
 //!
 //! Between peers of this project the receiver grants each sender a window of
-//! `target_window` messages per target actor (`[delivery]`, default 1024) and
-//! one more credit per message consumed: a sender that floods `slow` waits
-//! for credit, while messages for `recorder` keep crossing the same
-//! connection at full speed, and nothing is dropped. Without credits (a
+//! `target_window` credits per target actor and connection (`[delivery]`,
+//! default 1024). A message costs one credit plus one per whole
+//! `credit_bytes` (default 2 KiB) of its frame, so one for any message under
+//! 2 KiB, and its credits come back once the actor has consumed it: a sender
+//! that floods `slow` waits for credit, while messages for `recorder` keep
+//! crossing the same connection at full speed, and nothing is dropped
+//! (docs/delivery.md, "Backpressure across the bridge"). Without credits (a
 //! protocol 1.0 peer) the connection's reader would wait on `slow`'s full
 //! inbox and hold up `recorder`'s messages behind it.
 //!

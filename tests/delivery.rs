@@ -387,3 +387,278 @@ fn a_proxy_waits_out_a_full_window_instead_of_dropping() {
     beta.shutdown();
     alpha.shutdown();
 }
+
+/// A loopback port nobody listens on (free a moment ago).
+fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn is_outbox_full(err: &DistributedError) -> bool {
+    matches!(err, DistributedError::NotSent(e) if matches!(e.error(), BridgeError::OutboxFull { .. }))
+}
+
+#[test]
+fn a_full_outbox_refuses_past_its_byte_bound_hands_the_message_back_and_drops_nothing() {
+    // 4 KiB of outbox for messages of about 300 bytes; the message bound
+    // (1000) is far away, so the bytes are what refuses.
+    const BOUND: usize = 4096;
+    let payload = |n: i64| Message::string(format!("{n:05}:{}", "x".repeat(300)));
+    let port = unused_port();
+    let mut beta_config = config("beta");
+    beta_config.bridge.delivery.outbox_bytes = BOUND;
+    beta_config.bridge.delivery.outbox_messages = 1000;
+    let beta = started(DistributedNetwork::new(beta_config).unwrap());
+    // Held, and never linked yet: nothing listens on that port.
+    beta.hold_connection(&format!("127.0.0.1:{port}"), HoldOptions::expecting("alpha"))
+        .unwrap();
+
+    let mut n = 0;
+    let refusal = loop {
+        n += 1;
+        assert!(n < 1000, "the byte bound never refused");
+        match beta.send_to_remote_actor_with(
+            "alpha",
+            "recorder",
+            "in",
+            payload(n),
+            acknowledged(Duration::ZERO),
+        ) {
+            Ok(()) => {}
+            Err(err) => break err,
+        }
+    };
+    let accepted = (n - 1) as usize;
+    assert!(is_outbox_full(&refusal), "{refusal}");
+    assert!(
+        refusal.to_string().contains("(1000 messages or 4096 bytes)"),
+        "{refusal}"
+    );
+    assert_eq!(refusal.into_message(), Some(payload(n)), "handed back intact");
+    assert!(
+        accepted >= 1 && accepted * 300 <= BOUND,
+        "{accepted} messages of 300+ bytes in a {BOUND}-byte outbox"
+    );
+    assert_eq!(beta.unacknowledged("alpha"), accepted);
+
+    // With a timeout the send waits for room that long, then fails alike.
+    let started_at = Instant::now();
+    let waited = beta
+        .send_to_remote_actor_with(
+            "alpha",
+            "recorder",
+            "in",
+            payload(n),
+            acknowledged(Duration::from_millis(300)),
+        )
+        .unwrap_err();
+    let elapsed = started_at.elapsed();
+    assert!(elapsed >= Duration::from_millis(300), "gave up after {elapsed:?}");
+    assert!(is_outbox_full(&waited), "{waited}");
+    assert_eq!(waited.into_message(), Some(payload(n)));
+    assert_eq!(
+        beta.unacknowledged("alpha"),
+        accepted,
+        "nothing taken in or dropped"
+    );
+
+    // The refused message is sent again with a long timeout while alpha
+    // comes up on that port: it waits for room the acknowledgements free.
+    let total = (accepted as i64) * 3;
+    let log = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            beta.send_to_remote_actor_with("alpha", "recorder", "in", payload(n), acknowledged(PATIENCE))
+        });
+        let mut alpha_config = config("alpha");
+        alpha_config.bridge.bind_port = port;
+        let alpha = DistributedNetwork::new(alpha_config).unwrap();
+        let recorder = Recorder::new(total as usize + 10);
+        let log = recorder.log();
+        alpha
+            .register_local_actor("recorder", Box::new(recorder), json!({}))
+            .unwrap();
+        let alpha = started(alpha);
+        waiter
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("the waiting send failed: {e}"));
+        (alpha, log)
+    });
+    let (alpha, log) = log;
+    for m in n + 1..=total {
+        beta.send_to_remote_actor_with("alpha", "recorder", "in", payload(m), acknowledged(PATIENCE))
+            .unwrap_or_else(|e| panic!("message {m}: {e}"));
+    }
+    assert_eq!(beta.wait_acknowledged("alpha", PATIENCE), 0);
+    wait_until("every message at the recorder", || {
+        log.records().len() >= total as usize
+    });
+    let got: Vec<Message> = log.records().iter().map(|r| r.message.clone()).collect();
+    let expected: Vec<Message> = (1..=total).map(payload).collect();
+    assert!(
+        got == expected,
+        "{} arrived, not 1..={total} once in order",
+        got.len()
+    );
+
+    // One message larger than the whole bound still goes into an empty outbox.
+    let big = Message::string("y".repeat(2 * BOUND));
+    beta.send_to_remote_actor_with(
+        "alpha",
+        "recorder",
+        "in",
+        big.clone(),
+        acknowledged(Duration::ZERO),
+    )
+    .expect("a large message into an empty outbox");
+    assert_eq!(beta.wait_acknowledged("alpha", PATIENCE), 0);
+    assert_eq!(log.records().last().map(|r| r.message.clone()), Some(big));
+    println!(
+        "outbox_bytes {BOUND}: {accepted} messages with 306-byte payloads accepted, the next refused (and after 300 ms \
+         waited {} ms); {total} delivered once in order",
+        elapsed.as_millis()
+    );
+    beta.shutdown();
+    alpha.shutdown();
+}
+
+/// An actor that asks with `ask` on `go` and reports each answer on
+/// `answer` as `{"value", "from"}` on `result`.
+fn asker() -> FnActor {
+    FnActor::new(&["go", "answer"], &["ask", "result"], |ctx| {
+        if let Some(n) = ctx.take_input("go") {
+            ctx.emit("ask", n)?;
+        }
+        if let Some(answer) = ctx.take_input("answer") {
+            let from = format!("{:?}", ctx.origin("answer"));
+            ctx.emit("result", json!({"value": answer.as_i64(), "from": from}))?;
+        }
+        Ok(())
+    })
+}
+
+/// An actor that tells `origins` where each message came from and answers
+/// it on the sender's `answer` port with `n + add`, unless it came from
+/// outside the graph (nobody to answer).
+fn answerer(add: i64, origins: crossbeam_channel::Sender<Option<Origin>>) -> FnActor {
+    FnActor::new(&["in"], &[], move |ctx| {
+        let origin = ctx.origin("in");
+        let _ = origins.send(origin.clone());
+        let n = ctx.input("in").and_then(Message::as_i64).unwrap_or(0);
+        match origin {
+            Some(Origin::External) => Ok(()),
+            _ => ctx.reply("in", "answer", n + add),
+        }
+    })
+}
+
+fn results(log: &RecorderLog) -> Vec<serde_json::Value> {
+    log.records().iter().map(|r| r.message.to_value()).collect()
+}
+
+#[test]
+fn a_local_sender_is_its_node_and_a_reply_reaches_it() {
+    let (origins_tx, origins) = crossbeam_channel::unbounded();
+    let beta = DistributedNetwork::new(config("beta")).unwrap();
+    let recorder = Recorder::new(100);
+    let log = recorder.log();
+    beta.register_local_actor("asker", Box::new(asker()), json!({}))
+        .unwrap();
+    beta.register_local_actor("doubler", Box::new(answerer(1000, origins_tx)), json!({}))
+        .unwrap();
+    beta.register_local_actor("results", Box::new(recorder), json!({}))
+        .unwrap();
+    let net = beta.get_local_network();
+    net.connect("asker", "ask", "doubler", "in").unwrap();
+    net.connect("asker", "result", "results", "in").unwrap();
+    let beta = started(beta);
+    for n in 1..=3 {
+        beta.send_to_actor("asker", "go", n).unwrap();
+    }
+    // From the application: no node to answer.
+    beta.send_to_actor("doubler", "in", 99).unwrap();
+    let seen: Vec<Option<Origin>> = (0..4)
+        .map(|_| origins.recv_timeout(PATIENCE).expect("an origin"))
+        .collect();
+    let from_asker = Some(Origin::Node("asker".to_string()));
+    assert_eq!(seen.iter().filter(|o| **o == from_asker).count(), 3, "{seen:?}");
+    assert_eq!(
+        seen.iter().filter(|o| **o == Some(Origin::External)).count(),
+        1,
+        "{seen:?}"
+    );
+    wait_until("three answers", || log.records().len() >= 3);
+    let mut got = results(&log);
+    got.sort_by_key(|v| v["value"].as_i64());
+    assert_eq!(
+        got,
+        (1..=3)
+            .map(|n| json!({"value": n + 1000, "from": "Some(Node(\"doubler\"))"}))
+            .collect::<Vec<_>>()
+    );
+    beta.shutdown();
+}
+
+#[test]
+fn a_message_through_a_proxy_names_its_sending_node_and_the_reply_comes_back_to_it() {
+    let (origins_tx, origins) = crossbeam_channel::unbounded();
+    let mut alpha_config = config("alpha");
+    alpha_config.bridge.delivery.mode = DeliveryMode::Acknowledged;
+    let alpha = DistributedNetwork::new(alpha_config).unwrap();
+    alpha
+        .register_local_actor("echo", Box::new(answerer(1000, origins_tx)), json!({}))
+        .unwrap();
+    let alpha = started(alpha);
+    let mut beta_config = config("beta");
+    beta_config.bridge.delivery.mode = DeliveryMode::Acknowledged;
+    let beta = DistributedNetwork::new(beta_config).unwrap();
+    let recorder = Recorder::new(100);
+    let log = recorder.log();
+    beta.register_local_actor("asker", Box::new(asker()), json!({}))
+        .unwrap();
+    beta.register_local_actor("results", Box::new(recorder), json!({}))
+        .unwrap();
+    let proxy = beta.register_remote_actor("echo", "alpha").unwrap();
+    let net = beta.get_local_network();
+    net.connect("asker", "ask", &proxy, "in").unwrap();
+    net.connect("asker", "result", "results", "in").unwrap();
+    let beta = started(beta);
+    beta.connect_to_network(&alpha.local_addr().unwrap().to_string())
+        .unwrap();
+    wait_until("alpha to list beta", || alpha.is_connected_to("beta"));
+    for n in 1..=3 {
+        beta.send_to_actor("asker", "go", n).unwrap();
+    }
+    // At alpha the sender is beta's node, not the proxy.
+    for _ in 0..3 {
+        assert_eq!(
+            origins.recv_timeout(PATIENCE).expect("an origin"),
+            Some(Origin::Remote {
+                network: "beta".into(),
+                actor: "asker".into()
+            })
+        );
+    }
+    wait_until("three answers", || log.records().len() >= 3);
+    let mut got = results(&log);
+    got.sort_by_key(|v| v["value"].as_i64());
+    let from = format!(
+        "{:?}",
+        Some(Origin::Remote {
+            network: "alpha".into(),
+            actor: "echo".into()
+        })
+    );
+    assert_eq!(
+        got,
+        (1..=3)
+            .map(|n| json!({"value": n + 1000, "from": from}))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(beta.wait_acknowledged("alpha", PATIENCE), 0);
+    assert_eq!(alpha.wait_acknowledged("beta", PATIENCE), 0);
+    beta.shutdown();
+    alpha.shutdown();
+}

@@ -188,9 +188,21 @@ pub(crate) fn encode_sequenced(seq: u64, data_frame: &[u8]) -> Vec<u8> {
 /// `message` key, in place of DATA's tag). Credit costs are computed from
 /// this length on both sides, so they agree whatever the seq.
 pub(crate) fn message_len(frame_len: usize, seq: Option<u64>) -> usize {
-    let Some(seq) = seq else {
-        return frame_len;
-    };
+    match seq {
+        None => frame_len,
+        Some(seq) => frame_len.saturating_sub(sequenced_overhead(seq)),
+    }
+}
+
+/// The length of the SEQUENCED frame [`encode_sequenced`] makes of a DATA
+/// frame of `data_len` bytes, known before encoding it (the outbox's byte
+/// bound counts the frames it keeps).
+pub(crate) fn sequenced_len(seq: u64, data_len: usize) -> usize {
+    data_len + sequenced_overhead(seq)
+}
+
+/// What a SEQUENCED frame adds to its DATA frame.
+fn sequenced_overhead(seq: u64) -> usize {
     let seq_len = match seq {
         0..=0x7f => 1,
         0x80..=0xff => 2,
@@ -199,7 +211,7 @@ pub(crate) fn message_len(frame_len: usize, seq: Option<u64>) -> usize {
         _ => 9,
     };
     // tag + fixmap + "seq" (4) + seq + "message" (8), less DATA's tag.
-    frame_len.saturating_sub(1 + 1 + 4 + seq_len + 8 - 1)
+    1 + 1 + 4 + seq_len + 8 - 1
 }
 
 /// A DATA body as written: the message's fields, with the payload in the
@@ -913,6 +925,7 @@ mod tests {
         ] {
             let sequenced = encode_sequenced(seq, &data);
             assert_eq!(message_len(sequenced.len(), Some(seq)), data.len(), "seq {seq}");
+            assert_eq!(sequenced_len(seq, data.len()), sequenced.len(), "seq {seq}");
         }
         // Reassembled, a frame reports its whole length.
         let big = encode_sequenced(7, &big_message(200_000).1);

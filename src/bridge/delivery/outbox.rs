@@ -127,8 +127,10 @@ impl Outbox {
     ) -> Result<u64, PushError> {
         let mut state = lock(&self.state);
         loop {
+            // What the outbox will keep: the SEQUENCED frame, not the DATA one.
+            let kept = frame::sequenced_len(state.next_seq, data_frame.len());
             let fits = state.unacked < self.limits.messages
-                && (state.unacked == 0 || state.bytes + data_frame.len() <= self.limits.bytes);
+                && (state.unacked == 0 || state.bytes + kept <= self.limits.bytes);
             if fits {
                 break;
             }
@@ -367,6 +369,29 @@ mod tests {
         let deadline = Some(Instant::now() + std::time::Duration::from_secs(10));
         assert_eq!(outbox.push("r", &data(), deadline).unwrap(), 2);
         acker.join().unwrap();
+    }
+
+    #[test]
+    fn the_byte_bound_counts_the_frames_kept() {
+        // Room for two kept frames and one byte short of a third: the third
+        // must wait, though its DATA frame alone would fit.
+        let kept = frame::encode_sequenced(3, &data()).len();
+        let limits = Limits {
+            messages: 100,
+            bytes: 3 * kept - 1,
+            ack_window: 10,
+        };
+        let outbox = Outbox::new("alpha", limits, 1, None);
+        outbox.push("r", &data(), None).unwrap();
+        outbox.push("r", &data(), None).unwrap();
+        assert!(matches!(outbox.push("r", &data(), None), Err(PushError::Full)));
+        let held: usize = lock(&outbox.state).entries.iter().map(|e| e.frame.len()).sum();
+        assert!(held <= limits.bytes, "{held} bytes kept, bound {}", limits.bytes);
+        // Acknowledged, the first frees its room for the third.
+        outbox.attach(1, |_| 1);
+        outbox.next_frame(1);
+        outbox.acknowledge(1, &[]);
+        assert_eq!(outbox.push("r", &data(), None).unwrap(), 3);
     }
 
     #[test]
