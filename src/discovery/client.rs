@@ -279,6 +279,7 @@ fn backends(
             config.etcd_credentials.clone(),
             me.clone(),
             config.entry_ttl,
+            config.request_timeout,
         );
         list.insert(at, Box::new(backend));
     }

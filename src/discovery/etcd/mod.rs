@@ -22,7 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
-use self::gateway::{Gateway, SMALL_ANSWER_BYTES, int64};
+use self::gateway::{Gateway, Kind, SMALL_ANSWER_BYTES, int64};
 use super::backend::{Backend, Deregistered, Listing};
 use super::config::EtcdCredentials;
 use super::error::DiscoveryError;
@@ -54,7 +54,8 @@ pub(crate) struct EtcdBackend {
 
 impl EtcdBackend {
     /// A backend over `members` (`http://host:port`, at least one), keeping
-    /// `me` under `prefix` with leases of `ttl` (rounded up to whole seconds).
+    /// `me` under `prefix` with leases of `ttl` (rounded up to whole seconds);
+    /// `request_timeout` bounds each write in all.
     pub(crate) fn new(
         agent: ureq::Agent,
         members: Vec<String>,
@@ -62,11 +63,12 @@ impl EtcdBackend {
         credentials: Option<EtcdCredentials>,
         me: RegistrationInfo,
         ttl: Duration,
+        request_timeout: Duration,
     ) -> EtcdBackend {
         let ttl_secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         EtcdBackend {
             name: format!("etcd {}", members.join(",")),
-            gateway: Gateway::new(agent, members, credentials),
+            gateway: Gateway::new(agent, members, credentials, request_timeout),
             prefix,
             me,
             ttl_secs: ttl_secs.max(1),
@@ -85,6 +87,7 @@ impl EtcdBackend {
             "/v3/lease/grant",
             &json!({ "TTL": self.ttl_secs }),
             SMALL_ANSWER_BYTES,
+            Kind::Write,
             None,
         )?;
         match int64(answer.get("ID")) {
@@ -103,6 +106,7 @@ impl EtcdBackend {
             "/v3/lease/keepalive",
             &json!({ "ID": lease.to_string() }),
             SMALL_ANSWER_BYTES,
+            Kind::Read,
             None,
         )?;
         // etcd leaves a zero TTL out: a lease it does not know.
@@ -126,7 +130,7 @@ impl EtcdBackend {
             "lease": lease.to_string(),
         });
         self.gateway
-            .call("/v3/kv/put", &body, SMALL_ANSWER_BYTES, None)
+            .call("/v3/kv/put", &body, SMALL_ANSWER_BYTES, Kind::Write, None)
             .map(drop)
     }
 
@@ -200,7 +204,9 @@ impl Backend for EtcdBackend {
             "range_end": BASE64.encode(prefix_end(self.prefix.as_bytes())),
             "limit": MAX_ENTRIES.to_string(),
         });
-        let answer = self.gateway.call("/v3/kv/range", &body, MAX_ROSTER_BYTES, None)?;
+        let answer = self
+            .gateway
+            .call("/v3/kv/range", &body, MAX_ROSTER_BYTES, Kind::Read, None)?;
         let truncated = answer.get("more").and_then(Value::as_bool) == Some(true);
         if truncated {
             log::warn!(
@@ -246,10 +252,13 @@ impl Backend for EtcdBackend {
         };
         let deadline = Instant::now() + timeout;
         let body = json!({ "ID": lease.to_string() });
-        match self
-            .gateway
-            .call("/v3/lease/revoke", &body, SMALL_ANSWER_BYTES, Some(deadline))
-        {
+        match self.gateway.call(
+            "/v3/lease/revoke",
+            &body,
+            SMALL_ANSWER_BYTES,
+            Kind::Write,
+            Some(deadline),
+        ) {
             Ok(_) => Ok(Deregistered::Removed),
             Err(e) if lease_not_found(&e) => Ok(Deregistered::NothingToRemove),
             Err(e) => Err(e),
