@@ -4,8 +4,8 @@
 //! find each other and exchange messages, a three-member cluster loses its
 //! leader or a follower, a killed peer's entry expires with its lease, a
 //! clean stop revokes it at once, etcd auth is used (and never logged), a
-//! peer whose etcd is gone keeps its links, and prefixes keep deployments
-//! apart.
+//! peer whose etcd is gone keeps its links, a wildcard endpoint is written
+//! as an address others can dial, and prefixes keep deployments apart.
 //!
 //! Where etcd is not installed every test says so and passes, unless
 //! `REFLOW_ETCD_REQUIRED` is set.
@@ -14,11 +14,15 @@ mod common;
 mod etcd_support;
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::harness::{self, Echo, Proc, TempDir};
 use etcd_support::Etcd;
 use reflow_distributed::discovery::{DiscoveryClientConfig, DiscoveryService, RegistrationInfo};
+use reflow_distributed::distributed_network::DistributedNetwork;
+use reflow_distributed::runtime::Recorder;
+use reflow_distributed::{DistributedConfig, Message};
 
 /// Deadline for what should happen soon on a loaded machine.
 const WAIT: Duration = Duration::from_secs(30);
@@ -67,6 +71,44 @@ fn assert_nothing_lost(peer: &Proc, mark: usize) {
     ];
     peer.expect_none_after(mark, &needles, Duration::ZERO)
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The log lines (info and above) of what runs inside this test process,
+/// for a peer that is not a child process.
+struct Captured(Mutex<Vec<String>>);
+
+static CAPTURED: Captured = Captured(Mutex::new(Vec::new()));
+
+impl log::Log for Captured {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{} {}", record.level(), record.args());
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// The lines logged in this process since the first call.
+fn captured_logs() -> MutexGuard<'static, Vec<String>> {
+    if log::set_logger(&CAPTURED).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    CAPTURED.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The captured lines that hold `needle`.
+fn captured(needle: &str) -> Vec<String> {
+    captured_logs()
+        .iter()
+        .filter(|line| line.contains(needle))
+        .cloned()
+        .collect()
 }
 
 fn ms(d: Duration) -> u128 {
@@ -126,6 +168,94 @@ fn two_peers_find_each_other_through_etcd_and_exchange_a_message() {
     assert_eq!(
         etcd.keys(PREFIX),
         [format!("{PREFIX}alpha"), format!("{PREFIX}beta")]
+    );
+}
+
+/// Alpha (in this process) listens on every interface and advertises the
+/// wildcard; etcd sees no source address to put in its place, so alpha
+/// writes the address its host uses toward the member, which beta (a
+/// `reflow-peer`) dials to reach it. An entry put by hand with the wildcard
+/// is still left out.
+#[test]
+fn a_peer_advertising_the_wildcard_is_listed_at_its_address_toward_etcd_and_reached() {
+    let Some(etcd) = Etcd::single("a_peer_advertising_the_wildcard") else {
+        return;
+    };
+    // Alpha's lines are captured from here on.
+    drop(captured_logs());
+    let mut settings = DistributedConfig::new("alpha");
+    settings.advertise_address = Some("0.0.0.0".into());
+    settings.bridge.bind_address = "0.0.0.0".into();
+    settings.bridge.bind_port = 0;
+    settings.bridge.heartbeat_interval = Duration::from_secs(1);
+    settings.discovery.endpoints = etcd.endpoints("");
+    settings.discovery.refresh_interval = Duration::from_millis(200);
+    let alpha = DistributedNetwork::new(settings).expect("alpha's config");
+    let recorder = Recorder::new(Recorder::DEFAULT_HISTORY);
+    let received = recorder.log();
+    alpha
+        .register_local_actor("recorder", Box::new(recorder), serde_json::json!({}))
+        .expect("recorder");
+    alpha.start().expect("alpha starts");
+    let port = alpha.local_addr().expect("bound").port();
+    let wildcard = format!("0.0.0.0:{port}");
+    assert_eq!(alpha.advertised_endpoint(), Some(wildcard.as_str()));
+
+    // etcd is on loopback: the route to it leaves from 127.0.0.1.
+    let toward_etcd = format!("127.0.0.1:{port}");
+    let (value, _) = wait_key(&etcd, &format!("{PREFIX}alpha"));
+    let entry: serde_json::Value = serde_json::from_str(&value).expect("JSON");
+    assert_eq!(entry["endpoint"], toward_etcd.as_str(), "{entry}");
+    let said = format!("the wildcard endpoint {wildcard} is written as {toward_etcd}");
+    let lines = captured(&said);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("INFO") && lines[0].contains("toward etcd member"),
+        "{}",
+        lines[0]
+    );
+    println!("wildcard: {}", lines[0]);
+
+    let raw = serde_json::json!({
+        "network_id": "raw",
+        "instance_id": "raw-1",
+        "endpoint": "0.0.0.0:7123",
+        "capabilities": ["actor_messaging"],
+        "last_seen": "2026-01-01T00:00:00.000Z",
+    });
+    etcd.put(&format!("{PREFIX}raw"), &raw.to_string());
+    let dir = TempDir::new("etcd-wildcard");
+    let beta = start_peer(
+        &dir,
+        "beta",
+        &config("beta", &etcd.endpoints_toml(""), 200, ""),
+        &["--send", "alpha:recorder:in:through-the-wildcard"],
+    );
+    let line = sees(&beta, 0, "alpha");
+    assert!(line.contains(&format!("at {toward_etcd})")), "{line}");
+    let arrived = received.wait_until(WAIT, |records| {
+        records
+            .iter()
+            .any(|r| r.port == "in" && r.message == Message::string("through-the-wildcard"))
+    });
+    assert!(arrived, "alpha's recorder got {:?}", received.records());
+    let line = beta
+        .wait_for("roster entries that break the registration rules", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        line.contains("WARN") && line.contains("0.0.0.0:7123") && line.contains("is the wildcard address"),
+        "{line}"
+    );
+    assert_eq!(beta.count("discovery roster: added raw"), 0, "{}", beta.output());
+    // Refreshes do not write the entry again, nor say it again.
+    beta.wait_for_count("roster entries that break the registration rules", 3, WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(captured(&said).len(), 1);
+    assert_eq!(etcd.version(&format!("{PREFIX}alpha")), Some(1));
+    alpha.shutdown();
+    assert_eq!(
+        etcd.keys(PREFIX),
+        [format!("{PREFIX}beta"), format!("{PREFIX}raw")]
     );
 }
 

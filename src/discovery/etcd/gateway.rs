@@ -101,6 +101,11 @@ impl Gateway {
         &self.members
     }
 
+    /// The member the next request starts at (`http://host:port`).
+    pub(crate) fn current_member(&self) -> &str {
+        &self.members[self.current]
+    }
+
     /// Sends `body` to `path` (`/v3/kv/put`…), member after member until
     /// one serves it, and returns the answer's JSON (read up to `limit`
     /// bytes). A read tries each member once, bounded by `deadline` when
