@@ -5,7 +5,8 @@
 //! leader or a follower, a killed peer's entry expires with its lease, a
 //! clean stop revokes it at once, etcd auth is used (and never logged), a
 //! peer whose etcd is gone keeps its links, a wildcard endpoint is written
-//! as an address others can dial, and prefixes keep deployments apart.
+//! as an address others can dial, an impostor entry is refused at the
+//! handshake, and prefixes keep deployments apart.
 //!
 //! Where etcd is not installed every test says so and passes, unless
 //! `REFLOW_ETCD_REQUIRED` is set.
@@ -256,6 +257,87 @@ fn a_peer_advertising_the_wildcard_is_listed_at_its_address_toward_etcd_and_reac
     assert_eq!(
         etcd.keys(PREFIX),
         [format!("{PREFIX}beta"), format!("{PREFIX}raw")]
+    );
+}
+
+/// An entry put straight into etcd claims network alpha but points at
+/// mallory's bridge, and mallory knows the token. Beta holds a link to
+/// every network listed, so it dials mallory expecting alpha: the
+/// handshake's identity check refuses her and beta sends her nothing. Once
+/// the real alpha writes its entry over the impostor's, beta links to alpha
+/// and its message arrives there.
+#[test]
+fn an_impostor_entry_in_etcd_is_refused_at_the_handshake_and_the_real_alpha_is_reached() {
+    let Some(etcd) = Etcd::single("an_impostor_entry_in_etcd") else {
+        return;
+    };
+    let dir = TempDir::new("etcd-impostor");
+    let token = "auth_token = \"impostor-test-5d1e07c3\"\n";
+    let endpoints = etcd.endpoints_toml("");
+    // Mallory only listens: no discovery, nobody to dial.
+    let mallory = start_peer(
+        &dir,
+        "mallory",
+        &format!(
+            "network_id = \"mallory\"\nbind_address = \"127.0.0.1\"\n\
+             heartbeat_interval_ms = 1000\n{token}"
+        ),
+        &[],
+    );
+    let mallory_at = harness::bridge_address(&mallory, WAIT);
+    mallory
+        .wait_for("peer ready", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let impostor = serde_json::json!({
+        "network_id": "alpha",
+        "instance_id": "alpha-1",
+        "endpoint": mallory_at,
+        "capabilities": ["actor_messaging"],
+        "last_seen": "2026-01-01T00:00:00.000Z",
+    });
+    etcd.put(&format!("{PREFIX}alpha"), &impostor.to_string());
+
+    let payload = "meant-for-alpha-through-etcd";
+    let beta = start_peer(
+        &dir,
+        "beta",
+        &config("beta", &endpoints, 200, token),
+        &["--send", &format!("alpha:recorder:in:{payload}")],
+    );
+    let line = sees(&beta, 0, "alpha");
+    assert!(line.contains(&format!("at {mallory_at})")), "{line}");
+    let line = beta
+        .wait_for("expected network alpha", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        line.contains("handshake refused by this dialer")
+            && line.contains("the endpoint answered as mallory"),
+        "{line}"
+    );
+    println!("impostor: {line}");
+
+    let alpha = start_peer(&dir, "alpha", &config("alpha", &endpoints, 200, token), &[]);
+    let alpha_at = harness::bridge_address(&alpha, WAIT);
+    let line = beta
+        .wait_for("discovery roster: updated alpha", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains(&format!("at {alpha_at})")), "{line}");
+    alpha
+        .wait_for(&format!("recorder.in: String(\"{payload}\")"), WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (value, lease) = wait_key(&etcd, &format!("{PREFIX}alpha"));
+    assert!(value.contains(&alpha_at) && lease != 0, "{value}");
+    // Mallory was dialed (beta left in the handshake) and got nothing.
+    mallory
+        .wait_for("Refused handshake from network beta", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mallory.count(payload), 0, "{}", mallory.output());
+    assert_eq!(mallory.count("Established connection"), 0, "{}", mallory.output());
+    assert_eq!(
+        beta.count("Established connection with network: mallory"),
+        0,
+        "{}",
+        beta.output()
     );
 }
 
