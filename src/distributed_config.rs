@@ -32,7 +32,9 @@ pub struct DistributedConfig {
     pub instance_id: String,
     /// Address other peers dial, as registered with discovery. Default: none,
     /// meaning the bound address, or a detected local address when bound to
-    /// `0.0.0.0`.
+    /// `0.0.0.0`. `0.0.0.0` (or `::`) registers the wildcard and leaves the
+    /// address to discovery: a server lists the request's source address,
+    /// etcd this host's address toward the member.
     pub advertise_address: Option<String>,
     /// Shared secret checked in the bridge handshake; never logged.
     pub auth_token: Option<Secret>,

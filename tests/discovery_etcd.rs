@@ -1,10 +1,12 @@
 //! Discovery through a real etcd: `reflow-peer` processes (and
 //! `DiscoveryService` where only discovery is under test) given
 //! `etcd://` endpoints, against etcd started on ephemeral ports. Peers
-//! find each other and exchange messages, a three-member cluster loses a
-//! member, a killed peer's entry expires with its lease, a clean stop
-//! revokes it at once, etcd auth is used (and never logged), a peer whose
-//! etcd is gone keeps its links, and prefixes keep deployments apart.
+//! find each other and exchange messages, a three-member cluster loses its
+//! leader or a follower, a killed peer's entry expires with its lease, a
+//! clean stop revokes it at once, etcd auth is used (and never logged), a
+//! peer whose etcd is gone keeps its links, a wildcard endpoint is written
+//! as an address others can dial, an impostor entry is refused at the
+//! handshake, and prefixes keep deployments apart.
 //!
 //! Where etcd is not installed every test says so and passes, unless
 //! `REFLOW_ETCD_REQUIRED` is set.
@@ -13,11 +15,15 @@ mod common;
 mod etcd_support;
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::harness::{self, Echo, Proc, TempDir};
 use etcd_support::Etcd;
 use reflow_distributed::discovery::{DiscoveryClientConfig, DiscoveryService, RegistrationInfo};
+use reflow_distributed::distributed_network::DistributedNetwork;
+use reflow_distributed::runtime::Recorder;
+use reflow_distributed::{DistributedConfig, Message};
 
 /// Deadline for what should happen soon on a loaded machine.
 const WAIT: Duration = Duration::from_secs(30);
@@ -66,6 +72,44 @@ fn assert_nothing_lost(peer: &Proc, mark: usize) {
     ];
     peer.expect_none_after(mark, &needles, Duration::ZERO)
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The log lines (info and above) of what runs inside this test process,
+/// for a peer that is not a child process.
+struct Captured(Mutex<Vec<String>>);
+
+static CAPTURED: Captured = Captured(Mutex::new(Vec::new()));
+
+impl log::Log for Captured {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{} {}", record.level(), record.args());
+            self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// The lines logged in this process since the first call.
+fn captured_logs() -> MutexGuard<'static, Vec<String>> {
+    if log::set_logger(&CAPTURED).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    CAPTURED.0.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The captured lines that hold `needle`.
+fn captured(needle: &str) -> Vec<String> {
+    captured_logs()
+        .iter()
+        .filter(|line| line.contains(needle))
+        .cloned()
+        .collect()
 }
 
 fn ms(d: Duration) -> u128 {
@@ -128,17 +172,206 @@ fn two_peers_find_each_other_through_etcd_and_exchange_a_message() {
     );
 }
 
+/// Alpha (in this process) listens on every interface and advertises the
+/// wildcard; etcd sees no source address to put in its place, so alpha
+/// writes the address its host uses toward the member, which beta (a
+/// `reflow-peer`) dials to reach it. An entry put by hand with the wildcard
+/// is still left out.
 #[test]
-fn a_three_member_cluster_keeps_discovery_working_when_its_leader_listed_first_dies() {
-    let Some(mut etcd) = Etcd::cluster("a_three_member_cluster_keeps_discovery_working") else {
+fn a_peer_advertising_the_wildcard_is_listed_at_its_address_toward_etcd_and_reached() {
+    let Some(etcd) = Etcd::single("a_peer_advertising_the_wildcard") else {
+        return;
+    };
+    // Alpha's lines are captured from here on.
+    drop(captured_logs());
+    let mut settings = DistributedConfig::new("alpha");
+    settings.advertise_address = Some("0.0.0.0".into());
+    settings.bridge.bind_address = "0.0.0.0".into();
+    settings.bridge.bind_port = 0;
+    settings.bridge.heartbeat_interval = Duration::from_secs(1);
+    settings.discovery.endpoints = etcd.endpoints("");
+    settings.discovery.refresh_interval = Duration::from_millis(200);
+    let alpha = DistributedNetwork::new(settings).expect("alpha's config");
+    let recorder = Recorder::new(Recorder::DEFAULT_HISTORY);
+    let received = recorder.log();
+    alpha
+        .register_local_actor("recorder", Box::new(recorder), serde_json::json!({}))
+        .expect("recorder");
+    alpha.start().expect("alpha starts");
+    let port = alpha.local_addr().expect("bound").port();
+    let wildcard = format!("0.0.0.0:{port}");
+    assert_eq!(alpha.advertised_endpoint(), Some(wildcard.as_str()));
+
+    // etcd is on loopback: the route to it leaves from 127.0.0.1.
+    let toward_etcd = format!("127.0.0.1:{port}");
+    let (value, _) = wait_key(&etcd, &format!("{PREFIX}alpha"));
+    let entry: serde_json::Value = serde_json::from_str(&value).expect("JSON");
+    assert_eq!(entry["endpoint"], toward_etcd.as_str(), "{entry}");
+    let said = format!("the wildcard endpoint {wildcard} is written as {toward_etcd}");
+    let lines = captured(&said);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("INFO") && lines[0].contains("toward etcd member"),
+        "{}",
+        lines[0]
+    );
+    println!("wildcard: {}", lines[0]);
+
+    let raw = serde_json::json!({
+        "network_id": "raw",
+        "instance_id": "raw-1",
+        "endpoint": "0.0.0.0:7123",
+        "capabilities": ["actor_messaging"],
+        "last_seen": "2026-01-01T00:00:00.000Z",
+    });
+    etcd.put(&format!("{PREFIX}raw"), &raw.to_string());
+    let dir = TempDir::new("etcd-wildcard");
+    let beta = start_peer(
+        &dir,
+        "beta",
+        &config("beta", &etcd.endpoints_toml(""), 200, ""),
+        &["--send", "alpha:recorder:in:through-the-wildcard"],
+    );
+    let line = sees(&beta, 0, "alpha");
+    assert!(line.contains(&format!("at {toward_etcd})")), "{line}");
+    let arrived = received.wait_until(WAIT, |records| {
+        records
+            .iter()
+            .any(|r| r.port == "in" && r.message == Message::string("through-the-wildcard"))
+    });
+    assert!(arrived, "alpha's recorder got {:?}", received.records());
+    let line = beta
+        .wait_for("roster entries that break the registration rules", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        line.contains("WARN") && line.contains("0.0.0.0:7123") && line.contains("is the wildcard address"),
+        "{line}"
+    );
+    assert_eq!(beta.count("discovery roster: added raw"), 0, "{}", beta.output());
+    // Refreshes do not write the entry again, nor say it again.
+    beta.wait_for_count("roster entries that break the registration rules", 3, WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(captured(&said).len(), 1);
+    assert_eq!(etcd.version(&format!("{PREFIX}alpha")), Some(1));
+    alpha.shutdown();
+    assert_eq!(
+        etcd.keys(PREFIX),
+        [format!("{PREFIX}beta"), format!("{PREFIX}raw")]
+    );
+}
+
+/// An entry put straight into etcd claims network alpha but points at
+/// mallory's bridge, and mallory knows the token. Beta holds a link to
+/// every network listed, so it dials mallory expecting alpha: the
+/// handshake's identity check refuses her and beta sends her nothing. Once
+/// the real alpha writes its entry over the impostor's, beta links to alpha
+/// and its message arrives there.
+#[test]
+fn an_impostor_entry_in_etcd_is_refused_at_the_handshake_and_the_real_alpha_is_reached() {
+    let Some(etcd) = Etcd::single("an_impostor_entry_in_etcd") else {
+        return;
+    };
+    let dir = TempDir::new("etcd-impostor");
+    let token = "auth_token = \"impostor-test-5d1e07c3\"\n";
+    let endpoints = etcd.endpoints_toml("");
+    // Mallory only listens: no discovery, nobody to dial.
+    let mallory = start_peer(
+        &dir,
+        "mallory",
+        &format!(
+            "network_id = \"mallory\"\nbind_address = \"127.0.0.1\"\n\
+             heartbeat_interval_ms = 1000\n{token}"
+        ),
+        &[],
+    );
+    let mallory_at = harness::bridge_address(&mallory, WAIT);
+    mallory
+        .wait_for("peer ready", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let impostor = serde_json::json!({
+        "network_id": "alpha",
+        "instance_id": "alpha-1",
+        "endpoint": mallory_at,
+        "capabilities": ["actor_messaging"],
+        "last_seen": "2026-01-01T00:00:00.000Z",
+    });
+    etcd.put(&format!("{PREFIX}alpha"), &impostor.to_string());
+
+    let payload = "meant-for-alpha-through-etcd";
+    let beta = start_peer(
+        &dir,
+        "beta",
+        &config("beta", &endpoints, 200, token),
+        &["--send", &format!("alpha:recorder:in:{payload}")],
+    );
+    let line = sees(&beta, 0, "alpha");
+    assert!(line.contains(&format!("at {mallory_at})")), "{line}");
+    let line = beta
+        .wait_for("expected network alpha", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        line.contains("handshake refused by this dialer")
+            && line.contains("the endpoint answered as mallory"),
+        "{line}"
+    );
+    println!("impostor: {line}");
+
+    let alpha = start_peer(&dir, "alpha", &config("alpha", &endpoints, 200, token), &[]);
+    let alpha_at = harness::bridge_address(&alpha, WAIT);
+    let line = beta
+        .wait_for("discovery roster: updated alpha", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(line.contains(&format!("at {alpha_at})")), "{line}");
+    alpha
+        .wait_for(&format!("recorder.in: String(\"{payload}\")"), WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (value, lease) = wait_key(&etcd, &format!("{PREFIX}alpha"));
+    assert!(value.contains(&alpha_at) && lease != 0, "{value}");
+    // Mallory was dialed (beta left in the handshake) and got nothing.
+    mallory
+        .wait_for("Refused handshake from network beta", WAIT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mallory.count(payload), 0, "{}", mallory.output());
+    assert_eq!(mallory.count("Established connection"), 0, "{}", mallory.output());
+    assert_eq!(
+        beta.count("Established connection with network: mallory"),
+        0,
+        "{}",
+        beta.output()
+    );
+}
+
+/// A newcomer started as a member dies must be seen this soon after the
+/// kill: an election (about 0.7 s with these members' timeouts), the
+/// newcomer's start, a write cut short after 1 s if it went to a follower
+/// still forwarding to the dead leader, and a refresh, on a loaded machine.
+/// Without the short first try it was 5.2-5.4 s (one request timeout).
+const SEEN_AFTER_MEMBER_LOSS: Duration = Duration::from_secs(3);
+
+/// Which member of three dies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lost {
+    Leader,
+    Follower,
+}
+
+/// Kills one member of a three-member cluster, the one every peer lists
+/// first, then starts a newcomer at once: it must be seen by the two peers
+/// already there within [`SEEN_AFTER_MEMBER_LOSS`], see them, be reached,
+/// and nothing may leave a roster or lose a link.
+fn newcomer_seen_after_losing(test: &str, lost: Lost) {
+    let Some(mut etcd) = Etcd::cluster(test) else {
         return;
     };
     let dir = TempDir::new("etcd-cluster");
-    // Every peer is given all three members, the one to die first: the
-    // leader, so that the others must elect a new one as well.
     let leader = etcd.leader();
+    let killed = match lost {
+        Lost::Leader => leader,
+        // Another member than the leader, so that the others keep it.
+        Lost::Follower => (leader + 1) % 3,
+    };
     let mut members = etcd.endpoints("");
-    members.swap(0, leader);
+    members.swap(0, killed);
     let endpoints = format!("[\"{}\"]", members.join("\", \""));
     let alpha = start_peer(&dir, "alpha", &config("alpha", &endpoints, 200, ""), &[]);
     let beta = start_peer(&dir, "beta", &config("beta", &endpoints, 200, ""), &[]);
@@ -147,7 +380,7 @@ fn a_three_member_cluster_keeps_discovery_working_when_its_leader_listed_first_d
 
     let (alpha_mark, beta_mark) = (alpha.mark(), beta.mark());
     let killed_at = Instant::now();
-    etcd.kill(leader);
+    etcd.kill(killed);
     // A newcomer after the loss is seen by both, and sees both.
     let gamma = start_peer(
         &dir,
@@ -157,35 +390,38 @@ fn a_three_member_cluster_keeps_discovery_working_when_its_leader_listed_first_d
     );
     sees(&alpha, alpha_mark, "gamma");
     sees(&beta, beta_mark, "gamma");
+    let to_seen = killed_at.elapsed();
+    let what = match lost {
+        Lost::Leader => "leader",
+        Lost::Follower => "follower",
+    };
+    println!(
+        "{what} (listed first) killed -> gamma (started after) seen by alpha and beta: {} ms",
+        ms(to_seen)
+    );
     sees(&gamma, 0, "alpha");
     sees(&gamma, 0, "beta");
     alpha
         .wait_for("recorder.in: String(\"after-the-member-died\")", WAIT)
         .unwrap_or_else(|e| panic!("{e}"));
-    let to_seen = killed_at.elapsed();
-    println!(
-        "leader (listed first) killed -> gamma (started after) seen by alpha and beta: {} ms",
-        ms(to_seen)
-    );
-    // A write that reached a follower just as the leader died is lost with
-    // it, and the follower never answers: the request runs into the client's
-    // request timeout (5 s by default) before going to the next member. That
-    // may happen to gamma's registration and then to an observer's read.
-    let bound = 2 * Duration::from_secs(5) + MARGIN;
+    // A write that a follower forwarded to the leader as it died is never
+    // answered; gamma's registration moves on to the next member after 1 s
+    // instead of after its 5 s request timeout.
     assert!(
-        to_seen <= bound,
-        "gamma seen {} ms after the leader died; bound {} ms",
+        to_seen <= SEEN_AFTER_MEMBER_LOSS,
+        "gamma seen {} ms after the {what} died; bound {} ms",
         ms(to_seen),
-        ms(bound)
+        ms(SEEN_AFTER_MEMBER_LOSS)
     );
     // Gamma's requests start at the dead member and go on to the next one
     // within the same request, which says so once.
-    let failover = format!("etcd member {} failed", etcd.client_url(leader));
+    let failover = format!("etcd member {} failed", etcd.client_url(killed));
     let line = gamma.wait_for(&failover, WAIT).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         line.contains("WARN") && line.contains("carrying on with member"),
         "{line}"
     );
+    println!("{what} lost: gamma: {line}");
     // Nothing left anybody's roster, now and for a few more refreshes.
     let window = Duration::from_secs(1);
     alpha
@@ -202,6 +438,16 @@ fn a_three_member_cluster_keeps_discovery_working_when_its_leader_listed_first_d
             format!("{PREFIX}gamma")
         ]
     );
+}
+
+#[test]
+fn a_three_member_cluster_keeps_discovery_working_when_its_leader_listed_first_dies() {
+    newcomer_seen_after_losing("a_three_member_cluster_loses_its_leader", Lost::Leader);
+}
+
+#[test]
+fn a_three_member_cluster_keeps_discovery_working_when_a_follower_listed_first_dies() {
+    newcomer_seen_after_losing("a_three_member_cluster_loses_a_follower", Lost::Follower);
 }
 
 #[test]

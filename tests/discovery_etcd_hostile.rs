@@ -4,9 +4,12 @@
 //! a real HTTP server on a real socket that answers each gateway path with
 //! a scripted body. Every case ends with the bad part left out and the
 //! service still running; the real-etcd behaviour is in `discovery_etcd.rs`.
+//! A member that never answers stands for a follower whose write was lost
+//! with a dying leader.
 
 mod discovery_support;
 
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -207,4 +210,95 @@ fn a_roster_that_is_not_json_or_too_large_is_refused_and_the_known_roster_stands
         service.stop();
         assert!(!service.is_running());
     }
+}
+
+/// A member that accepts connections and reads nothing, answering nothing:
+/// what a client sees of a follower whose write went to a leader that died.
+struct SilentMember {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl SilentMember {
+    fn start() -> SilentMember {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("etcd://{}", listener.local_addr().expect("address"));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, flag) = (connections.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        held.push(stream);
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        SilentMember {
+            url,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentMember {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_write_a_member_never_answers_goes_to_the_next_member_after_a_second() {
+    let silent = SilentMember::start();
+    let good = ScriptedMember::start(Roster::Mixed);
+    let mut config = DiscoveryClientConfig::default();
+    config.endpoints = vec![silent.url.clone(), good.url.clone()];
+    config.refresh_interval = Duration::from_millis(100);
+    config.entry_ttl = Duration::from_secs(5);
+    assert_eq!(config.request_timeout, Duration::from_secs(5));
+    let me = RegistrationInfo {
+        network_id: "alpha".into(),
+        instance_id: "alpha-1".into(),
+        endpoint: "127.0.0.1:9100".into(),
+        capabilities: vec![],
+    };
+    let started = Instant::now();
+    let service = DiscoveryService::start(config, me).expect("start");
+    while !service.is_registered() {
+        assert!(started.elapsed() < PATIENCE, "never registered");
+        thread::sleep(Duration::from_millis(10));
+    }
+    let took = started.elapsed();
+    println!(
+        "a lease grant the first member never answers: registered through the second after {} ms",
+        took.as_millis()
+    );
+    // The grant waited one second at the silent member, not the 5 s
+    // request timeout.
+    assert!(
+        took >= Duration::from_millis(900),
+        "registered after {took:?}: the silent member was not tried first"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "registered only after {took:?}"
+    );
+    assert_eq!(silent.connections.load(Ordering::SeqCst), 1);
+    // Later ticks stay with the member that answered.
+    good.wait_for_ranges(good.ranges.load(Ordering::SeqCst) + 3);
+    assert_eq!(silent.connections.load(Ordering::SeqCst), 1);
+    service.stop();
+    assert_eq!(good.revokes.load(Ordering::SeqCst), 1);
 }

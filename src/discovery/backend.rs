@@ -2,7 +2,7 @@
 //! discovery server ([`super::server_backend`]) or an etcd cluster
 //! ([`super::etcd`]). The client's thread owns its backends and calls them
 //! one after the other on every tick; each call is bounded by the client's
-//! `request_timeout` (per member tried, for etcd).
+//! `request_timeout` (for etcd: a read per member tried, a write in all).
 
 use std::time::Duration;
 

@@ -26,7 +26,7 @@ use super::config::DiscoveryClientConfig;
 use super::endpoint::{self, Endpoint};
 use super::error::DiscoveryError;
 use super::etcd::EtcdBackend;
-use super::info::{NetworkInfo, RegistrationInfo, validate_registration, validate_roster_entry};
+use super::info::{NetworkInfo, RegistrationInfo, validate_own_registration, validate_roster_entry};
 use super::roster::{self, DiscoveryEvent, FlipWatch, Roster};
 use super::server_backend::ServerBackend;
 use crate::names::escaped;
@@ -89,14 +89,15 @@ impl DiscoveryService {
     /// `subscriber_capacity`; [`DiscoveryError::InvalidEndpoint`] for an
     /// endpoint that is not `http://host:port`;
     /// [`DiscoveryError::InvalidRegistration`] when `me`'s ids or endpoint
-    /// break the rules;
+    /// break the rules (a wildcard endpoint with a port passes: each
+    /// backend lists it under an address it finds);
     /// [`DiscoveryError::Spawn`] when the thread cannot start. A server that
     /// cannot be reached is no error: the thread keeps trying.
     pub fn start(
         config: DiscoveryClientConfig,
         me: RegistrationInfo,
     ) -> Result<DiscoveryService, DiscoveryError> {
-        validate_registration(&me)?;
+        validate_own_registration(&me)?;
         if config.refresh_interval.is_zero() {
             return Err(DiscoveryError::InvalidConfig(
                 "refresh_interval must be above zero".into(),
@@ -279,6 +280,7 @@ fn backends(
             config.etcd_credentials.clone(),
             me.clone(),
             config.entry_ttl,
+            config.request_timeout,
         );
         list.insert(at, Box::new(backend));
     }
@@ -521,11 +523,18 @@ mod tests {
     #[test]
     fn a_bad_registration_is_refused_at_start() {
         let mut bad = me();
-        bad.endpoint = "0.0.0.0:9100".into();
+        bad.endpoint = "0.0.0.0:0".into();
         let err = DiscoveryService::start(DiscoveryClientConfig::default(), bad)
             .err()
             .expect("refused");
-        assert!(err.to_string().contains("wildcard"), "{err}");
+        assert!(err.to_string().contains("port 0"), "{err}");
+        // A wildcard with a port is left to the backends to resolve.
+        for wildcard in ["0.0.0.0:9100", "[::]:9100"] {
+            let mut info = me();
+            info.endpoint = wildcard.into();
+            DiscoveryService::start(DiscoveryClientConfig::default(), info)
+                .unwrap_or_else(|e| panic!("{wildcard}: {e}"));
+        }
     }
 
     #[test]

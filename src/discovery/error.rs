@@ -63,7 +63,7 @@ pub enum DiscoveryError {
     },
     /// No member of the etcd cluster could serve a request.
     EtcdUnreachable {
-        /// Each member tried, with why it failed.
+        /// Each attempt: the member tried and why it failed.
         failures: Vec<(String, String)>,
     },
     /// The operating system refused to start a thread.

@@ -20,7 +20,10 @@ pub struct RegistrationInfo {
     pub network_id: String,
     /// The peer process's instance name (`alpha-1`).
     pub instance_id: String,
-    /// `host:port` other peers dial; never the wildcard address.
+    /// `host:port` other peers dial. The wildcard address with a port
+    /// (`0.0.0.0:9100`, `[::]:9100`) leaves the address to discovery: a
+    /// server lists it under the request's source address, etcd under this
+    /// host's address toward the member.
     pub endpoint: String,
     /// Protocol capabilities the peer offers (`actor_messaging`, …).
     #[serde(default)]
@@ -132,6 +135,19 @@ pub(crate) fn resolve_wildcard(endpoint: &str, source: std::net::IpAddr) -> Opti
 
 fn required(name: &str, value: Option<String>) -> Result<String, String> {
     value.ok_or_else(|| format!("missing field `{name}`"))
+}
+
+/// Checks this peer's own registration before it is sent: the rules of
+/// [`validate_registration`], except that a wildcard endpoint with a port
+/// passes, since every backend lists it under an address it finds.
+pub(crate) fn validate_own_registration(info: &RegistrationInfo) -> Result<(), DiscoveryError> {
+    match resolve_wildcard(&info.endpoint, std::net::Ipv4Addr::LOCALHOST.into()) {
+        Some(stand_in) => validate_registration(&RegistrationInfo {
+            endpoint: stand_in,
+            ..info.clone()
+        }),
+        None => validate_registration(info),
+    }
 }
 
 /// Checks a registration: ids by [`crate::names::check_id`], a dialable

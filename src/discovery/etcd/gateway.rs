@@ -8,6 +8,16 @@
 //! or `DeadlineExceeded`, an HTTP 5xx), the next member gets the same
 //! request at once. An answer from the cluster itself (a refused password,
 //! a lease it does not know) is final: every member would say the same.
+//!
+//! A write (a Raft proposal: lease grant, put, revoke) that a follower
+//! forwards to a leader dying at that moment is lost, and the follower
+//! never answers it: etcd gives up only after its own request timeout
+//! (5 s plus two election timeouts). So a write gets [`WRITE_PATIENCE`]
+//! per member, doubled at each attempt it is cut short, all within one
+//! `request_timeout`: once a new leader is elected the same write goes
+//! through at once. Reads need no such care: a linearizable range read
+//! answers `leader changed` within the election, and a lease keep-alive
+//! waits for the new leader.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +30,21 @@ use crate::secret::Secret;
 
 /// Largest answer read for anything but a range: an etcd header and a few ids.
 pub(crate) const SMALL_ANSWER_BYTES: u64 = 64 * 1024;
+
+/// How long a write waits for a member before the same write goes to the
+/// next member; each further cut doubles it. A healthy write is answered in
+/// milliseconds; one lost with a dying leader is never answered.
+pub(crate) const WRITE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Whether a request is a Raft proposal, which a member may never answer
+/// when the leader dies under it (see the module's notes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A range read or a lease keep-alive.
+    Read,
+    /// A lease grant, a put, a revoke.
+    Write,
+}
 
 /// gRPC status codes that mean "this member cannot serve now, try another"
 /// (etcd's gateway carries them in the error body's `code`).
@@ -43,6 +68,8 @@ pub(crate) struct Gateway {
     members: Vec<String>,
     /// The member that answered last; requests start there.
     current: usize,
+    /// The client's `request_timeout`: what one write may take in all.
+    request_timeout: Duration,
     credentials: Option<EtcdCredentials>,
     /// etcd's auth token, taken with the credentials on first use and
     /// again when etcd says it expired.
@@ -51,17 +78,19 @@ pub(crate) struct Gateway {
 
 impl Gateway {
     /// A gateway to `members` (at least one), authenticating with
-    /// `credentials` when set.
+    /// `credentials` when set; `request_timeout` bounds each write in all.
     pub(crate) fn new(
         agent: ureq::Agent,
         members: Vec<String>,
         credentials: Option<EtcdCredentials>,
+        request_timeout: Duration,
     ) -> Gateway {
         debug_assert!(!members.is_empty());
         Gateway {
             agent,
             members,
             current: 0,
+            request_timeout,
             credentials,
             token: None,
         }
@@ -72,41 +101,63 @@ impl Gateway {
         &self.members
     }
 
+    /// The member the next request starts at (`http://host:port`).
+    pub(crate) fn current_member(&self) -> &str {
+        &self.members[self.current]
+    }
+
     /// Sends `body` to `path` (`/v3/kv/put`…), member after member until
     /// one serves it, and returns the answer's JSON (read up to `limit`
-    /// bytes). `deadline` bounds every attempt when set; the agent's
-    /// `request_timeout` bounds each one otherwise.
+    /// bytes). A read tries each member once, bounded by `deadline` when
+    /// set and by the agent's `request_timeout` per attempt otherwise. A
+    /// write to several members shares one budget, `deadline` or one
+    /// `request_timeout`, and gives each attempt [`WRITE_PATIENCE`] (doubled
+    /// after each cut); it goes round the members again while an attempt
+    /// was cut short and time is left.
     ///
     /// # Errors
     ///
     /// [`DiscoveryError::Etcd`] with etcd's text for an answer of the
     /// cluster's (an `etcdserver: …` error) or when the only member failed;
-    /// [`DiscoveryError::EtcdUnreachable`] naming every member's failure
+    /// [`DiscoveryError::EtcdUnreachable`] naming every failed attempt
     /// when none could serve.
     pub(crate) fn call(
         &mut self,
         path: &str,
         body: &Value,
         limit: u64,
+        kind: Kind,
         deadline: Option<Instant>,
     ) -> Result<Value, DiscoveryError> {
         let n = self.members.len();
+        // With one member there is nobody to move on to: it gets it all.
+        let mut patience = (kind == Kind::Write && n > 1).then(|| WRITE_PATIENCE.min(self.request_timeout));
+        let budget = deadline.or_else(|| patience.map(|_| Instant::now() + self.request_timeout));
         let mut failures = Vec::new();
-        for step in 0..n {
+        let mut cut_in_pass = false;
+        for step in 0usize.. {
+            if step > 0 && step % n == 0 {
+                if !cut_in_pass || budget.is_some_and(|b| Instant::now() >= b) {
+                    break;
+                }
+                cut_in_pass = false;
+            }
             let at = (self.current + step) % n;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if budget.is_some_and(|b| now >= b) {
                 failures.push((self.members[at].clone(), "no time left".to_string()));
                 continue;
             }
-            match self.call_member(at, path, body, limit, deadline) {
+            let attempt = match (patience, budget) {
+                (Some(p), Some(b)) => Some(b.min(now + p)),
+                _ => budget,
+            };
+            match self.call_member(at, path, body, limit, attempt) {
                 Ok(answer) => {
                     if at != self.current {
                         log::warn!(
-                            "etcd member {} failed ({}); carrying on with member {}",
-                            self.members[self.current],
-                            failures
-                                .first()
-                                .map_or("", |(_, why): &(String, String)| why.as_str()),
+                            "{}; carrying on with member {}",
+                            FailureLog(&failures),
                             self.members[at]
                         );
                         self.current = at;
@@ -119,7 +170,21 @@ impl Gateway {
                         message,
                     });
                 }
-                Err(Failure::Member(message)) => failures.push((self.members[at].clone(), message)),
+                Err(Failure::Member(message)) => {
+                    let cut = match (patience, attempt, budget) {
+                        (Some(p), Some(a), Some(b)) if a < b && Instant::now() >= a => Some(p),
+                        _ => None,
+                    };
+                    let message = match cut {
+                        Some(p) => {
+                            cut_in_pass = true;
+                            patience = Some(p * 2);
+                            format!("no answer within {} ms", p.as_millis())
+                        }
+                        None => message,
+                    };
+                    failures.push((self.members[at].clone(), message));
+                }
             }
         }
         match failures.len() {
@@ -242,6 +307,21 @@ impl Gateway {
     }
 }
 
+/// The failed attempts of one request in a log line: `etcd member A failed
+/// (why), then member B (why)`.
+struct FailureLog<'a>(&'a [(String, String)]);
+
+impl std::fmt::Display for FailureLog<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (member, why)) in self.0.iter().enumerate() {
+            let lead = if i == 0 { "etcd member" } else { ", then member" };
+            let failed = if i == 0 { " failed" } else { "" };
+            write!(f, "{lead} {member}{failed} ({})", escaped(why).max_chars(256))?;
+        }
+        Ok(())
+    }
+}
+
 /// What one HTTP request came to, short of success.
 enum Answer {
     /// No answer: refused, timed out, cut.
@@ -290,6 +370,26 @@ mod tests {
         assert_eq!(int64(v.get("TTL")), Some(60));
         assert_eq!(int64(v.get("bad")), None);
         assert_eq!(int64(v.get("missing")), None);
+    }
+
+    #[test]
+    fn a_failover_line_names_every_failed_attempt() {
+        let failures = [
+            ("http://a:2379".to_string(), "Connection refused".to_string()),
+            (
+                "http://b:2379".to_string(),
+                "no answer within 1000 ms".to_string(),
+            ),
+        ];
+        assert_eq!(
+            FailureLog(&failures).to_string(),
+            "etcd member http://a:2379 failed (Connection refused), then member http://b:2379 \
+             (no answer within 1000 ms)"
+        );
+        assert_eq!(
+            FailureLog(&failures[..1]).to_string(),
+            "etcd member http://a:2379 failed (Connection refused)"
+        );
     }
 
     #[test]

@@ -13,20 +13,26 @@
 //! which deletes the entry at once; a killed peer's entry goes when its
 //! lease lapses. A newer instance of the network writes the key under its
 //! own lease, so an older instance's late revoke never removes it.
+//!
+//! A wildcard endpoint (`0.0.0.0:PORT`, `[::]:PORT`) is written as this
+//! host's address toward the member, with the port: the source address a
+//! discovery server would have listed it under. etcd sees no source
+//! address, and an entry others cannot dial is no use to them.
 
 mod gateway;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 
-use self::gateway::{Gateway, SMALL_ANSWER_BYTES, int64};
+use self::gateway::{Gateway, Kind, SMALL_ANSWER_BYTES, int64};
 use super::backend::{Backend, Deregistered, Listing};
 use super::config::EtcdCredentials;
 use super::error::DiscoveryError;
-use super::info::{NetworkInfo, RegistrationInfo};
+use super::info::{NetworkInfo, RegistrationInfo, resolve_wildcard};
 use crate::clock::format_rfc3339;
 use crate::names::escaped;
 
@@ -44,6 +50,9 @@ pub(crate) struct EtcdBackend {
     gateway: Gateway,
     prefix: String,
     me: RegistrationInfo,
+    /// The endpoint of the entry last written: `me.endpoint`, or the
+    /// address its wildcard was replaced by.
+    endpoint: String,
     /// The lease TTL, whole seconds.
     ttl_secs: u64,
     /// The lease this peer's entry is attached to, once granted.
@@ -54,7 +63,8 @@ pub(crate) struct EtcdBackend {
 
 impl EtcdBackend {
     /// A backend over `members` (`http://host:port`, at least one), keeping
-    /// `me` under `prefix` with leases of `ttl` (rounded up to whole seconds).
+    /// `me` under `prefix` with leases of `ttl` (rounded up to whole seconds);
+    /// `request_timeout` bounds each write in all.
     pub(crate) fn new(
         agent: ureq::Agent,
         members: Vec<String>,
@@ -62,12 +72,14 @@ impl EtcdBackend {
         credentials: Option<EtcdCredentials>,
         me: RegistrationInfo,
         ttl: Duration,
+        request_timeout: Duration,
     ) -> EtcdBackend {
         let ttl_secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         EtcdBackend {
             name: format!("etcd {}", members.join(",")),
-            gateway: Gateway::new(agent, members, credentials),
+            gateway: Gateway::new(agent, members, credentials, request_timeout),
             prefix,
+            endpoint: me.endpoint.clone(),
             me,
             ttl_secs: ttl_secs.max(1),
             lease: None,
@@ -85,6 +97,7 @@ impl EtcdBackend {
             "/v3/lease/grant",
             &json!({ "TTL": self.ttl_secs }),
             SMALL_ANSWER_BYTES,
+            Kind::Write,
             None,
         )?;
         match int64(answer.get("ID")) {
@@ -103,6 +116,7 @@ impl EtcdBackend {
             "/v3/lease/keepalive",
             &json!({ "ID": lease.to_string() }),
             SMALL_ANSWER_BYTES,
+            Kind::Read,
             None,
         )?;
         // etcd leaves a zero TTL out: a lease it does not know.
@@ -111,10 +125,11 @@ impl EtcdBackend {
 
     /// Writes the entry under `lease`.
     fn put(&mut self, lease: i64) -> Result<(), DiscoveryError> {
+        self.endpoint = self.endpoint_to_write()?;
         let entry = NetworkInfo {
             network_id: self.me.network_id.clone(),
             instance_id: self.me.instance_id.clone(),
-            endpoint: self.me.endpoint.clone(),
+            endpoint: self.endpoint.clone(),
             capabilities: self.me.capabilities.clone(),
             last_seen: format_rfc3339(SystemTime::now()),
         };
@@ -126,15 +141,44 @@ impl EtcdBackend {
             "lease": lease.to_string(),
         });
         self.gateway
-            .call("/v3/kv/put", &body, SMALL_ANSWER_BYTES, None)
+            .call("/v3/kv/put", &body, SMALL_ANSWER_BYTES, Kind::Write, None)
             .map(drop)
+    }
+
+    /// `me.endpoint`, or for a wildcard this host's address toward the
+    /// member requests start at, with the port. Said at info when the
+    /// replacement is new.
+    fn endpoint_to_write(&self) -> Result<String, DiscoveryError> {
+        if resolve_wildcard(&self.me.endpoint, IpAddr::V4(Ipv4Addr::LOCALHOST)).is_none() {
+            return Ok(self.me.endpoint.clone());
+        }
+        let member = self.gateway.current_member();
+        let resolved = local_address_toward(member).and_then(|ip| {
+            resolve_wildcard(&self.me.endpoint, ip).ok_or_else(|| format!("{ip} is no address"))
+        });
+        let endpoint = resolved.map_err(|why| {
+            DiscoveryError::InvalidRegistration(format!(
+                "endpoint {:?} is the wildcard address and this host has no address toward etcd \
+                 member {member} ({why}); advertise an address other peers can dial",
+                escaped(&self.me.endpoint)
+            ))
+        })?;
+        if endpoint != self.endpoint {
+            log::info!(
+                "{}: the wildcard endpoint {} is written as {endpoint}, this host's address toward \
+                 etcd member {member}",
+                self.name,
+                escaped(&self.me.endpoint)
+            );
+        }
+        Ok(endpoint)
     }
 
     /// True when `info` is the entry this peer wrote.
     fn is_own_entry(&self, info: &NetworkInfo) -> bool {
         info.network_id == self.me.network_id
             && info.instance_id == self.me.instance_id
-            && info.endpoint == self.me.endpoint
+            && info.endpoint == self.endpoint
             && info.capabilities == self.me.capabilities
     }
 
@@ -200,7 +244,9 @@ impl Backend for EtcdBackend {
             "range_end": BASE64.encode(prefix_end(self.prefix.as_bytes())),
             "limit": MAX_ENTRIES.to_string(),
         });
-        let answer = self.gateway.call("/v3/kv/range", &body, MAX_ROSTER_BYTES, None)?;
+        let answer = self
+            .gateway
+            .call("/v3/kv/range", &body, MAX_ROSTER_BYTES, Kind::Read, None)?;
         let truncated = answer.get("more").and_then(Value::as_bool) == Some(true);
         if truncated {
             log::warn!(
@@ -246,15 +292,45 @@ impl Backend for EtcdBackend {
         };
         let deadline = Instant::now() + timeout;
         let body = json!({ "ID": lease.to_string() });
-        match self
-            .gateway
-            .call("/v3/lease/revoke", &body, SMALL_ANSWER_BYTES, Some(deadline))
-        {
+        match self.gateway.call(
+            "/v3/lease/revoke",
+            &body,
+            SMALL_ANSWER_BYTES,
+            Kind::Write,
+            Some(deadline),
+        ) {
             Ok(_) => Ok(Deregistered::Removed),
             Err(e) if lease_not_found(&e) => Ok(Deregistered::NothingToRemove),
             Err(e) => Err(e),
         }
     }
+}
+
+/// The address this host would send from to reach `member`
+/// (`http://host:port`). Connecting a UDP socket sends nothing: the kernel
+/// only picks the route, and with it the local address.
+fn local_address_toward(member: &str) -> Result<IpAddr, String> {
+    let authority = member.strip_prefix("http://").unwrap_or(member);
+    let targets = authority
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?;
+    let mut why = format!("{authority} resolves to no address");
+    for target in targets {
+        let any = match target {
+            SocketAddr::V4(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+        };
+        let local = UdpSocket::bind(any).and_then(|socket| {
+            socket.connect(target)?;
+            socket.local_addr()
+        });
+        match local {
+            Ok(local) if !local.ip().is_unspecified() => return Ok(local.ip()),
+            Ok(_) => why = format!("no local address routes to {target}"),
+            Err(e) => why = format!("no route to {target}: {e}"),
+        }
+    }
+    Err(why)
 }
 
 /// One key-value pair of a range answer as a roster entry: the key must be
@@ -304,6 +380,45 @@ mod tests {
 
     fn kv(key: &str, value: &str) -> Value {
         json!({ "key": BASE64.encode(key), "value": BASE64.encode(value) })
+    }
+
+    fn backend(member: &str, endpoint: &str) -> EtcdBackend {
+        let me = RegistrationInfo {
+            network_id: "alpha".into(),
+            instance_id: "alpha-1".into(),
+            endpoint: endpoint.into(),
+            capabilities: vec![],
+        };
+        EtcdBackend::new(
+            ureq::Agent::new_with_defaults(),
+            vec![member.into()],
+            "/p/".into(),
+            None,
+            me,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+        )
+    }
+
+    #[test]
+    fn a_wildcard_is_written_at_this_hosts_address_toward_the_member() {
+        for wildcard in ["0.0.0.0:9100", "[::]:9100"] {
+            let written = backend("http://127.0.0.1:2379", wildcard).endpoint_to_write();
+            assert_eq!(written.expect("resolved"), "127.0.0.1:9100", "{wildcard}");
+        }
+        let written = backend("http://127.0.0.1:2379", "10.0.0.7:9100").endpoint_to_write();
+        assert_eq!(written.expect("as advertised"), "10.0.0.7:9100");
+        // No address toward the member: refused as before, saying why.
+        let err = backend("http://no-port", "0.0.0.0:9100")
+            .endpoint_to_write()
+            .expect_err("no route")
+            .to_string();
+        assert!(
+            err.contains(
+                "is the wildcard address and this host has no address toward etcd member http://no-port"
+            ) && err.contains("advertise an address other peers can dial"),
+            "{err}"
+        );
     }
 
     #[test]
