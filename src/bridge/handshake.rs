@@ -571,6 +571,7 @@ pub(crate) fn reply_text(acceptor: &BridgeIdentity, outcome: Result<(), &Refusal
 }
 
 /// Reads a 1.0 reply on the dialer's side (for tools and fuzzing).
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_reply(text: &str) -> Result<HandshakeReply, HandshakeError> {
     let reply: HandshakeReply = serde_json::from_str(text)
         .map_err(|err| HandshakeError::Malformed(format!("reply is not a handshake reply: {err}")))?;

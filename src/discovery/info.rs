@@ -74,6 +74,8 @@ struct RawRegistration {
 /// # Errors
 ///
 /// The reason the body is not a valid registration.
+#[cfg(any(test, feature = "fuzzing"))]
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 pub fn parse_registration(body: &[u8]) -> Result<RegistrationInfo, String> {
     parse_registration_from(body, None).map(|(info, _)| info)
 }

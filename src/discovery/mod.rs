@@ -51,5 +51,6 @@ pub use server::{DiscoveryServer, ServerConfig};
 #[doc(hidden)]
 pub mod inspect {
     pub use super::info::parse_registration;
-    pub use crate::http_server::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
+    pub use crate::http_server::head::RequestHead;
+    pub use crate::http_server::{HeadError, MAX_HEADERS, head_len, parse_head};
 }

@@ -16,6 +16,8 @@
 //! `docs/discovery.md` ("How the server protects itself") for why.
 
 pub(crate) mod connection;
+// Its items are `pub` for the fuzz entry points (`discovery::inspect`).
+#[cfg_attr(not(feature = "fuzzing"), allow(unreachable_pub))]
 pub(crate) mod head;
 pub(crate) mod limits;
 pub(crate) mod reply;
@@ -23,7 +25,9 @@ pub(crate) mod server;
 pub(crate) mod service;
 pub(crate) mod shared;
 
-pub use head::{HeadError, MAX_HEADERS, RequestHead, head_len, parse_head};
+pub(crate) use head::RequestHead;
+#[cfg(feature = "fuzzing")]
+pub use head::{HeadError, MAX_HEADERS, head_len, parse_head};
 pub use reply::Reply;
 pub(crate) use reply::{JSON, PROMETHEUS_TEXT};
 pub(crate) use server::{Accept, HttpServer, bind};
