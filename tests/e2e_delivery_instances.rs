@@ -97,6 +97,11 @@ fn first_instance(dir: &TempDir, port: u16) -> (Proc, DistributedNetwork) {
     until("beta to reach alpha-1", || beta.is_connected_to("alpha"));
     send(&beta, 1..=BEFORE, WAIT);
     assert_eq!(beta.wait_acknowledged("alpha", WAIT), 0);
+    // Acknowledged once consumed; the log lines reach this test through a
+    // pipe, which may lag behind.
+    until("every number logged by alpha-1", || {
+        recorded(&alpha1).len() >= BEFORE as usize
+    });
     assert_eq!(recorded(&alpha1), (1..=BEFORE).collect::<Vec<_>>());
     (alpha1, beta)
 }
