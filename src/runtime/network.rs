@@ -298,8 +298,8 @@ impl Network {
         shared.events.publish(NetworkEvent::ActorStarted {
             node: node.name().to_string(),
         });
-        let mut inner = lock(&node.inner);
-        scheduler::schedule_locked(shared, node, &mut inner);
+        let ready = scheduler::schedule_locked(shared, node, &mut lock(&node.inner));
+        ready.run(shared);
     }
 
     /// Delivers `message` to `node.port`, waiting up to the configured
@@ -424,7 +424,9 @@ impl Network {
             Room::Wait(timeout) => timeout,
             Room::Overfill => {
                 let mut inner = lock(&target.inner);
-                scheduler::accept_locked(shared, &target, &mut inner, port_index, envelope);
+                let ready = scheduler::accept_locked(shared, &target, &mut inner, port_index, envelope);
+                drop(inner);
+                ready.run(shared);
                 return Ok(());
             }
         };

@@ -82,15 +82,38 @@ impl Shared {
     }
 }
 
-/// Queues `node` on its runner if it wants a turn. Called under the node's lock,
-/// which is what makes "not already queued" and "queue it" one step.
-pub(crate) fn schedule_locked(shared: &Shared, node: &Arc<Node>, inner: &mut NodeInner) {
+/// A node marked scheduled under its lock, handed to its runner by
+/// [`Ready::run`] once that lock is released. Handing it over under the lock
+/// would wake a worker straight into that lock: it would sleep again until
+/// the lock is dropped, a second wake-up for every message on an idle path.
+#[must_use = "the node is marked scheduled: run it once the node's lock is dropped"]
+pub(crate) struct Ready(Option<Arc<Node>>);
+
+impl Ready {
+    /// Nothing to hand over.
+    pub(crate) fn none() -> Ready {
+        Ready(None)
+    }
+
+    /// Hands the node to its runner (a pool worker or its own thread).
+    pub(crate) fn run(self, shared: &Shared) {
+        if let Some(node) = self.0 {
+            push_to_runner(shared, &node);
+        }
+    }
+}
+
+/// Marks `node` scheduled if it wants a turn; the caller runs the returned
+/// [`Ready`] after dropping the node's lock. Called under that lock, which is
+/// what makes "not already queued" and "queue it" one step: a node marked
+/// scheduled is never marked again until its turn, so it is queued once.
+pub(crate) fn schedule_locked(shared: &Shared, node: &Arc<Node>, inner: &mut NodeInner) -> Ready {
     if !shared.started.load(Ordering::Acquire) || shared.is_stopping() || !inner.wants_turn() {
-        return;
+        return Ready::none();
     }
     inner.phase = Phase::Scheduled;
     shared.active.fetch_add(1, Ordering::AcqRel);
-    push_to_runner(shared, node);
+    Ready(Some(node.clone()))
 }
 
 fn push_to_runner(shared: &Shared, node: &Arc<Node>) {
@@ -226,12 +249,14 @@ fn finish_turn(shared: &Shared, node: &Arc<Node>, slot: super::node::ActorSlot, 
         if inner.wants_turn() && !shared.is_stopping() {
             // Still counted as active: it goes straight back in the queue.
             inner.phase = Phase::Scheduled;
-            push_to_runner(shared, node);
             false
         } else {
             true
         }
     };
+    if !went_idle {
+        push_to_runner(shared, node);
+    }
     if went_idle && shared.active.fetch_sub(1, Ordering::AcqRel) == 1 {
         shared.events.publish(NetworkEvent::Idle);
     }
@@ -332,14 +357,15 @@ fn flush_outbox(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox) {
 
 /// Hands `message` to `target.port`, under the target's lock: straight to the
 /// node's forwarder when it has one and nothing is queued or running before
-/// it (so order holds), else into the inbox, queueing the node if it wants a turn.
+/// it (so order holds), else into the inbox, marking the node scheduled if it
+/// wants a turn (the caller runs the [`Ready`] once the lock is dropped).
 pub(crate) fn accept_locked(
     shared: &Shared,
     target: &Arc<Node>,
     inner: &mut NodeInner,
     port: usize,
     mut envelope: Envelope,
-) {
+) -> Ready {
     if let Some(forwarder) = &target.forwarder
         && inner.phase == Phase::Idle
         && inner.ports.iter().all(|p| p.queue.is_empty())
@@ -350,13 +376,13 @@ pub(crate) fn accept_locked(
                 if let Some(receipt) = envelope.receipt {
                     receipt.complete();
                 }
-                return;
+                return Ready::none();
             }
             Err(message) => envelope.message = message,
         }
     }
     inner.ports[port].queue.push_back(envelope);
-    schedule_locked(shared, target, inner);
+    schedule_locked(shared, target, inner)
 }
 
 /// Why a waiting send gave up.
@@ -382,7 +408,9 @@ pub(crate) fn wait_for_room(
             return Err(WaitError::Stopping(pending.envelope.message));
         }
         if inner.has_room(pending.port) {
-            accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+            let ready = accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+            drop(inner);
+            ready.run(shared);
             return Ok(());
         }
         let remaining = match deadline {

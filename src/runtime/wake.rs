@@ -77,22 +77,29 @@ pub(crate) fn offer(shared: &Shared, from: &Arc<Node>, pending: Pending) -> Resu
     {
         let mut inner = lock(&target.inner);
         if inner.has_room(pending.port) {
-            accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+            let ready = accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+            drop(inner);
+            ready.run(shared);
             return Ok(());
         }
     }
     let mut waits = shared.wait_for.lock();
     if waits.leads_to(target.id(), from.id()) {
         let mut inner = lock(&target.inner);
-        accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+        let ready = accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+        drop(inner);
+        drop(waits);
+        ready.run(shared);
         return Ok(());
     }
     lock(&from.inner).waits.blocked = true;
     let mut inner = lock(&target.inner);
     if inner.has_room(pending.port) {
-        accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
+        let ready = accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
         drop(inner);
         lock(&from.inner).waits.blocked = false;
+        drop(waits);
+        ready.run(shared);
         return Ok(());
     }
     inner.waits.waiters.push(from.clone());
@@ -106,12 +113,18 @@ pub(crate) fn wake_waiters(shared: &Shared, waiters: Vec<Arc<Node>>) {
     if waiters.is_empty() {
         return;
     }
-    let mut waits = shared.wait_for.lock();
-    for waiter in waiters {
-        waits.clear(waiter.id());
-        let mut inner = lock(&waiter.inner);
-        inner.waits.blocked = false;
-        schedule_locked(shared, &waiter, &mut inner);
+    let mut ready = Vec::with_capacity(waiters.len());
+    {
+        let mut waits = shared.wait_for.lock();
+        for waiter in waiters {
+            waits.clear(waiter.id());
+            let mut inner = lock(&waiter.inner);
+            inner.waits.blocked = false;
+            ready.push(schedule_locked(shared, &waiter, &mut inner));
+        }
+    }
+    for node in ready {
+        node.run(shared);
     }
 }
 

@@ -52,11 +52,12 @@ pub(crate) fn start(
     let write_tcp = ws.get_ref().tcp().try_clone()?;
     write_tcp.set_write_timeout(Some(tick))?;
     let write_ws = WebSocket::from_raw_socket(write_tcp, role, Some(session.context.ws_config));
+    *lock(&session.socket) = Some(write_ws);
     let writer = {
         let session = Arc::clone(session);
         thread::Builder::new()
             .name(format!("bridge-writer-{}", session.peer.network_id))
-            .spawn(move || writer::run(&session, write_ws, lanes))?
+            .spawn(move || writer::run(&session, lanes))?
     };
     *lock(&session.writer) = Some(writer);
     let session = Arc::clone(session);

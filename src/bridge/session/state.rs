@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use tungstenite::Bytes;
+use tungstenite::error::Error as WsError;
 use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Bytes, Message as WsMessage, WebSocket};
 
 use super::targets::{Settle, Targets};
 use crate::bridge::delivery::{Credits, DeliveryOffer, InboundLog, NoCredit, Outbox, credit_batch};
@@ -20,8 +21,8 @@ use crate::bridge::frame;
 use crate::bridge::liveness;
 use crate::bridge::protocol::RemoteMessage;
 use crate::bridge::sink::InboundSink;
-use crate::bridge::stats::{Counters, LinkCounters};
-use crate::bridge::stream::LastByte;
+use crate::bridge::stats::{Counters, LinkCounters, bump};
+use crate::bridge::stream::{LastByte, is_timeout};
 
 /// Close reason sent to (and recognised from) a peer when one of two
 /// connections between the same pair of networks is dropped.
@@ -52,6 +53,34 @@ pub(crate) struct Peer {
     pub(crate) dialed: bool,
     pub(crate) wire: Wire,
 }
+
+/// How long a sender writing through waits for room in the socket's send
+/// buffer before it leaves the rest of its frame to the writer.
+const WRITE_THROUGH_WAIT: Duration = Duration::from_millis(1);
+
+/// What became of a frame offered to `Session::write_through`.
+enum Through {
+    /// Written, or buffered for the writer to flush (the message is on its way).
+    Written,
+    /// Not written: the session was not idle. The caller queues it.
+    Refused(Outgoing),
+    /// The socket failed; the message did not go.
+    Failed(BridgeError),
+}
+
+/// The writing end of a session's socket. The writer thread holds it while it
+/// writes; a sender that finds the session idle may hold it to write its own
+/// frame (see [`Session::send`]).
+pub(crate) type WriteSocket = WebSocket<TcpStream>;
+
+/// A send writes its frame itself, rather than waking the writer thread,
+/// only when the session's previous send ended at least this long before:
+/// messages closer together are left to the writer, which gathers them into
+/// one write and one flush (a write per message would cost the receiver a
+/// wake-up per message). Request and reply traffic is spaced by a round trip
+/// (tens of microseconds at least), a stream by the sender's own cost per
+/// message (a few).
+const WRITE_THROUGH_GAP: Duration = Duration::from_micros(20);
 
 /// One encoded frame on the data lane.
 pub(crate) enum Outgoing {
@@ -164,10 +193,26 @@ pub(crate) struct Session {
     /// either counted as lost or handed back, never both, never neither.
     pub(super) inflight: AtomicUsize,
     pub(super) lane_closed: AtomicBool,
+    /// The socket's writing end: the writer's, lent to a sender that writes
+    /// through; `None` once the writer has stopped (nothing may be written
+    /// after its Close).
+    pub(super) socket: Mutex<Option<WriteSocket>>,
+    /// Messages on the data lane not yet written (taken before the push,
+    /// given back once written): a send writes through only at zero, so it
+    /// never overtakes a message of the same thread still queued.
+    pub(super) unwritten: AtomicUsize,
+    /// A write-through left bytes in the socket's buffer for the writer.
+    pub(super) needs_flush: AtomicBool,
+    /// When the last send on this session ended, in nanoseconds since the
+    /// bridge's epoch ([`WRITE_THROUGH_GAP`]).
+    last_send: AtomicU64,
     control: Mutex<ControlState>,
     /// Set with every control change, so the writer checks the lane between
     /// data frames without taking a lock.
     control_pending: AtomicBool,
+    /// A control frame that woke the writer is queued (not a lazy credit
+    /// grant): sends leave the socket to the writer until it is written.
+    control_urgent: AtomicBool,
     /// The reader is handing a message to the local network (may block).
     delivering: AtomicBool,
     /// Wakes the writer when a control frame is queued (one token at most).
@@ -207,8 +252,13 @@ impl Session {
             data_rx: data_rx.clone(),
             inflight: AtomicUsize::new(0),
             lane_closed: AtomicBool::new(false),
+            socket: Mutex::new(None),
+            unwritten: AtomicUsize::new(0),
+            needs_flush: AtomicBool::new(false),
+            last_send: AtomicU64::new(0),
             control: Mutex::new(ControlState::default()),
             control_pending: AtomicBool::new(false),
+            control_urgent: AtomicBool::new(false),
             delivering: AtomicBool::new(false),
             control_wake,
             tcp,
@@ -242,6 +292,14 @@ impl Session {
     /// The one route from a send API to this session's wire: checks the
     /// peer's limits, encodes for the session's wire, and queues, waiting up
     /// to `timeout` (zero: not at all). Every failure hands the message back.
+    ///
+    /// When the session is idle (nothing queued, the writer not writing, no
+    /// urgent control frame, no send in the last [`WRITE_THROUGH_GAP`]) a
+    /// message of at most one fragment is written from the caller's thread
+    /// instead: one thread hand-off less on its way, which is most of a
+    /// message's latency on an idle link. Such a write never waits more than
+    /// a millisecond for room in the socket; what does not fit is left to the
+    /// writer.
     pub(crate) fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), SendError> {
         let item = match self.encode(&message) {
             Ok(item) => item,
@@ -256,13 +314,56 @@ impl Session {
             Ok(cost) => cost,
             Err(error) => return Err(SendError::new(error, message)),
         };
-        let result = self.enqueue(item, &message, timeout);
+        let result = match self.write_through(item) {
+            Through::Written => Ok(()),
+            Through::Refused(item) => self.enqueue(item, &message, timeout),
+            Through::Failed(error) => Err(error),
+        };
+        self.last_send.store(nanos(self.now()), Ordering::Relaxed);
         if result.is_err()
             && let Some(delivery) = &self.delivery
         {
             delivery.credits.grant(&message.target_actor, u64::from(cost));
         }
         result.map_err(|error| SendError::new(error, message))
+    }
+
+    /// Writes `item` from the caller's thread when the session is idle;
+    /// hands it back otherwise.
+    fn write_through(&self, item: Outgoing) -> Through {
+        let small = match &item {
+            Outgoing::Binary(frame) => frame.len() <= frame::FRAGMENT_BYTES,
+            Outgoing::Text(text) => text.len() <= frame::FRAGMENT_BYTES,
+        };
+        let quiet_for = nanos(self.now()).saturating_sub(self.last_send.load(Ordering::Relaxed));
+        let idle = small
+            && quiet_for >= nanos(WRITE_THROUGH_GAP)
+            && !self.control_urgent.load(Ordering::SeqCst)
+            && self.unwritten.load(Ordering::SeqCst) == 0
+            && !self.needs_flush.load(Ordering::SeqCst);
+        if !idle {
+            return Through::Refused(item);
+        }
+        // A frame taken from the lane counts until it is written, so an
+        // empty count under the lock means that nothing this thread queued
+        // before is still unwritten: its messages stay in order.
+        let Ok(mut socket) = self.socket.try_lock() else {
+            return Through::Refused(item);
+        };
+        let Some(ws) = socket.as_mut() else {
+            return Through::Refused(item);
+        };
+        if self.unwritten.load(Ordering::SeqCst) != 0 {
+            return Through::Refused(item);
+        }
+        let through = self.write_frame_through(ws, item);
+        drop(socket);
+        match &through {
+            Through::Written if self.needs_flush.load(Ordering::SeqCst) => self.wake(),
+            Through::Failed(_) => self.abort(CloseReason::Failed("write failed".to_string())),
+            _ => {}
+        }
+        through
     }
 
     /// Takes the credits of a message whose DATA frame is `len` bytes for
@@ -292,12 +393,49 @@ impl Session {
             })
     }
 
+    /// Writes one frame of at most [`frame::FRAGMENT_BYTES`] from a sender's
+    /// thread, on the socket the writer lent. It waits at most
+    /// [`WRITE_THROUGH_WAIT`] for room; bytes that did not fit stay in the
+    /// WebSocket's buffer and the writer is asked to flush them.
+    fn write_frame_through(&self, ws: &mut WriteSocket, item: Outgoing) -> Through {
+        let message = match item {
+            Outgoing::Text(text) => WsMessage::text(text),
+            Outgoing::Binary(bytes) => WsMessage::binary(bytes),
+        };
+        let len = message.len() as u64;
+        let failed = |err: &dyn std::fmt::Display| {
+            log::debug!("Write to network {} failed: {err}", self.network_id());
+            Through::Failed(BridgeError::ConnectionClosed(self.network_id().to_string()))
+        };
+        if let Err(err) = ws.get_ref().set_write_timeout(Some(WRITE_THROUGH_WAIT)) {
+            return failed(&err);
+        }
+        let written = ws.write(message).and_then(|()| ws.flush());
+        let restored = ws.get_ref().set_write_timeout(Some(self.tick()));
+        let through = match written {
+            Ok(()) => Through::Written,
+            Err(WsError::Io(err)) if is_timeout(&err) => {
+                self.needs_flush.store(true, Ordering::SeqCst);
+                Through::Written
+            }
+            Err(err) => return failed(&err),
+        };
+        if let Err(err) = restored {
+            return failed(&err);
+        }
+        bump(&self.context.link.bytes_out, len);
+        bump(&self.context.stats.messages_sent, 1);
+        bump(&self.context.link.messages_out, 1);
+        through
+    }
+
     fn enqueue(&self, item: Outgoing, message: &RemoteMessage, timeout: Duration) -> Result<(), BridgeError> {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         if self.lane_closed.load(Ordering::SeqCst) {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
             return Err(self.closed_error());
         }
+        self.unwritten.fetch_add(1, Ordering::SeqCst);
         let queued = if timeout.is_zero() {
             self.data.try_send(item).map_err(|err| match err {
                 TrySendError::Full(_) => self.full_error(),
@@ -313,6 +451,9 @@ impl Session {
             })
         };
         self.inflight.fetch_sub(1, Ordering::SeqCst);
+        if queued.is_err() {
+            self.unwritten.fetch_sub(1, Ordering::SeqCst);
+        }
         match queued {
             Ok(()) => {
                 log::debug!(
@@ -371,6 +512,7 @@ impl Session {
     /// Queues a control frame; never blocks and never drops one.
     pub(crate) fn control(&self, change: impl FnOnce(&mut ControlState)) {
         change(&mut lock(&self.control));
+        self.control_urgent.store(true, Ordering::SeqCst);
         self.control_pending.store(true, Ordering::SeqCst);
         let _ = self.control_wake.try_send(());
     }
@@ -380,6 +522,9 @@ impl Session {
     /// shorter); it is woken for it only when `change` returns true.
     pub(crate) fn control_lazily(&self, change: impl FnOnce(&mut ControlState) -> bool) {
         let wake = change(&mut lock(&self.control));
+        if wake {
+            self.control_urgent.store(true, Ordering::SeqCst);
+        }
         self.control_pending.store(true, Ordering::SeqCst);
         if wake {
             let _ = self.control_wake.try_send(());
@@ -394,6 +539,7 @@ impl Session {
     /// Takes every queued control frame (the writer's side).
     pub(crate) fn take_control(&self) -> ControlState {
         self.control_pending.store(false, Ordering::SeqCst);
+        self.control_urgent.store(false, Ordering::SeqCst);
         std::mem::take(&mut *lock(&self.control))
     }
 
@@ -526,4 +672,9 @@ impl Settle for Session {
             ack || *grant >= batch
         });
     }
+}
+
+/// `d` in whole nanoseconds, saturating (585 years fit).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -9,23 +9,28 @@
 //! A write that times out (the peer reads slowly: TCP backpressure) is
 //! retried; the timeout only lets the writer notice that the session was
 //! aborted or that its close is overdue.
+//!
+//! The socket lives in the session ([`Session::socket`]): the writer holds it
+//! while it writes, and lends it between batches to a sender that finds the
+//! session idle (`Session::send`). The writer alone ends it, after its Close.
 
-use std::net::TcpStream;
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::select;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::{Bytes, Message as WsMessage, WebSocket};
+use tungstenite::{Bytes, Message as WsMessage};
 
-use super::state::{CloseReason, Lanes, Outgoing, Session, Wire};
+use super::state::{CloseReason, Lanes, Outgoing, Session, Wire, WriteSocket};
+use crate::bridge::events::lock;
 use crate::bridge::frame::{self, Control};
 use crate::bridge::protocol::heartbeat_text;
 use crate::bridge::stats::bump;
 use crate::bridge::stream::is_timeout;
 
-type Ws = WebSocket<TcpStream>;
+type Ws = WriteSocket;
 
 /// Whether the writer goes on after serving the control lane.
 enum Next {
@@ -34,25 +39,24 @@ enum Next {
 }
 
 /// The writer's main loop.
-pub(crate) fn run(session: &Session, mut ws: Ws, lanes: Lanes) {
+pub(crate) fn run(session: &Session, lanes: Lanes) {
     let tick = session.tick();
     let outcome = loop {
         if session.is_aborted() || session.close_overdue() {
             break Ok(());
         }
-        match serve_control(session, &mut ws, &lanes, true) {
+        match serve_between_batches(session, &lanes) {
             Ok(Next::Continue) => {}
             Ok(Next::Closed) => break Ok(()),
             Err(err) => break Err(err),
-        }
-        if let Err(err) = pump_outbox(session, &mut ws, &lanes) {
-            break Err(err);
         }
         select! {
             recv(lanes.control_wake) -> woken => if woken.is_err() { break Ok(()) },
             recv(lanes.data) -> item => match item {
                 Ok(item) => {
-                    if let Err(err) = write_batch(session, &mut ws, item, &lanes) {
+                    let mut socket = lock(&session.socket);
+                    let Some(ws) = socket.as_mut() else { break Ok(()) };
+                    if let Err(err) = write_batch(session, ws, item, &lanes) {
                         break Err(err);
                     }
                 }
@@ -61,12 +65,32 @@ pub(crate) fn run(session: &Session, mut ws: Ws, lanes: Lanes) {
             default(tick) => {}
         }
     };
+    // Nothing is written after this: a sender that finds no socket queues,
+    // and the teardown counts what is queued as lost.
+    lock(&session.socket).take();
     if let Err(err) = outcome {
         if !session.is_aborted() {
             log::debug!("Write to network {} failed: {err}", session.network_id());
         }
         session.abort(CloseReason::Failed(format!("write failed: {err}")));
     }
+}
+
+/// With the socket held: the control lane, the outbox, and what a
+/// write-through left in the socket's buffer.
+fn serve_between_batches(session: &Session, lanes: &Lanes) -> Result<Next, WsError> {
+    let mut socket = lock(&session.socket);
+    let Some(ws) = socket.as_mut() else {
+        return Ok(Next::Closed);
+    };
+    if let Next::Closed = serve_control(session, ws, lanes, true)? {
+        return Ok(Next::Closed);
+    }
+    pump_outbox(session, ws, lanes)?;
+    if session.needs_flush.swap(false, Ordering::SeqCst) {
+        flush(session, ws)?;
+    }
+    Ok(Next::Continue)
 }
 
 /// Writes every queued control frame and flushes. A Close is written only
@@ -160,11 +184,18 @@ fn pump_outbox(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<(), WsEr
 /// Writes `first` and everything else queued, serving the control lane in
 /// between, then flushes.
 fn write_batch(session: &Session, ws: &mut Ws, first: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
-    write_item(session, ws, first, lanes)?;
+    write_lane_item(session, ws, first, lanes)?;
     while let Ok(item) = lanes.data.try_recv() {
-        write_item(session, ws, item, lanes)?;
+        write_lane_item(session, ws, item, lanes)?;
     }
     flush(session, ws)
+}
+
+/// A frame from the data lane: written, it no longer counts as unwritten.
+fn write_lane_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
+    write_item(session, ws, item, lanes)?;
+    session.unwritten.fetch_sub(1, Ordering::SeqCst);
+    Ok(())
 }
 
 fn write_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
@@ -217,7 +248,7 @@ fn flush(session: &Session, ws: &mut Ws) -> Result<(), WsError> {
 /// half-closes the socket.
 fn close(session: &Session, ws: &mut Ws, lanes: &Lanes, reason: String) -> Result<(), WsError> {
     while let Ok(item) = lanes.data.try_recv() {
-        write_item(session, ws, item, lanes)?;
+        write_lane_item(session, ws, item, lanes)?;
     }
     let short = truncate(&reason, 123);
     if short.len() < reason.len() && matches!(session.peer.wire, Wire::V11 { .. }) {
