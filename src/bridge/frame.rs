@@ -661,6 +661,22 @@ mod tests {
     use super::*;
     use crate::message::{Message, RemoteReference};
 
+    /// The edges of MessagePack's unsigned integer forms (1, 2, 3, 5 and 9
+    /// bytes), where a length computed by hand could be off by one.
+    const UINT_EDGES: [u64; 11] = [
+        0,
+        1,
+        0x7f,
+        0x80,
+        0xff,
+        0x100,
+        0xffff,
+        0x1_0000,
+        0xffff_ffff,
+        0x1_0000_0000,
+        u64::MAX,
+    ];
+
     fn message(payload: Message) -> RemoteMessage {
         RemoteMessage {
             message_id: "m-1".into(),
@@ -816,21 +832,8 @@ mod tests {
             frame
         }
 
-        let numbers = [
-            0,
-            1,
-            0x7f,
-            0x80,
-            0xff,
-            0x100,
-            0xffff,
-            0x1_0000,
-            0xffff_ffff,
-            0x1_0000_0000,
-            u64::MAX,
-        ];
-        for n in numbers {
-            let except: Vec<u64> = numbers.iter().copied().filter(|&e| e < n).collect();
+        for n in UINT_EDGES {
+            let except: Vec<u64> = UINT_EDGES.iter().copied().filter(|&e| e < n).collect();
             assert_eq!(
                 encode_control(&Control::Ack {
                     through: n,
@@ -911,18 +914,7 @@ mod tests {
     fn the_message_length_of_a_sequenced_frame_is_its_data_frame_whatever_the_seq() {
         let data = encode_data(&message(Message::string("x".repeat(300)))).unwrap();
         assert_eq!(message_len(data.len(), None), data.len());
-        for seq in [
-            1,
-            0x7f,
-            0x80,
-            0xff,
-            0x100,
-            0xffff,
-            0x1_0000,
-            0xffff_ffff,
-            1 << 32,
-            u64::MAX,
-        ] {
+        for seq in UINT_EDGES {
             let sequenced = encode_sequenced(seq, &data);
             assert_eq!(message_len(sequenced.len(), Some(seq)), data.len(), "seq {seq}");
             assert_eq!(sequenced_len(seq, data.len()), sequenced.len(), "seq {seq}");

@@ -89,6 +89,16 @@ pub(crate) enum Outgoing {
     Binary(Vec<u8>),
 }
 
+impl Outgoing {
+    /// The encoded frame's length in bytes.
+    fn len(&self) -> usize {
+        match self {
+            Outgoing::Text(text) => text.len(),
+            Outgoing::Binary(frame) => frame.len(),
+        }
+    }
+}
+
 /// Why a session ended. The first reason recorded wins.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum CloseReason {
@@ -306,10 +316,7 @@ impl Session {
             Err(error) => return Err(SendError::new(error, message)),
         };
         let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
-        let len = match &item {
-            Outgoing::Binary(frame) => frame.len(),
-            Outgoing::Text(text) => text.len(),
-        };
+        let len = item.len();
         let cost = match self.take_credit(&message.target_actor, len, deadline) {
             Ok(cost) => cost,
             Err(error) => return Err(SendError::new(error, message)),
@@ -331,10 +338,7 @@ impl Session {
     /// Writes `item` from the caller's thread when the session is idle;
     /// hands it back otherwise.
     fn write_through(&self, item: Outgoing) -> Through {
-        let small = match &item {
-            Outgoing::Binary(frame) => frame.len() <= frame::FRAGMENT_BYTES,
-            Outgoing::Text(text) => text.len() <= frame::FRAGMENT_BYTES,
-        };
+        let small = item.len() <= frame::FRAGMENT_BYTES;
         let quiet_for = nanos(self.now()).saturating_sub(self.last_send.load(Ordering::Relaxed));
         let idle = small
             && quiet_for >= nanos(WRITE_THROUGH_GAP)
@@ -356,14 +360,20 @@ impl Session {
         if self.unwritten.load(Ordering::SeqCst) != 0 {
             return Through::Refused(item);
         }
-        let through = self.write_frame_through(ws, item);
+        let written = self.write_frame_through(ws, item);
         drop(socket);
-        match &through {
-            Through::Written if self.needs_flush.load(Ordering::SeqCst) => self.wake(),
-            Through::Failed(_) => self.abort(CloseReason::Failed("write failed".to_string())),
-            _ => {}
+        match written {
+            Ok(()) => {
+                if self.needs_flush.load(Ordering::SeqCst) {
+                    self.wake();
+                }
+                Through::Written
+            }
+            Err(why) => {
+                self.abort(CloseReason::Failed(format!("write failed: {why}")));
+                Through::Failed(self.closed_error())
+            }
         }
-        through
     }
 
     /// Takes the credits of a message whose DATA frame is `len` bytes for
@@ -396,37 +406,30 @@ impl Session {
     /// Writes one frame of at most [`frame::FRAGMENT_BYTES`] from a sender's
     /// thread, on the socket the writer lent. It waits at most
     /// [`WRITE_THROUGH_WAIT`] for room; bytes that did not fit stay in the
-    /// WebSocket's buffer and the writer is asked to flush them.
-    fn write_frame_through(&self, ws: &mut WriteSocket, item: Outgoing) -> Through {
+    /// WebSocket's buffer and the writer is asked to flush them. An error
+    /// is the socket's: the message did not go, the session is done.
+    fn write_frame_through(&self, ws: &mut WriteSocket, item: Outgoing) -> Result<(), String> {
         let message = match item {
             Outgoing::Text(text) => WsMessage::text(text),
             Outgoing::Binary(bytes) => WsMessage::binary(bytes),
         };
         let len = message.len() as u64;
-        let failed = |err: &dyn std::fmt::Display| {
-            log::debug!("Write to network {} failed: {err}", self.network_id());
-            Through::Failed(BridgeError::ConnectionClosed(self.network_id().to_string()))
-        };
-        if let Err(err) = ws.get_ref().set_write_timeout(Some(WRITE_THROUGH_WAIT)) {
-            return failed(&err);
-        }
+        ws.get_ref()
+            .set_write_timeout(Some(WRITE_THROUGH_WAIT))
+            .map_err(|e| e.to_string())?;
         let written = ws.write(message).and_then(|()| ws.flush());
-        let restored = ws.get_ref().set_write_timeout(Some(self.tick()));
-        let through = match written {
-            Ok(()) => Through::Written,
-            Err(WsError::Io(err)) if is_timeout(&err) => {
-                self.needs_flush.store(true, Ordering::SeqCst);
-                Through::Written
-            }
-            Err(err) => return failed(&err),
-        };
-        if let Err(err) = restored {
-            return failed(&err);
+        ws.get_ref()
+            .set_write_timeout(Some(self.tick()))
+            .map_err(|e| e.to_string())?;
+        match written {
+            Ok(()) => {}
+            Err(WsError::Io(err)) if is_timeout(&err) => self.needs_flush.store(true, Ordering::SeqCst),
+            Err(err) => return Err(err.to_string()),
         }
         bump(&self.context.link.bytes_out, len);
         bump(&self.context.stats.messages_sent, 1);
         bump(&self.context.link.messages_out, 1);
-        through
+        Ok(())
     }
 
     fn enqueue(&self, item: Outgoing, message: &RemoteMessage, timeout: Duration) -> Result<(), BridgeError> {
@@ -511,10 +514,10 @@ impl Session {
 
     /// Queues a control frame; never blocks and never drops one.
     pub(crate) fn control(&self, change: impl FnOnce(&mut ControlState)) {
-        change(&mut lock(&self.control));
-        self.control_urgent.store(true, Ordering::SeqCst);
-        self.control_pending.store(true, Ordering::SeqCst);
-        let _ = self.control_wake.try_send(());
+        self.control_lazily(|c| {
+            change(c);
+            true
+        });
     }
 
     /// Queues a control frame the writer sends with its next frame, or at
@@ -522,11 +525,9 @@ impl Session {
     /// shorter); it is woken for it only when `change` returns true.
     pub(crate) fn control_lazily(&self, change: impl FnOnce(&mut ControlState) -> bool) {
         let wake = change(&mut lock(&self.control));
-        if wake {
-            self.control_urgent.store(true, Ordering::SeqCst);
-        }
         self.control_pending.store(true, Ordering::SeqCst);
         if wake {
+            self.control_urgent.store(true, Ordering::SeqCst);
             let _ = self.control_wake.try_send(());
         }
     }
