@@ -81,6 +81,14 @@ fn recorded(peer: &Proc) -> Vec<i64> {
         .collect()
 }
 
+/// Waits until `peer` has logged as many numbers as `expected` (its log
+/// lines reach this test through a pipe, which may lag behind an
+/// acknowledgement), then checks they are `expected`, once each, in order.
+fn recorded_exactly(peer: &Proc, expected: &[i64]) {
+    until("every number logged", || recorded(peer).len() >= expected.len());
+    assert_eq!(recorded(peer), expected, "exactly once, in order");
+}
+
 fn until(what: &str, mut check: impl FnMut() -> bool) {
     wait_until(WAIT, Duration::from_millis(10), || {
         check().then_some(()).ok_or_else(|| what.to_string())
@@ -97,12 +105,7 @@ fn first_instance(dir: &TempDir, port: u16) -> (Proc, DistributedNetwork) {
     until("beta to reach alpha-1", || beta.is_connected_to("alpha"));
     send(&beta, 1..=BEFORE, WAIT);
     assert_eq!(beta.wait_acknowledged("alpha", WAIT), 0);
-    // Acknowledged once consumed; the log lines reach this test through a
-    // pipe, which may lag behind.
-    until("every number logged by alpha-1", || {
-        recorded(&alpha1).len() >= BEFORE as usize
-    });
-    assert_eq!(recorded(&alpha1), (1..=BEFORE).collect::<Vec<_>>());
+    recorded_exactly(&alpha1, &(1..=BEFORE).collect::<Vec<_>>());
     (alpha1, beta)
 }
 
@@ -122,10 +125,7 @@ fn messages_accepted_while_the_receiver_is_dead_go_to_its_restarted_instance_onc
     assert_eq!(beta.wait_acknowledged("alpha", WAIT), 0);
     let replayed = started.elapsed();
     let expected: Vec<i64> = (BEFORE + 1..=BEFORE + WHILE_DOWN).collect();
-    until("every replayed number logged", || {
-        recorded(&alpha2).len() >= expected.len()
-    });
-    assert_eq!(recorded(&alpha2), expected, "exactly once, in order");
+    recorded_exactly(&alpha2, &expected);
     assert_eq!(recorded(&alpha1), (1..=BEFORE).collect::<Vec<_>>());
     println!(
         "alpha-1 killed, alpha-2 on the same port: {WHILE_DOWN} accepted while down, all acknowledged {} ms after alpha-2 started, once each, in order",
@@ -160,10 +160,7 @@ fn messages_accepted_while_the_receiver_is_frozen_go_to_a_new_instance_elsewhere
     assert_eq!(beta.wait_acknowledged("alpha", WAIT), 0);
     let replayed = started.elapsed();
     let expected: Vec<i64> = (BEFORE + 1..=BEFORE + WHILE_DOWN).collect();
-    until("every replayed number logged", || {
-        recorded(&alpha2).len() >= expected.len()
-    });
-    assert_eq!(recorded(&alpha2), expected, "exactly once, in order");
+    recorded_exactly(&alpha2, &expected);
     assert_eq!(
         recorded(&alpha1),
         (1..=BEFORE).collect::<Vec<_>>(),
