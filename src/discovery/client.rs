@@ -189,8 +189,12 @@ impl DiscoveryService {
         }
     }
 
-    /// Stops the thread and waits for it. It wakes at once; a request in flight
-    /// finishes first (bounded by `request_timeout`). Then the thread
+    /// Stops the thread and waits for it. It wakes at once; the tick in
+    /// flight finishes first: for a discovery server, each request within
+    /// `request_timeout`; for etcd, each read within `request_timeout` per
+    /// member tried (a member that does not answer is waited for, so that
+    /// the next one is tried) and each write within `request_timeout` in
+    /// all. Then the thread
     /// deregisters from every endpoint whose last registration succeeded
     /// (`DELETE /networks/{network}?instance_id=…`), all within one more
     /// `request_timeout`; a failure is logged and does not hold the stop up

@@ -59,6 +59,9 @@ pub(crate) struct EtcdBackend {
     lease: Option<i64>,
     /// The entry is in etcd under `lease`, as far as the last roster showed.
     written: bool,
+    /// The last roster read stopped at [`MAX_ENTRIES`] (said once, at warn,
+    /// each time it starts to).
+    truncated: bool,
 }
 
 impl EtcdBackend {
@@ -84,6 +87,7 @@ impl EtcdBackend {
             ttl_secs: ttl_secs.max(1),
             lease: None,
             written: false,
+            truncated: false,
         }
     }
 
@@ -248,7 +252,7 @@ impl Backend for EtcdBackend {
             .gateway
             .call("/v3/kv/range", &body, MAX_ROSTER_BYTES, Kind::Read, None)?;
         let truncated = answer.get("more").and_then(Value::as_bool) == Some(true);
-        if truncated {
+        if truncated && !self.truncated {
             log::warn!(
                 "{}: more than {MAX_ENTRIES} keys under {}; read the first {MAX_ENTRIES}",
                 self.name,
@@ -273,6 +277,7 @@ impl Backend for EtcdBackend {
                 }
             }
         }
+        self.truncated = truncated;
         if self.written && !ours && !truncated {
             // Deleted by hand, or written over by another instance of this
             // network: the next tick writes it again, as a server's
@@ -290,6 +295,9 @@ impl Backend for EtcdBackend {
         let Some(lease) = self.lease.take() else {
             return Ok(Deregistered::NothingToRemove);
         };
+        // Revoked anyway (the lease may hold nothing, or an entry written
+        // since the last roster); said removed only for an entry known held.
+        let held = std::mem::replace(&mut self.written, false);
         let deadline = Instant::now() + timeout;
         let body = json!({ "ID": lease.to_string() });
         match self.gateway.call(
@@ -299,7 +307,8 @@ impl Backend for EtcdBackend {
             Kind::Write,
             Some(deadline),
         ) {
-            Ok(_) => Ok(Deregistered::Removed),
+            Ok(_) if held => Ok(Deregistered::Removed),
+            Ok(_) => Ok(Deregistered::NothingToRemove),
             Err(e) if lease_not_found(&e) => Ok(Deregistered::NothingToRemove),
             Err(e) => Err(e),
         }
