@@ -129,7 +129,7 @@ impl<S: Service> HttpServer<S> {
     pub(crate) fn shutdown(&self) {
         let accept = self.accept.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(accept) = accept else { return };
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.begin_stopping();
         // Wake the acceptor; if this fails it notices within ACCEPT_POLL.
         let _ = TcpStream::connect_timeout(&wake_address(self.local_addr), Duration::from_millis(500));
         let _ = accept.join();

@@ -54,9 +54,9 @@ impl Handle {
 pub(crate) struct Shared<S> {
     pub(crate) service: S,
     pub(crate) limits: ServerLimits,
-    pub(super) book: Mutex<Book<Handle>>,
-    pub(super) stopping: AtomicBool,
-    pub(super) threads: Mutex<Vec<JoinHandle<()>>>,
+    book: Mutex<Book<Handle>>,
+    stopping: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     evictions: Mutex<EvictionLog>,
 }
 
@@ -92,6 +92,11 @@ impl<S: Service> Shared<S> {
 
     pub(super) fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.threads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on the acceptor and every connection wind down.
+    pub(super) fn begin_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
