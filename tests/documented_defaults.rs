@@ -48,7 +48,7 @@ fn table(doc: &str, heading: &str) -> BTreeMap<String, String> {
     rows
 }
 
-/// Reads a documented default: `5 s`, `200 ms`, `16 KiB`, `8 MiB`, `1024`,
+/// Reads a documented default: `5 s`, `200 ms`, `50 µs`, `16 KiB`, `8 MiB`, `1024`,
 /// `true`, `"at-most-once"`, `127.0.0.1`.
 fn read(text: &str) -> Value {
     let text = text.trim();
@@ -56,7 +56,9 @@ fn read(text: &str) -> Value {
         text.strip_suffix(suffix)
             .and_then(|n| n.trim().parse::<u64>().ok())
     };
-    if let Some(n) = unit(" ms") {
+    if let Some(n) = unit(" µs") {
+        Value::Time(Duration::from_micros(n))
+    } else if let Some(n) = unit(" ms") {
         Value::Time(Duration::from_millis(n))
     } else if let Some(n) = unit(" s") {
         Value::Time(Duration::from_secs(n))
@@ -148,6 +150,7 @@ fn network_config_defaults_in_runtime_md_are_the_codes() {
             ("ticks_per_turn", Value::Number(c.ticks_per_turn as u64)),
             ("event_capacity", Value::Number(c.event_capacity as u64)),
             ("thread_stack_bytes", Value::Bytes(c.thread_stack_bytes as u64)),
+            ("inline_turn_limit", Value::Time(c.inline_turn_limit)),
         ],
     );
 }

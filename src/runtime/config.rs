@@ -21,6 +21,13 @@ pub struct NetworkConfig {
     pub event_capacity: usize,
     /// Stack size of worker and dedicated actor threads. Default 512 KiB.
     pub thread_stack_bytes: usize,
+    /// Longest turn (a running average over the node's turns) of a pool node
+    /// that the thread delivering a remote message to it (its connection's
+    /// reader) runs itself instead of waking a worker. Default 50 µs: a
+    /// wake-up costs 10–40 µs on the machines of docs/benchmarks.md, and the
+    /// reader reads nothing while the turn runs. A node's first turn always
+    /// goes to a worker (its length is unknown); zero turns this off.
+    pub inline_turn_limit: Duration,
 }
 
 impl Default for NetworkConfig {
@@ -32,6 +39,7 @@ impl Default for NetworkConfig {
             ticks_per_turn: 32,
             event_capacity: 1024,
             thread_stack_bytes: 512 * 1024,
+            inline_turn_limit: Duration::from_micros(50),
         }
     }
 }

@@ -361,11 +361,14 @@ impl Network {
             port,
             Envelope::new(message, Source::External),
             Room::Wait(timeout),
+            false,
         )
     }
 
     /// Delivers a message that came over the bridge, with its sender and
-    /// receipt. With [`Room::Overfill`] it never waits.
+    /// receipt. With [`Room::Overfill`] it never waits. Called on the
+    /// connection's reader, which then runs the target's turn itself when
+    /// that turn is short (`NetworkConfig::inline_turn_limit`).
     pub(crate) fn deliver_inbound(
         &self,
         node: &str,
@@ -380,7 +383,7 @@ impl Network {
             source,
             receipt,
         };
-        self.send_enveloped(node, port, envelope, room)
+        self.send_enveloped(node, port, envelope, room, true)
     }
 
     /// Lets actors reach other networks (`ActorContext::send_to_remote_actor`,
@@ -395,7 +398,15 @@ impl Network {
         port: &str,
         envelope: Envelope,
         room: Room,
+        run_here: bool,
     ) -> Result<(), SendError> {
+        let hand_over = |ready: scheduler::Ready| {
+            if run_here {
+                ready.run_here_if_short(&self.inner.shared);
+            } else {
+                ready.run(&self.inner.shared);
+            }
+        };
         let message = envelope.message;
         let (source, receipt) = (envelope.source, envelope.receipt);
         let shared = &self.inner.shared;
@@ -426,7 +437,7 @@ impl Network {
                 let mut inner = lock(&target.inner);
                 let ready = scheduler::accept_locked(shared, &target, &mut inner, port_index, envelope);
                 drop(inner);
-                ready.run(shared);
+                hand_over(ready);
                 return Ok(());
             }
         };
@@ -435,7 +446,7 @@ impl Network {
             port: port_index,
             envelope,
         };
-        scheduler::wait_for_room(shared, pending, Some(timeout), true).map_err(|e| match e {
+        let ready = scheduler::wait_for_room(shared, pending, Some(timeout), true).map_err(|e| match e {
             WaitError::Full(message) => {
                 let kind = SendErrorKind::Full {
                     node: node.to_string(),
@@ -445,7 +456,9 @@ impl Network {
                 SendError::new(kind, message)
             }
             WaitError::Stopping(message) => SendError::new(SendErrorKind::ShuttingDown, message),
-        })
+        })?;
+        hand_over(ready);
+        Ok(())
     }
 
     /// A new receiver of this network's events (bounded; a slow reader misses events).

@@ -5,6 +5,7 @@
 use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use serde_json::Value;
@@ -73,6 +74,11 @@ pub(crate) struct NodeInner {
     pub(crate) external_waiters: usize,
     /// A node without inports gets one tick at start.
     pub(crate) source_tick_due: bool,
+    /// How long its turns take, smoothed (each new turn weighs a quarter,
+    /// so one turn slowed by the machine does not count for much); `None`
+    /// before the first. Whether a connection's reader may run the next one
+    /// itself (`NetworkConfig::inline_turn_limit`).
+    pub(crate) turn_time: Option<Duration>,
     required: Option<Vec<usize>>,
 }
 
@@ -159,6 +165,7 @@ impl Node {
                 }),
                 outbox: VecDeque::new(),
                 external_waiters: 0,
+                turn_time: None,
                 required,
             }),
             space: Condvar::new(),

@@ -87,18 +87,39 @@ impl Shared {
 /// would wake a worker straight into that lock: it would sleep again until
 /// the lock is dropped, a second wake-up for every message on an idle path.
 #[must_use = "the node is marked scheduled: run it once the node's lock is dropped"]
-pub(crate) struct Ready(Option<Arc<Node>>);
+pub(crate) struct Ready {
+    node: Option<Arc<Node>>,
+    /// A pool node whose turns take at most `inline_turn_limit`.
+    short: bool,
+}
 
 impl Ready {
     /// Nothing to hand over.
     pub(crate) fn none() -> Ready {
-        Ready(None)
+        Ready {
+            node: None,
+            short: false,
+        }
     }
 
     /// Hands the node to its runner (a pool worker or its own thread).
     pub(crate) fn run(self, shared: &Shared) {
-        if let Some(node) = self.0 {
+        if let Some(node) = self.node {
             push_to_runner(shared, &node);
+        }
+    }
+
+    /// Runs the node's turn on this thread when it is a pool node whose
+    /// turns are short, else hands it to its runner as [`Ready::run`] does.
+    /// For a connection's reader delivering a remote message: waking a
+    /// worker costs more than a short turn, and a pool turn never blocks
+    /// (sends that find no room wait in the node's outbox, remote sends do
+    /// not wait), so the reader is held up by the turn's length only.
+    pub(crate) fn run_here_if_short(self, shared: &Shared) {
+        match self.node {
+            Some(node) if self.short => run_turn(shared, &node),
+            Some(node) => push_to_runner(shared, &node),
+            None => {}
         }
     }
 }
@@ -113,7 +134,14 @@ pub(crate) fn schedule_locked(shared: &Shared, node: &Arc<Node>, inner: &mut Nod
     }
     inner.phase = Phase::Scheduled;
     shared.active.fetch_add(1, Ordering::AcqRel);
-    Ready(Some(node.clone()))
+    let short = matches!(node.runner, Runner::Pool)
+        && inner
+            .turn_time
+            .is_some_and(|took| took <= shared.config.inline_turn_limit);
+    Ready {
+        node: Some(node.clone()),
+        short,
+    }
 }
 
 fn push_to_runner(shared: &Shared, node: &Arc<Node>) {
@@ -154,6 +182,7 @@ pub(crate) fn dedicated_loop(shared: Arc<Shared>, node: Arc<Node>, doorbell: Rec
 /// One turn of a node: flush what it could not deliver before, then run up to
 /// `ticks_per_turn` ticks, then decide whether it goes back in the queue.
 pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
+    let began = Instant::now();
     let (slot, mut outbox) = {
         let mut inner = lock(&node.inner);
         inner.phase = Phase::Running;
@@ -217,7 +246,7 @@ pub(crate) fn run_turn(shared: &Shared, node: &Arc<Node>) {
             }
         }
     }
-    finish_turn(shared, node, slot, outbox);
+    finish_turn(shared, node, slot, outbox, began.elapsed());
 }
 
 fn report_failure(shared: &Shared, node: &Node, result: std::thread::Result<Result<(), ActorError>>) {
@@ -240,9 +269,19 @@ fn report_failure(shared: &Shared, node: &Node, result: std::thread::Result<Resu
     });
 }
 
-fn finish_turn(shared: &Shared, node: &Arc<Node>, slot: super::node::ActorSlot, outbox: Outbox) {
+fn finish_turn(
+    shared: &Shared,
+    node: &Arc<Node>,
+    slot: super::node::ActorSlot,
+    outbox: Outbox,
+    took: Duration,
+) {
     let went_idle = {
         let mut inner = lock(&node.inner);
+        inner.turn_time = Some(match inner.turn_time {
+            Some(before) => (before * 3 + took) / 4,
+            None => took,
+        });
         inner.slot = Some(slot);
         inner.outbox = outbox;
         inner.phase = Phase::Idle;
@@ -305,7 +344,9 @@ pub(crate) fn deliver(
 /// a full target keeps it (and what follows) in the outbox.
 fn send_pending(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox, pending: Pending) -> Result<(), ()> {
     match node.runner {
-        Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| ())?,
+        Runner::Dedicated(_) => wait_for_room(shared, pending, None, false)
+            .map_err(|_| ())?
+            .run(shared),
         Runner::Pool if !outbox.is_empty() => outbox.push_back(pending),
         Runner::Pool => {
             if let Err(pending) = wake::offer(shared, node, pending) {
@@ -341,7 +382,9 @@ pub(crate) fn deliver_to(
 fn flush_outbox(shared: &Shared, node: &Arc<Node>, outbox: &mut Outbox) {
     while let Some(pending) = outbox.pop_front() {
         let result = match node.runner {
-            Runner::Dedicated(_) => wait_for_room(shared, pending, None, false).map_err(|_| None),
+            Runner::Dedicated(_) => wait_for_room(shared, pending, None, false)
+                .map(|ready| ready.run(shared))
+                .map_err(|_| None),
             Runner::Pool => wake::offer(shared, node, pending).map_err(Some),
         };
         match result {
@@ -394,12 +437,13 @@ pub(crate) enum WaitError {
 /// Waits (on the target's condition variable) until the port has room, the
 /// deadline passes (`None`: no deadline) or the network stops. Used by
 /// external senders and dedicated nodes, which may block; pool workers never do.
+/// The caller runs the returned [`Ready`] (the target's lock is released on return).
 pub(crate) fn wait_for_room(
     shared: &Shared,
     pending: Pending,
     timeout: Option<Duration>,
     external: bool,
-) -> Result<(), WaitError> {
+) -> Result<Ready, WaitError> {
     let deadline = timeout.map(|t| Instant::now() + t);
     let target = &pending.target;
     let mut inner = lock(&target.inner);
@@ -408,10 +452,13 @@ pub(crate) fn wait_for_room(
             return Err(WaitError::Stopping(pending.envelope.message));
         }
         if inner.has_room(pending.port) {
-            let ready = accept_locked(shared, target, &mut inner, pending.port, pending.envelope);
-            drop(inner);
-            ready.run(shared);
-            return Ok(());
+            return Ok(accept_locked(
+                shared,
+                target,
+                &mut inner,
+                pending.port,
+                pending.envelope,
+            ));
         }
         let remaining = match deadline {
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {

@@ -74,13 +74,13 @@ enum Through {
 pub(crate) type WriteSocket = WebSocket<TcpStream>;
 
 /// A send writes its frame itself, rather than waking the writer thread,
-/// only when the session's previous send ended at least this long before:
+/// only when the session's previous send began at least this long before:
 /// messages closer together are left to the writer, which gathers them into
 /// one write and one flush (a write per message would cost the receiver a
 /// wake-up per message). Request and reply traffic is spaced by a round trip
-/// (tens of microseconds at least), a stream by the sender's own cost per
-/// message (a few).
-const WRITE_THROUGH_GAP: Duration = Duration::from_micros(20);
+/// less the send itself (20 µs and more on loopback), a stream by the
+/// sender's own cost per message (a few).
+const WRITE_THROUGH_GAP: Duration = Duration::from_micros(10);
 
 /// One encoded frame on the data lane.
 pub(crate) enum Outgoing {
@@ -213,7 +213,12 @@ pub(crate) struct Session {
     pub(super) unwritten: AtomicUsize,
     /// A write-through left bytes in the socket's buffer for the writer.
     pub(super) needs_flush: AtomicBool,
-    /// When the last send on this session ended, in nanoseconds since the
+    /// The socket's write timeout is [`WRITE_THROUGH_WAIT`], set by a
+    /// write-through and left so for the next one; the writer sets its own
+    /// tick back before it writes. Changed only under `socket`'s lock: two
+    /// system calls per message saved on a link that only writes through.
+    short_timeout: AtomicBool,
+    /// When the last send on this session began, in nanoseconds since the
     /// bridge's epoch ([`WRITE_THROUGH_GAP`]).
     last_send: AtomicU64,
     control: Mutex<ControlState>,
@@ -265,6 +270,7 @@ impl Session {
             socket: Mutex::new(None),
             unwritten: AtomicUsize::new(0),
             needs_flush: AtomicBool::new(false),
+            short_timeout: AtomicBool::new(false),
             last_send: AtomicU64::new(0),
             control: Mutex::new(ControlState::default()),
             control_pending: AtomicBool::new(false),
@@ -321,12 +327,13 @@ impl Session {
             Ok(cost) => cost,
             Err(error) => return Err(SendError::new(error, message)),
         };
-        let result = match self.write_through(item) {
+        let now = nanos(self.now());
+        let result = match self.write_through(item, now) {
             Through::Written => Ok(()),
             Through::Refused(item) => self.enqueue(item, &message, timeout),
             Through::Failed(error) => Err(error),
         };
-        self.last_send.store(nanos(self.now()), Ordering::Relaxed);
+        self.last_send.store(now, Ordering::Relaxed);
         if result.is_err()
             && let Some(delivery) = &self.delivery
         {
@@ -336,10 +343,10 @@ impl Session {
     }
 
     /// Writes `item` from the caller's thread when the session is idle;
-    /// hands it back otherwise.
-    fn write_through(&self, item: Outgoing) -> Through {
+    /// hands it back otherwise. `now`: this send's start (`Session::now`, ns).
+    fn write_through(&self, item: Outgoing, now: u64) -> Through {
         let small = item.len() <= frame::FRAGMENT_BYTES;
-        let quiet_for = nanos(self.now()).saturating_sub(self.last_send.load(Ordering::Relaxed));
+        let quiet_for = now.saturating_sub(self.last_send.load(Ordering::Relaxed));
         let idle = small
             && quiet_for >= nanos(WRITE_THROUGH_GAP)
             && !self.control_urgent.load(Ordering::SeqCst)
@@ -414,13 +421,12 @@ impl Session {
             Outgoing::Binary(bytes) => WsMessage::binary(bytes),
         };
         let len = message.len() as u64;
-        ws.get_ref()
-            .set_write_timeout(Some(WRITE_THROUGH_WAIT))
-            .map_err(|e| e.to_string())?;
+        if !self.short_timeout.swap(true, Ordering::Relaxed) {
+            ws.get_ref()
+                .set_write_timeout(Some(WRITE_THROUGH_WAIT))
+                .map_err(|e| e.to_string())?;
+        }
         let written = ws.write(message).and_then(|()| ws.flush());
-        ws.get_ref()
-            .set_write_timeout(Some(self.tick()))
-            .map_err(|e| e.to_string())?;
         match written {
             Ok(()) => {}
             Err(WsError::Io(err)) if is_timeout(&err) => self.needs_flush.store(true, Ordering::SeqCst),
@@ -429,6 +435,15 @@ impl Session {
         bump(&self.context.link.bytes_out, len);
         bump(&self.context.stats.messages_sent, 1);
         bump(&self.context.link.messages_out, 1);
+        Ok(())
+    }
+
+    /// Sets the writer's write timeout (its tick) back if a write-through
+    /// shortened it. Called by the writer with the socket held, before it writes.
+    pub(super) fn writer_timeout(&self, ws: &WriteSocket) -> std::io::Result<()> {
+        if self.short_timeout.swap(false, Ordering::Relaxed) {
+            ws.get_ref().set_write_timeout(Some(self.tick()))?;
+        }
         Ok(())
     }
 

@@ -56,6 +56,9 @@ pub(crate) fn run(session: &Session, lanes: Lanes) {
                 Ok(item) => {
                     let mut socket = lock(&session.socket);
                     let Some(ws) = socket.as_mut() else { break Ok(()) };
+                    if let Err(err) = session.writer_timeout(ws).map_err(WsError::Io) {
+                        break Err(err);
+                    }
                     if let Err(err) = write_batch(session, ws, item, &lanes) {
                         break Err(err);
                     }
@@ -83,6 +86,7 @@ fn serve_between_batches(session: &Session, lanes: &Lanes) -> Result<Next, WsErr
     let Some(ws) = socket.as_mut() else {
         return Ok(Next::Closed);
     };
+    session.writer_timeout(ws)?;
     if let Next::Closed = serve_control(session, ws, lanes, true)? {
         return Ok(Next::Closed);
     }

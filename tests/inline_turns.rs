@@ -1,0 +1,137 @@
+//! Which thread runs a node's turn when a remote message reaches it: the
+//! connection's reader when the node's turns are short
+//! (`NetworkConfig::inline_turn_limit`), a pool worker otherwise. Two peers
+//! in one process over real loopback sockets; each actor records the name of
+//! the thread each of its ticks ran on. Messages go one at a time (the next
+//! once the last was recorded), so every one finds its node idle and makes
+//! it ready anew.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reflow_distributed::DistributedConfig;
+use reflow_distributed::Message;
+use reflow_distributed::distributed_network::DistributedNetwork;
+use reflow_distributed::runtime::FnActor;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+const READER: &str = "bridge-reader-alpha";
+const WORKER: &str = "reflow-worker-";
+
+fn config(network: &str, inline_turn_limit: Duration) -> DistributedConfig {
+    let mut config = DistributedConfig::new(network);
+    config.bridge.bind_address = "127.0.0.1".into();
+    config.bridge.bind_port = 0;
+    config.bridge.heartbeat_interval = Duration::from_millis(100);
+    config.network.workers = 2;
+    config.network.inline_turn_limit = inline_turn_limit;
+    config
+}
+
+/// Per tick: the thread it ran on and the message it took.
+type Ticks = Arc<Mutex<Vec<(String, Message)>>>;
+
+/// alpha linked to beta, where actor `probe` records its ticks and sleeps
+/// for a message `Integer(ms)`.
+struct Pair {
+    alpha: DistributedNetwork,
+    _beta: DistributedNetwork,
+    ticks: Ticks,
+}
+
+impl Pair {
+    fn new(inline_turn_limit: Duration) -> Pair {
+        let ticks: Ticks = Arc::default();
+        let recorded = ticks.clone();
+        let probe = FnActor::new(&["in"], &[], move |ctx| {
+            let Some(message) = ctx.take_input("in") else {
+                return Ok(());
+            };
+            if let Message::Integer(ms) = message {
+                std::thread::sleep(Duration::from_millis(ms as u64));
+            }
+            let thread = std::thread::current().name().unwrap_or("?").to_string();
+            recorded.lock().unwrap().push((thread, message));
+            Ok(())
+        });
+        let beta = DistributedNetwork::new(config("beta", inline_turn_limit)).unwrap();
+        beta.register_local_actor("probe", Box::new(probe), serde_json::json!({}))
+            .unwrap();
+        beta.start().unwrap();
+        let alpha = DistributedNetwork::new(config("alpha", inline_turn_limit)).unwrap();
+        alpha.start().unwrap();
+        let endpoint = beta.local_addr().unwrap().to_string();
+        alpha.connect_to_network(&endpoint).unwrap();
+        Pair {
+            alpha,
+            _beta: beta,
+            ticks,
+        }
+    }
+
+    /// Sends `message` to `probe@beta` and returns the thread its tick ran on.
+    fn tick(&self, message: Message) -> String {
+        let before = self.ticks.lock().unwrap().len();
+        self.alpha
+            .send_to_remote_actor("beta", "probe", "in", message.clone())
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some((thread, got)) = self.ticks.lock().unwrap().get(before) {
+                assert_eq!(got, &message);
+                return thread.clone();
+            }
+            assert!(Instant::now() < deadline, "no tick for {message:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+#[test]
+fn a_node_with_short_turns_runs_on_the_reader_that_delivered_its_message() {
+    // A limit no turn of this test comes near, however loaded the machine.
+    let pair = Pair::new(Duration::from_secs(10));
+    let first = pair.tick(Message::string("first"));
+    assert!(
+        first.starts_with(WORKER),
+        "a node's first turn goes to a worker (its length is unknown), ran on {first}"
+    );
+    for i in 0..20 {
+        let thread = pair.tick(Message::string(format!("m{i}")));
+        assert_eq!(thread, READER, "message {i}");
+    }
+}
+
+#[test]
+fn a_node_whose_turns_grow_long_leaves_the_reader_after_one_such_turn() {
+    let pair = Pair::new(Duration::from_millis(5));
+    pair.tick(Message::string("first"));
+    // Short turns: the reader runs them (a turn of some microseconds is far
+    // under 5 ms; the running average forgives one slowed by the machine).
+    let on_reader = (0..20)
+        .filter(|i| pair.tick(Message::string(format!("m{i}"))) == READER)
+        .count();
+    assert!(
+        on_reader >= 10,
+        "only {on_reader} of 20 short turns ran on the reader"
+    );
+    // A 100 ms turn lifts the average to 25 ms and more: the next turns go
+    // to the workers until it has decayed under 5 ms (six turns at least).
+    pair.tick(Message::Integer(100));
+    for i in 0..3 {
+        let thread = pair.tick(Message::string(format!("after {i}")));
+        assert!(
+            thread.starts_with(WORKER),
+            "turn {i} after a long one ran on {thread}"
+        );
+    }
+}
+
+#[test]
+fn with_the_limit_at_zero_every_turn_goes_to_a_worker() {
+    let pair = Pair::new(Duration::ZERO);
+    for i in 0..20 {
+        let thread = pair.tick(Message::string(format!("m{i}")));
+        assert!(thread.starts_with(WORKER), "message {i} ran on {thread}");
+    }
+}
