@@ -35,7 +35,7 @@ type Ticks = Arc<Mutex<Vec<(String, Message)>>>;
 /// for a message `Integer(ms)`.
 struct Pair {
     alpha: DistributedNetwork,
-    _beta: DistributedNetwork,
+    beta: DistributedNetwork,
     ticks: Ticks,
 }
 
@@ -62,14 +62,11 @@ impl Pair {
         alpha.start().unwrap();
         let endpoint = beta.local_addr().unwrap().to_string();
         alpha.connect_to_network(&endpoint).unwrap();
-        Pair {
-            alpha,
-            _beta: beta,
-            ticks,
-        }
+        Pair { alpha, beta, ticks }
     }
 
-    /// Sends `message` to `probe@beta` and returns the thread its tick ran on.
+    /// Sends `message` to `probe@beta` and returns the thread its tick ran
+    /// on, once the turn has ended (so the next message finds the node idle).
     fn tick(&self, message: Message) -> String {
         let before = self.ticks.lock().unwrap().len();
         self.alpha
@@ -77,7 +74,9 @@ impl Pair {
             .unwrap();
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some((thread, got)) = self.ticks.lock().unwrap().get(before) {
+            if let Some((thread, got)) = self.ticks.lock().unwrap().get(before)
+                && self.beta.get_local_network().is_idle()
+            {
                 assert_eq!(got, &message);
                 return thread.clone();
             }
@@ -134,4 +133,69 @@ fn with_the_limit_at_zero_every_turn_goes_to_a_worker() {
         let thread = pair.tick(Message::string(format!("m{i}")));
         assert!(thread.starts_with(WORKER), "message {i} ran on {thread}");
     }
+}
+
+#[test]
+fn an_actor_that_stops_its_network_from_the_reader_lets_the_shutdown_finish() {
+    // The shutdown runs on the reader (the node's turns are short), which the
+    // bridge's shutdown would otherwise wait for and then try to join: it
+    // must count neither itself nor wait out `close_timeout`.
+    let network: Arc<std::sync::OnceLock<std::sync::Weak<DistributedNetwork>>> = Arc::default();
+    let stopped: Arc<Mutex<Option<(String, Duration)>>> = Arc::default();
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (handle, report, count) = (network.clone(), stopped.clone(), taken.clone());
+    let stopper = FnActor::new(&["in"], &[], move |ctx| {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if ctx.take_input("in") == Some(Message::string("stop"))
+            && let Some(net) = handle.get().and_then(std::sync::Weak::upgrade)
+        {
+            let began = Instant::now();
+            net.shutdown();
+            let thread = std::thread::current().name().unwrap_or("?").to_string();
+            *report.lock().unwrap() = Some((thread, began.elapsed()));
+        }
+        Ok(())
+    });
+    let mut beta_config = config("beta", Duration::from_secs(10));
+    beta_config.bridge.close_timeout = Duration::from_secs(30);
+    let beta = Arc::new(DistributedNetwork::new(beta_config).unwrap());
+    beta.register_local_actor("stopper", Box::new(stopper), serde_json::json!({}))
+        .unwrap();
+    beta.start().unwrap();
+    network.set(Arc::downgrade(&beta)).unwrap();
+    let alpha = DistributedNetwork::new(config("alpha", Duration::from_secs(10))).unwrap();
+    alpha.start().unwrap();
+    alpha
+        .connect_to_network(&beta.local_addr().unwrap().to_string())
+        .unwrap();
+
+    // The first turn goes to a worker; the second runs on the reader.
+    alpha
+        .send_to_remote_actor("beta", "stopper", "in", "warm")
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while taken.load(std::sync::atomic::Ordering::SeqCst) == 0 || !beta.get_local_network().is_idle() {
+        assert!(Instant::now() < deadline, "the first message was not taken");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    alpha
+        .send_to_remote_actor("beta", "stopper", "in", "stop")
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let (thread, took) = loop {
+        if let Some(done) = stopped.lock().unwrap().clone() {
+            break done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shutdown begun by the actor did not return"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(thread, READER);
+    assert!(
+        took < PATIENCE,
+        "the shutdown took {took:?}: it waited for its own thread"
+    );
+    assert!(!beta.is_connected_to("alpha"));
 }

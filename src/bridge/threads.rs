@@ -3,6 +3,10 @@
 //! `reap` joins the ones that reported, `wait_all` waits for them with a
 //! deadline, and `join_all` joins whatever is left at shutdown.
 //!
+//! A shutdown may run on one of these threads: a reader runs short actor
+//! turns itself, and an actor may stop its network. Neither wait counts the
+//! calling thread, which ends once the call returns to it.
+//!
 //! A handle is inserted under the same lock that is held while spawning, so a
 //! thread that ends at once cannot report before its handle is in the map.
 
@@ -80,7 +84,12 @@ impl ThreadSet {
     /// Waits until every thread has ended or `deadline` passes; true if all ended.
     pub(crate) fn wait_all(&self, deadline: Instant) -> bool {
         self.reap();
-        while !lock(&self.handles).running.is_empty() {
+        let me = thread::current().id();
+        while lock(&self.handles)
+            .running
+            .values()
+            .any(|h| h.thread().id() != me)
+        {
             match self.done_rx.recv_deadline(deadline) {
                 Ok(id) => self.join_one(id),
                 Err(_) => return false,
@@ -99,14 +108,19 @@ impl ThreadSet {
             .collect()
     }
 
-    /// Joins every thread, including ones started while joining.
+    /// Joins every thread, including ones started while joining; the
+    /// calling thread's own handle is let go instead (joining itself would fail).
     pub(crate) fn join_all(&self) {
+        let me = thread::current().id();
         loop {
             let handles: Vec<JoinHandle<()>> = lock(&self.handles).running.drain().map(|(_, h)| h).collect();
             if handles.is_empty() {
                 break;
             }
-            handles.into_iter().for_each(join_quietly);
+            handles
+                .into_iter()
+                .filter(|h| h.thread().id() != me)
+                .for_each(join_quietly);
         }
         self.done_rx.try_iter().for_each(drop);
     }
