@@ -74,12 +74,14 @@ enum Through {
 pub(crate) type WriteSocket = WebSocket<TcpStream>;
 
 /// A send writes its frame itself, rather than waking the writer thread,
-/// only when the session's previous send began at least this long before:
-/// messages closer together are left to the writer, which gathers them into
-/// one write and one flush (a write per message would cost the receiver a
-/// wake-up per message). Request and reply traffic is spaced by a round trip
-/// less the send itself (20 µs and more on loopback), a stream by the
-/// sender's own cost per message (a few).
+/// only when no data went out on the session for at least this long:
+/// messages closer together are a stream, left to the writer, which gathers
+/// them into one write and one flush (a write per message would cost the
+/// receiver a wake-up per message). Request and reply traffic is spaced by
+/// a round trip (20 µs and more on loopback, counted from the start of the
+/// send written through), a stream by the sender's own cost per message (a
+/// few microseconds, counted from the end of the send queued, which may
+/// have waited for room) or by the writer's batches.
 const WRITE_THROUGH_GAP: Duration = Duration::from_micros(10);
 
 /// One encoded frame on the data lane.
@@ -218,9 +220,10 @@ pub(crate) struct Session {
     /// tick back before it writes. Changed only under `socket`'s lock: two
     /// system calls per message saved on a link that only writes through.
     short_timeout: AtomicBool,
-    /// When the last send on this session began, in nanoseconds since the
-    /// bridge's epoch ([`WRITE_THROUGH_GAP`]).
-    last_send: AtomicU64,
+    /// When data last went out on this session: a send written through
+    /// began, a queued one ended, or the writer finished a batch; in
+    /// nanoseconds since the bridge's epoch ([`WRITE_THROUGH_GAP`]).
+    last_data: AtomicU64,
     control: Mutex<ControlState>,
     /// Set with every control change, so the writer checks the lane between
     /// data frames without taking a lock.
@@ -271,7 +274,7 @@ impl Session {
             unwritten: AtomicUsize::new(0),
             needs_flush: AtomicBool::new(false),
             short_timeout: AtomicBool::new(false),
-            last_send: AtomicU64::new(0),
+            last_data: AtomicU64::new(0),
             control: Mutex::new(ControlState::default()),
             control_pending: AtomicBool::new(false),
             control_urgent: AtomicBool::new(false),
@@ -327,13 +330,15 @@ impl Session {
             Ok(cost) => cost,
             Err(error) => return Err(SendError::new(error, message)),
         };
-        let now = nanos(self.now());
-        let result = match self.write_through(item, now) {
-            Through::Written => Ok(()),
-            Through::Refused(item) => self.enqueue(item, &message, timeout),
-            Through::Failed(error) => Err(error),
+        let began = nanos(self.now());
+        let (result, ended) = match self.write_through(item, began) {
+            Through::Written => (Ok(()), began),
+            // Stamped at its end: a send that waited for room in the lane
+            // is followed by the next of its stream, which must queue too.
+            Through::Refused(item) => (self.enqueue(item, &message, timeout), nanos(self.now())),
+            Through::Failed(error) => (Err(error), began),
         };
-        self.last_send.store(now, Ordering::Relaxed);
+        self.last_data.store(ended, Ordering::Relaxed);
         if result.is_err()
             && let Some(delivery) = &self.delivery
         {
@@ -346,7 +351,7 @@ impl Session {
     /// hands it back otherwise. `now`: this send's start (`Session::now`, ns).
     fn write_through(&self, item: Outgoing, now: u64) -> Through {
         let small = item.len() <= frame::FRAGMENT_BYTES;
-        let quiet_for = now.saturating_sub(self.last_send.load(Ordering::Relaxed));
+        let quiet_for = now.saturating_sub(self.last_data.load(Ordering::Relaxed));
         let idle = small
             && quiet_for >= nanos(WRITE_THROUGH_GAP)
             && !self.control_urgent.load(Ordering::SeqCst)
@@ -436,6 +441,12 @@ impl Session {
         bump(&self.context.stats.messages_sent, 1);
         bump(&self.context.link.messages_out, 1);
         Ok(())
+    }
+
+    /// The writer finished a batch: a send that follows within
+    /// [`WRITE_THROUGH_GAP`] is part of the stream and queues behind it.
+    pub(super) fn data_written(&self) {
+        self.last_data.store(nanos(self.now()), Ordering::Relaxed);
     }
 
     /// Sets the writer's write timeout (its tick) back if a write-through

@@ -192,7 +192,9 @@ fn write_batch(session: &Session, ws: &mut Ws, first: Outgoing, lanes: &Lanes) -
     while let Ok(item) = lanes.data.try_recv() {
         write_lane_item(session, ws, item, lanes)?;
     }
-    flush(session, ws)
+    let flushed = flush(session, ws);
+    session.data_written();
+    flushed
 }
 
 /// A frame from the data lane: written, it no longer counts as unwritten.
