@@ -134,10 +134,11 @@ pub(crate) fn schedule_locked(shared: &Shared, node: &Arc<Node>, inner: &mut Nod
     }
     inner.phase = Phase::Scheduled;
     shared.active.fetch_add(1, Ordering::AcqRel);
+    let limit = shared.config.inline_turn_limit;
+    // A zero limit is off, even for a turn too short for the clock to see.
     let short = matches!(node.runner, Runner::Pool)
-        && inner
-            .turn_time
-            .is_some_and(|took| took <= shared.config.inline_turn_limit);
+        && !limit.is_zero()
+        && inner.turn_time.is_some_and(|took| took <= limit);
     Ready {
         node: Some(node.clone()),
         short,
