@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reflow_distributed::DistributedConfig;
 use reflow_distributed::Message;
 use reflow_distributed::distributed_network::DistributedNetwork;
-use reflow_distributed::runtime::FnActor;
+use reflow_distributed::runtime::{FnActor, NetworkEvent};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const READER: &str = "bridge-reader-alpha";
@@ -31,8 +31,8 @@ fn config(network: &str, inline_turn_limit: Duration) -> DistributedConfig {
 /// Per tick: the thread it ran on and the message it took.
 type Ticks = Arc<Mutex<Vec<(String, Message)>>>;
 
-/// alpha linked to beta, where actor `probe` records its ticks and sleeps
-/// for a message `Integer(ms)`.
+/// alpha linked to beta, where actor `probe` records its ticks, sleeps
+/// for a message `Integer(ms)` and panics for `"panic"`.
 struct Pair {
     alpha: DistributedNetwork,
     beta: DistributedNetwork,
@@ -49,6 +49,9 @@ impl Pair {
             };
             if let Message::Integer(ms) = message {
                 std::thread::sleep(Duration::from_millis(ms as u64));
+            }
+            if message == Message::string("panic") {
+                panic!("asked to");
             }
             let thread = std::thread::current().name().unwrap_or("?").to_string();
             recorded.lock().unwrap().push((thread, message));
@@ -124,6 +127,33 @@ fn a_node_whose_turns_grow_long_leaves_the_reader_after_one_such_turn() {
             "turn {i} after a long one ran on {thread}"
         );
     }
+}
+
+#[test]
+fn an_actor_that_panics_on_the_reader_fails_alone_and_the_connection_reads_on() {
+    let pair = Pair::new(Duration::from_secs(10));
+    let events = pair.beta.get_local_network().events();
+    pair.tick(Message::string("first"));
+    assert_eq!(pair.tick(Message::string("before")), READER);
+    pair.alpha
+        .send_to_remote_actor("beta", "probe", "in", "panic")
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let (node, error) = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(NetworkEvent::ActorFailed { node, error }) => break (node, error),
+            Ok(_) => continue,
+            Err(_) => panic!("no ActorFailed event within {PATIENCE:?}"),
+        }
+    };
+    assert_eq!(node, "probe");
+    assert!(error.contains("asked to"), "{error}");
+    // The reader caught the panic with the turn, and reads the next message.
+    for i in 0..5 {
+        pair.tick(Message::string(format!("after {i}")));
+    }
+    assert!(pair.beta.is_connected_to("alpha"));
 }
 
 #[test]
