@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use reflow_distributed::DistributedConfig;
 use reflow_distributed::Message;
+use reflow_distributed::bridge::DeliveryMode;
 use reflow_distributed::distributed_network::DistributedNetwork;
 use reflow_distributed::runtime::{FnActor, NetworkEvent};
 
@@ -41,6 +42,11 @@ struct Pair {
 
 impl Pair {
     fn new(inline_turn_limit: Duration) -> Pair {
+        Pair::with(inline_turn_limit, |_| {})
+    }
+
+    /// As [`Pair::new`], with `adjust` applied to both peers' configs.
+    fn with(inline_turn_limit: Duration, adjust: impl Fn(&mut DistributedConfig)) -> Pair {
         let ticks: Ticks = Arc::default();
         let recorded = ticks.clone();
         let probe = FnActor::new(&["in"], &[], move |ctx| {
@@ -57,11 +63,16 @@ impl Pair {
             recorded.lock().unwrap().push((thread, message));
             Ok(())
         });
-        let beta = DistributedNetwork::new(config("beta", inline_turn_limit)).unwrap();
+        let mut beta_config = config("beta", inline_turn_limit);
+        adjust(&mut beta_config);
+        let beta = DistributedNetwork::new(beta_config).unwrap();
         beta.register_local_actor("probe", Box::new(probe), serde_json::json!({}))
             .unwrap();
         beta.start().unwrap();
-        let alpha = DistributedNetwork::new(config("alpha", inline_turn_limit)).unwrap();
+        let mut alpha_config = config("alpha", inline_turn_limit);
+        alpha_config.instance_id = "alpha-1".into();
+        adjust(&mut alpha_config);
+        let alpha = DistributedNetwork::new(alpha_config).unwrap();
         alpha.start().unwrap();
         let endpoint = beta.local_addr().unwrap().to_string();
         alpha.connect_to_network(&endpoint).unwrap();
@@ -153,6 +164,68 @@ fn an_actor_that_panics_on_the_reader_fails_alone_and_the_connection_reads_on() 
     for i in 0..5 {
         pair.tick(Message::string(format!("after {i}")));
     }
+    assert!(pair.beta.is_connected_to("alpha"));
+}
+
+#[test]
+fn a_turn_runs_on_the_reader_only_with_the_stack_it_would_have_on_a_worker() {
+    // Workers get 16 MiB here, the reader 2 MiB: a turn that needs more
+    // than the reader has would end the process (a stack overflow cannot
+    // be caught), so every turn goes to a worker.
+    let pair = Pair::with(Duration::from_secs(10), |config| {
+        config.network.thread_stack_bytes = 16 * 1024 * 1024;
+    });
+    for i in 0..20 {
+        let thread = pair.tick(Message::string(format!("m{i}")));
+        assert!(thread.starts_with(WORKER), "message {i} ran on {thread}");
+    }
+}
+
+#[test]
+fn a_sequenced_message_is_never_run_on_the_reader() {
+    // Its reader holds the network's handover turn until the message is in
+    // the inbox; another session's reader of the same network may wait for
+    // it, so the turn is left to a worker.
+    let pair = Pair::with(Duration::from_secs(10), |config| {
+        config.bridge.delivery.mode = DeliveryMode::Acknowledged;
+    });
+    for i in 0..20 {
+        let thread = pair.tick(Message::string(format!("m{i}")));
+        assert!(thread.starts_with(WORKER), "message {i} ran on {thread}");
+    }
+    assert_eq!(pair.alpha.wait_acknowledged("beta", PATIENCE), 0);
+}
+
+#[test]
+fn a_live_instance_is_not_replaced_while_its_reader_runs_a_long_turn() {
+    // The reader reads nothing during the turn, so it cannot read the
+    // answer to the ping that asks whether alpha-1 is alive: that counts
+    // as alive, as for eviction, and the second instance is refused.
+    let pair = Pair::new(Duration::from_secs(10));
+    pair.tick(Message::string("first"));
+    assert_eq!(pair.tick(Message::string("short")), READER);
+    let before = pair.ticks.lock().unwrap().len();
+    pair.alpha
+        .send_to_remote_actor("beta", "probe", "in", Message::Integer(1500))
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while pair.beta.get_local_network().is_idle() {
+        assert!(Instant::now() < deadline, "the long turn did not start");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut second = config("alpha", Duration::from_secs(10));
+    second.instance_id = "alpha-2".into();
+    let alpha_2 = DistributedNetwork::new(second).unwrap();
+    alpha_2.start().unwrap();
+    let endpoint = pair.beta.local_addr().unwrap().to_string();
+    let refused = alpha_2.connect_to_network(&endpoint);
+    let running = pair.ticks.lock().unwrap().len() == before;
+    assert!(
+        running,
+        "the long turn ended before the second instance was refused"
+    );
+    let error = refused.expect_err("a second instance replaced the live one");
+    assert!(error.to_string().contains("alpha-1"), "{error}");
     assert!(pair.beta.is_connected_to("alpha"));
 }
 

@@ -18,7 +18,6 @@ use super::config::{BridgeConfig, BridgeIdentity};
 use super::delivery::{Credits, DeliveryOffer, InboundLog, Limits, Outbox, Store};
 use super::events::{BridgeEvent, EventBus, lock};
 use super::frame::{self, Frame};
-use super::liveness;
 use super::protocol::{Inbound, parse_frame};
 use super::registry::{Insert, Registry};
 use super::session::{
@@ -336,8 +335,7 @@ impl Hub {
                     // The rule keeps the old one unless it is half-open: its
                     // peer restarted with the same instance id and dialed
                     // again. Then the new one wins.
-                    let interval = self.config.heartbeat_interval;
-                    if !liveness::is_half_open(old.last_heard(), self.now(), interval) {
+                    if !old.is_half_open(self.now()) {
                         return Err(NotAdmitted::Duplicate);
                     }
                     if self.sessions.replace(&old, &session) {

@@ -52,6 +52,7 @@ pub use protocol::RemoteMessage;
 pub use sending::SendOptions;
 pub use sink::{InboundSink, Tracking};
 pub use stats::{BridgeStats, LinkStats, REFUSAL_REASONS};
+pub(crate) use threads::STACK_BYTES as READER_STACK_BYTES;
 
 /// Entry points into the bridge's input parsing for fuzz targets and
 /// regression tests. Not part of the supported API.

@@ -44,6 +44,10 @@ pub trait InboundSink: Send + Sync + 'static {
 pub struct Tracking {
     pub(crate) receipt: Receipt,
     pub(crate) room: Room,
+    /// Whether the reader may run the target actor's turn itself: not for a
+    /// sequenced message, whose reader holds its network's handover turn
+    /// (another session's reader may be waiting for it) until it returns.
+    pub(crate) run_here: bool,
 }
 
 impl Tracking {

@@ -20,6 +20,12 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use super::events::lock;
 
+/// Stack of every bridge thread, set explicitly so `RUST_MIN_STACK` does
+/// not change it: a reader runs short actor turns (docs/runtime.md), and
+/// the runtime does so only when this is at least its `thread_stack_bytes`
+/// (512 KiB by default). 2 MiB: Rust's own default for a spawned thread.
+pub(crate) const STACK_BYTES: usize = 2 * 1024 * 1024;
+
 pub(crate) struct ThreadSet {
     handles: Mutex<Handles>,
     done_tx: Sender<u64>,
@@ -59,10 +65,13 @@ impl ThreadSet {
         let id = handles.next_id;
         handles.next_id += 1;
         let guard = DoneGuard(self.done_tx.clone(), id);
-        let handle = thread::Builder::new().name(name).spawn(move || {
-            let _guard = guard;
-            body();
-        })?;
+        let handle = thread::Builder::new()
+            .name(name)
+            .stack_size(STACK_BYTES)
+            .spawn(move || {
+                let _guard = guard;
+                body();
+            })?;
         handles.running.insert(id, handle);
         Ok(())
     }

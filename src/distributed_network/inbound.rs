@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::bridge::{Bridge, DeliveryError, InboundSink, RemoteMessage, Tracking};
 use crate::message::Message;
-use crate::runtime::{Network, RemoteSend, RemoteSource, Room, SendError, SendErrorKind, Source};
+use crate::runtime::{Envelope, Network, RemoteSend, RemoteSource, Room, SendError, SendErrorKind, Source};
 
 /// Hands inbound messages to the local network, waiting up to
 /// `delivery_timeout` for room (the bridge keeps the connection alive meanwhile).
@@ -16,11 +16,14 @@ pub(crate) struct LocalRouter {
 }
 
 impl LocalRouter {
+    /// `run_here`: the reader may run the target's turn itself (it holds
+    /// nothing another reader may wait for).
     fn hand_over(
         &self,
         message: RemoteMessage,
         receipt: Option<crate::runtime::Receipt>,
         room: Room,
+        run_here: bool,
     ) -> Result<(), DeliveryError> {
         let RemoteMessage {
             target_actor,
@@ -35,8 +38,14 @@ impl LocalRouter {
             network: source_network,
             actor: source_actor,
         }));
+        let envelope = Envelope {
+            message: payload,
+            source,
+            receipt,
+        };
+        let here_stack = run_here.then_some(crate::bridge::READER_STACK_BYTES);
         self.network
-            .deliver_inbound(&target_actor, &target_port, payload, source, receipt, room)
+            .deliver_inbound(&target_actor, &target_port, envelope, room, here_stack)
             .map_err(|e| delivery_error(&e, target_actor, target_port))
     }
 }
@@ -52,13 +61,14 @@ fn delivery_error(error: &SendError, actor: String, port: String) -> DeliveryErr
 
 impl InboundSink for LocalRouter {
     fn deliver(&self, message: RemoteMessage) -> Result<(), DeliveryError> {
-        self.hand_over(message, None, Room::Wait(self.delivery_timeout))
+        self.hand_over(message, None, Room::Wait(self.delivery_timeout), true)
     }
 
     /// The receipt goes into the inbox with the message: the runtime
     /// completes it after the tick that consumes it.
     fn deliver_tracked(&self, message: RemoteMessage, tracking: Tracking) -> Result<(), DeliveryError> {
-        self.hand_over(message, Some(tracking.receipt), tracking.room)
+        let run_here = tracking.run_here;
+        self.hand_over(message, Some(tracking.receipt), tracking.room, run_here)
     }
 }
 

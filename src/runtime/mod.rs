@@ -21,5 +21,5 @@ pub use error::{RuntimeError, SendError, SendErrorKind};
 pub use events::NetworkEvent;
 pub use network::Network;
 pub use origin::Origin;
-pub(crate) use origin::{Consumed, Receipt, RemoteSend, RemoteSource, Room, Source};
+pub(crate) use origin::{Consumed, Envelope, Receipt, RemoteSend, RemoteSource, Room, Source};
 pub use stream::{StreamError, StreamFrame, StreamHandle, StreamWriter, stream_channel};

@@ -16,7 +16,7 @@ use super::config::NetworkConfig;
 use super::error::{RuntimeError, SendError, SendErrorKind};
 use super::events::NetworkEvent;
 use super::node::{Node, Pending, Route, Runner, lock};
-use super::origin::{Envelope, Receipt, RemoteSend, Room, Source};
+use super::origin::{Envelope, RemoteSend, Room, Source};
 use super::scheduler::{self, Job, Shared, WaitError};
 use crate::message::Message;
 
@@ -366,24 +366,21 @@ impl Network {
     }
 
     /// Delivers a message that came over the bridge, with its sender and
-    /// receipt. With [`Room::Overfill`] it never waits. Called on the
-    /// connection's reader, which then runs the target's turn itself when
-    /// that turn is short (`NetworkConfig::inline_turn_limit`).
+    /// receipt (`envelope`). With [`Room::Overfill`] it never waits.
+    /// `here_stack`: the calling thread's stack in bytes when it may run the
+    /// target's turn itself (a connection's reader,
+    /// `NetworkConfig::inline_turn_limit`); it does only with at least
+    /// `thread_stack_bytes`, the stack the turn would have on a worker.
     pub(crate) fn deliver_inbound(
         &self,
         node: &str,
         port: &str,
-        message: Message,
-        source: Source,
-        receipt: Option<Receipt>,
+        envelope: Envelope,
         room: Room,
+        here_stack: Option<usize>,
     ) -> Result<(), SendError> {
-        let envelope = Envelope {
-            message,
-            source,
-            receipt,
-        };
-        self.send_enveloped(node, port, envelope, room, true)
+        let run_here = here_stack.is_some_and(|stack| stack >= self.inner.shared.config.thread_stack_bytes);
+        self.send_enveloped(node, port, envelope, room, run_here)
     }
 
     /// Lets actors reach other networks (`ActorContext::send_to_remote_actor`,

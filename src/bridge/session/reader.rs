@@ -266,6 +266,7 @@ fn deliver_tracked(
         let tracking = Tracking {
             receipt: receipt.clone(),
             room,
+            run_here: seq.is_none(),
         };
         match session.context.sink.deliver_tracked(message, tracking) {
             Err(DeliveryError::Full) if retry.is_some() => {

@@ -592,6 +592,14 @@ impl Session {
     }
 
     /// True when no byte has arrived for `SILENT_INTERVALS` heartbeat intervals.
+    /// Whether the peer seems to have gone without a word (a restarted
+    /// peer's old connection): nothing heard for over an interval
+    /// (`liveness::is_half_open`), and no local delivery holding the reader.
+    pub(crate) fn is_half_open(&self, now: Duration) -> bool {
+        !self.delivering.load(Ordering::SeqCst)
+            && liveness::is_half_open(self.last_heard(), now, self.context.heartbeat_interval)
+    }
+
     pub(crate) fn is_silent(&self, now: Duration) -> bool {
         let delivering = self.delivering.load(Ordering::SeqCst);
         liveness::is_dead(
@@ -614,14 +622,17 @@ impl Session {
     }
 
     /// Asks the peer for a sign of life and waits up to `wait` for a byte
-    /// that arrives after the question. True when one arrived.
+    /// that arrives after the question. True when one arrived, or while a
+    /// local delivery holds the reader (a full inbox, or an actor's turn it
+    /// runs): it cannot read the answer then, and that counts as alive, as
+    /// for eviction.
     pub(crate) fn proves_liveness(&self, wait: Duration) -> bool {
         let asked = self.now();
         self.control(|c| c.ping = true);
         let deadline = Instant::now() + wait;
         let step = (wait / 20).max(Duration::from_millis(1));
         loop {
-            if self.last_heard() > asked {
+            if self.last_heard() > asked || self.delivering.load(Ordering::SeqCst) {
                 return true;
             }
             if self.is_aborted() || Instant::now() >= deadline {
