@@ -6,9 +6,10 @@
 //! `SILENT_INTERVALS` heartbeat intervals. Bytes, not frames: a large frame
 //! trickling in over a slow link is a sign of life all the way through. While
 //! the reader is inside a local delivery (the local inbox is full and the
-//! reader waits for room) the connection counts as alive: the peer is not
-//! silent, we are simply not reading, and that wait is what gives the sender
-//! TCP backpressure instead of an eviction.
+//! reader waits for room, or it runs an actor's short turn itself) the
+//! connection counts as alive: the peer is not silent, we are simply not
+//! reading, and that wait is what gives the sender TCP backpressure instead
+//! of an eviction or a replacement.
 
 use std::time::Duration;
 
@@ -21,11 +22,16 @@ pub(crate) fn is_dead(last_heard: Duration, now: Duration, interval: Duration, d
 }
 
 /// True when a connection last heard from at `last_heard` has missed two
-/// heartbeats by `now`: a live peer sends one every interval, so such a
-/// connection is half-open even before it is dead. A new connection of the
-/// same instance may take its place.
-pub(crate) fn is_half_open(last_heard: Duration, now: Duration, interval: Duration) -> bool {
-    now.saturating_sub(last_heard) >= interval * 2
+/// heartbeats by `now`, outside a local delivery: a live peer sends one
+/// every interval, so such a connection is half-open even before it is
+/// dead. A new connection of the same instance may take its place.
+pub(crate) fn is_half_open(
+    last_heard: Duration,
+    now: Duration,
+    interval: Duration,
+    delivering: bool,
+) -> bool {
+    !delivering && now.saturating_sub(last_heard) >= interval * 2
 }
 
 #[cfg(test)]
@@ -62,8 +68,13 @@ mod tests {
 
     #[test]
     fn two_missed_heartbeats_are_half_open() {
-        assert!(!is_half_open(ms(1000), ms(1199), INTERVAL));
-        assert!(is_half_open(ms(1000), ms(1200), INTERVAL));
+        assert!(!is_half_open(ms(1000), ms(1199), INTERVAL, false));
+        assert!(is_half_open(ms(1000), ms(1200), INTERVAL, false));
+    }
+
+    #[test]
+    fn a_blocked_delivery_is_not_half_open() {
+        assert!(!is_half_open(ms(10), ms(10_000), INTERVAL, true));
     }
 
     #[test]

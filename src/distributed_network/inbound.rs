@@ -67,8 +67,7 @@ impl InboundSink for LocalRouter {
     /// The receipt goes into the inbox with the message: the runtime
     /// completes it after the tick that consumes it.
     fn deliver_tracked(&self, message: RemoteMessage, tracking: Tracking) -> Result<(), DeliveryError> {
-        let run_here = tracking.run_here;
-        self.hand_over(message, Some(tracking.receipt), tracking.room, run_here)
+        self.hand_over(message, Some(tracking.receipt), tracking.room, tracking.run_here)
     }
 }
 

@@ -591,15 +591,20 @@ impl Session {
         self.last_byte.get()
     }
 
-    /// True when no byte has arrived for `SILENT_INTERVALS` heartbeat intervals.
-    /// Whether the peer seems to have gone without a word (a restarted
-    /// peer's old connection): nothing heard for over an interval
-    /// (`liveness::is_half_open`), and no local delivery holding the reader.
+    /// Whether the connection is half-open (`liveness::is_half_open`): a
+    /// restarted peer's old connection, which a new one of the same
+    /// instance may replace.
     pub(crate) fn is_half_open(&self, now: Duration) -> bool {
-        !self.delivering.load(Ordering::SeqCst)
-            && liveness::is_half_open(self.last_heard(), now, self.context.heartbeat_interval)
+        let delivering = self.delivering.load(Ordering::SeqCst);
+        liveness::is_half_open(
+            self.last_heard(),
+            now,
+            self.context.heartbeat_interval,
+            delivering,
+        )
     }
 
+    /// True when no byte has arrived for `SILENT_INTERVALS` heartbeat intervals.
     pub(crate) fn is_silent(&self, now: Duration) -> bool {
         let delivering = self.delivering.load(Ordering::SeqCst);
         liveness::is_dead(

@@ -56,9 +56,6 @@ pub(crate) fn run(session: &Session, lanes: Lanes) {
                 Ok(item) => {
                     let mut socket = lock(&session.socket);
                     let Some(ws) = socket.as_mut() else { break Ok(()) };
-                    if let Err(err) = session.writer_timeout(ws).map_err(WsError::Io) {
-                        break Err(err);
-                    }
                     if let Err(err) = write_batch(session, ws, item, &lanes) {
                         break Err(err);
                     }
@@ -188,6 +185,7 @@ fn pump_outbox(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<(), WsEr
 /// Writes `first` and everything else queued, serving the control lane in
 /// between, then flushes.
 fn write_batch(session: &Session, ws: &mut Ws, first: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
+    session.writer_timeout(ws)?;
     write_lane_item(session, ws, first, lanes)?;
     while let Ok(item) = lanes.data.try_recv() {
         write_lane_item(session, ws, item, lanes)?;
