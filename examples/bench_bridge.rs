@@ -75,10 +75,12 @@ Options:
   --runs N      Measure each level N times, interleaved (default 3).
   --only LEVEL  Measure one level only: raw, bridge, direct or actors
                 (direct also measures acknowledged delivery beside it).
+  --size BYTES  Throughput at one message size only (64, 1024 or 65536):
+                no round trips, codec table or 1.0 path (for a profiler).
   --quick       --scale 0.25 (well under a minute).
   --help        Print this text.
 ";
-const VALUE_FLAGS: [&str; 3] = ["--scale", "--runs", "--only"];
+const VALUE_FLAGS: [&str; 4] = ["--scale", "--runs", "--only", "--size"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Level {
@@ -110,6 +112,8 @@ struct Options {
     scale: f64,
     runs: usize,
     only: Option<Level>,
+    /// One size of `SIZES`, throughput only.
+    size: Option<usize>,
 }
 
 fn main() -> Result<(), BoxError> {
@@ -157,6 +161,13 @@ fn main() -> Result<(), BoxError> {
         only: value("--only")
             .transpose()?
             .map(|s| Level::parse(s))
+            .transpose()?,
+        size: value("--size")
+            .transpose()?
+            .map(|s| match s.parse() {
+                Ok(size) if SIZES.iter().any(|&(known, _, _)| known == size) => Ok(size),
+                _ => Err(format!("--size takes 64, 1024 or 65536, not {s:?}")),
+            })
             .transpose()?,
     };
     parent(&options)
@@ -346,7 +357,9 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
         senders.throughput(level, 64, count(5_000))?;
         senders.rtt(level, count(200))?;
     }
-    let acked = levels.contains(&Level::Direct);
+    // `--size` measures that throughput alone.
+    let whole = options.size.is_none();
+    let acked = whole && levels.contains(&Level::Direct);
     if acked {
         senders.acked.throughput(Route::Direct, 64, count(5_000))?;
         senders.acked.rtt(Route::Direct, count(200))?;
@@ -359,13 +372,16 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
     for run in 0..options.runs {
         eprint!("run {}/{}...", run + 1, options.runs);
         for (s, &(size, _, n)) in SIZES.iter().enumerate() {
+            if options.size.is_some_and(|only| only != size) {
+                continue;
+            }
             for &level in levels {
                 rates[s][level as usize]
                     .0
                     .push(senders.throughput(level, size, count(n))?);
             }
         }
-        for &level in levels {
+        for &level in levels.iter().filter(|_| whole) {
             let samples = senders.rtt(level, pings)?;
             p50[level as usize].0.push(percentile(&samples, 0.50));
             p99[level as usize].0.push(percentile(&samples, 0.99));
@@ -408,6 +424,17 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
         }
         println!("{line}");
     }
+    let figures = Figures {
+        rates: &rates,
+        p50: &p50,
+        p99: &p99,
+        pings,
+    };
+    let mut summary = figures.json(options);
+    if !whole {
+        println!("{}", Value::Object(summary));
+        return Ok(());
+    }
     let rtt = [
         Row {
             label: "p50".into(),
@@ -420,13 +447,6 @@ fn measure(senders: &Senders, levels: &[Level], options: &Options) -> Result<(),
     ];
     println!();
     print_table(&format!("RTT 64Bx{pings}, µs"), &rtt, 1.0, 1);
-    let figures = Figures {
-        rates: &rates,
-        p50: &p50,
-        p99: &p99,
-        pings,
-    };
-    let mut summary = figures.json(options);
     if acked {
         let direct = Level::Direct as usize;
         let at_most_once = ModeCells {

@@ -82,6 +82,12 @@ pub struct BridgeConfig {
     /// Frames queued for one connection's writer. A full queue makes senders wait
     /// (up to their timeout) instead of growing memory. Default 1024.
     pub outbound_queue_capacity: usize,
+    /// Offer protocol 1.1's BATCH frames in the handshake: toward a peer
+    /// that offers them too, at-most-once messages go without a message id
+    /// or timestamp, several to a frame (docs/protocol.md, section 3).
+    /// Default true; false sends every message as a DATA frame (a receiver
+    /// then sees each message's `message_id`, for tracing).
+    pub batch_frames: bool,
     /// tungstenite's read buffer per socket. Default 16 KiB (tungstenite's own
     /// default of 128 KiB would dominate per-connection memory).
     pub read_buffer_bytes: usize,
@@ -211,6 +217,7 @@ impl Default for BridgeConfig {
             handshake_timeout: Duration::from_secs(5),
             max_frame_bytes: 1 << 20,
             outbound_queue_capacity: 1024,
+            batch_frames: true,
             read_buffer_bytes: 16 * 1024,
             write_buffer_bytes: 16 * 1024,
             delivery_timeout: Duration::from_secs(5),

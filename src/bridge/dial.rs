@@ -93,7 +93,8 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
         mode,
         hub.config.max_frame_bytes,
     )?
-    .with_delivery(hub.delivery_offer());
+    .with_delivery(hub.delivery_offer())
+    .with_batch(hub.config.batch_frames);
     ws.send(WsMessage::text(dialer.first_frame()))
         .map_err(|err| stopped_or(hub, handshake_error(err, limit)))?;
     let reply = read_text(&mut ws, limit).map_err(|err| stopped_or(hub, err))?;
@@ -144,7 +145,7 @@ fn dial_once(hub: &Arc<Hub>, target: &DialTarget, mode: DialMode) -> Result<Stri
         }
         Err(NotAdmitted::Duplicate) => {
             log::debug!("Already connected to network {network_id}; closing the new connection");
-            close_duplicate(hub, &mut ws, wire);
+            close_duplicate(hub, &mut ws, wire, &network_id);
             Ok(network_id)
         }
         Err(NotAdmitted::LiveInstance(instance)) => {

@@ -15,6 +15,7 @@
 //! | 5   | CREDIT    | `target`: str, `grant`: uint                       |
 //! | 6   | CLOSE     | `reason`: str (longer than a Close frame allows)   |
 //! | 7   | SEQUENCED | `seq`: uint, `message`: a DATA body                |
+//! | 8   | BATCH     | an array of messages (`batch.rs`), not a map        |
 //!
 //! ACK, CREDIT and SEQUENCED belong to the delivery features
 //! (docs/delivery.md) and go only to a peer that offered them in its
@@ -500,7 +501,7 @@ fn decode_data(frame: &[u8]) -> Result<Frame, FrameError> {
 }
 
 /// Exactly one MessagePack value of type `T`, and nothing after it.
-fn body_of<T: DeserializeOwned>(tag: u8, body: &[u8]) -> Result<T, FrameError> {
+pub(super) fn body_of<T: DeserializeOwned>(tag: u8, body: &[u8]) -> Result<T, FrameError> {
     let bad = |reason: String| FrameError::BadBody { tag, reason };
     let mut de = rmp_serde::Deserializer::from_read_ref(body);
     de.set_max_depth(MAX_DEPTH);

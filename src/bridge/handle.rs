@@ -17,7 +17,7 @@ use super::dial::{DialTarget, dial};
 use super::error::{BridgeError, SendError};
 use super::events::{BridgeEvent, lock};
 use super::hub::Hub;
-use super::protocol::RemoteMessage;
+use super::protocol::{Outbound, RemoteMessage};
 use super::sending::{self, SendOptions};
 use super::session::CloseReason;
 use super::sink::InboundSink;
@@ -25,6 +25,7 @@ use super::stats::{BridgeStats, LinkStats};
 use super::supervisor::Supervisor;
 use super::threads::join_quietly;
 use super::{heartbeat, listener};
+use crate::message::Message;
 
 /// A link the bridge holds, as [`Bridge::held_links`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +327,37 @@ impl Bridge {
     /// outbox failing; the session closing; the bridge shutting down.
     pub fn send_with(&self, message: RemoteMessage, options: SendOptions) -> Result<(), SendError> {
         sending::send(&self.hub, message, options, |network| self.is_held(network))
+    }
+
+    /// Sends a message given by its parts in the configured delivery mode,
+    /// waiting up to `timeout` for room: as [`Bridge::send`], without
+    /// building an envelope toward a peer that reads BATCH frames.
+    ///
+    /// # Errors
+    /// As [`Bridge::send_with`], with the payload handed back.
+    pub(crate) fn send_parts(
+        &self,
+        parts: &Outbound<'_>,
+        payload: Message,
+        timeout: Duration,
+    ) -> Result<(), (BridgeError, Message)> {
+        let options = SendOptions::new(self.hub.config.delivery.mode, timeout);
+        self.send_parts_with(parts, payload, options)
+    }
+
+    /// [`Bridge::send_parts`] in `options.mode`.
+    ///
+    /// # Errors
+    /// As [`Bridge::send_with`], with the payload handed back.
+    pub(crate) fn send_parts_with(
+        &self,
+        parts: &Outbound<'_>,
+        payload: Message,
+        options: SendOptions,
+    ) -> Result<(), (BridgeError, Message)> {
+        sending::send_parts(&self.hub, parts, payload, options, |network| {
+            self.is_held(network)
+        })
     }
 
     /// Messages to `network_id` accepted under acknowledged delivery and

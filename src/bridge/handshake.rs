@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::delivery::DeliveryOffer;
 
 use super::auth::{self, Direction, Nonce, Transcript};
+use super::batch;
 use super::config::BridgeIdentity;
 use super::error::HandshakeError;
 use super::session::Wire;
@@ -100,6 +101,10 @@ struct Challenge {
     max_message_bytes: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     delivery: Option<DeliveryOffer>,
+    /// The extensions the acceptor reads, listed only when the dialer
+    /// listed them too (`bridge-batch`); absent from earlier peers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    capabilities: Vec<String>,
 }
 
 /// The dialer's proof frame. `declined` is set by a dialer that will not go
@@ -239,6 +244,8 @@ pub(crate) struct Dialer<'a> {
     nonce: Nonce,
     max_message_bytes: usize,
     delivery: Option<DeliveryOffer>,
+    /// Offers to read BATCH frames (`BridgeConfig::batch_frames`).
+    batch: bool,
 }
 
 /// What the dialer does after the acceptor's first answer.
@@ -267,7 +274,14 @@ impl<'a> Dialer<'a> {
             nonce,
             max_message_bytes,
             delivery: None,
+            batch: false,
         })
+    }
+
+    /// Offers BATCH frames (with 1.1 only) when `offer`.
+    pub(crate) fn with_batch(mut self, offer: bool) -> Self {
+        self.batch = offer;
+        self
     }
 
     /// Offers the delivery features (with 1.1 only), when `offer` is some.
@@ -282,6 +296,9 @@ impl<'a> Dialer<'a> {
         let request = match self.mode {
             DialMode::Offer => {
                 capabilities.push(CAPABILITY_V11.to_string());
+                if self.batch {
+                    capabilities.push(batch::CAPABILITY.to_string());
+                }
                 HandshakeRequest {
                     network_id: self.identity.network_id.clone(),
                     instance_id: self.identity.instance_id.clone(),
@@ -375,6 +392,7 @@ impl<'a> Dialer<'a> {
                 wire: Wire::V11 {
                     peer_max_message,
                     delivery: self.delivery.and(challenge.delivery),
+                    batch: self.batch && challenge.capabilities.iter().any(|c| c == batch::CAPABILITY),
                 },
             },
         })
@@ -419,6 +437,8 @@ pub(crate) struct AcceptorPolicy<'a> {
     pub(crate) max_message_bytes: usize,
     /// Offered back to a dialer that offers delivery.
     pub(crate) delivery: Option<DeliveryOffer>,
+    /// Reads BATCH frames from a dialer that offers them (`BridgeConfig::batch_frames`).
+    pub(crate) batch: bool,
 }
 
 /// What the acceptor does with a first frame.
@@ -440,6 +460,8 @@ pub(crate) struct Challenged {
     pub(crate) peer_max_message: usize,
     /// The dialer's offer, when both sides offered delivery.
     pub(crate) peer_delivery: Option<DeliveryOffer>,
+    /// Both sides offered BATCH frames.
+    pub(crate) batch: bool,
 }
 
 /// Reads the dialer's first frame. Anything else is `Malformed`.
@@ -505,6 +527,7 @@ fn challenge(request: &HandshakeRequest, policy: &AcceptorPolicy<'_>) -> Result<
             .max_message_bytes
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX)),
         peer_delivery: policy.delivery.and(request.delivery),
+        batch: policy.batch && request.capabilities.iter().any(|c| c == batch::CAPABILITY),
     };
     let proof = token_bytes(acceptor)
         .map(|token| auth::prove_hex(token, Direction::AcceptorToDialer, &state.transcript(acceptor)));
@@ -516,6 +539,11 @@ fn challenge(request: &HandshakeRequest, policy: &AcceptorPolicy<'_>) -> Result<
         proof,
         max_message_bytes: policy.max_message_bytes as u64,
         delivery: state.peer_delivery.and(policy.delivery),
+        capabilities: if state.batch {
+            vec![batch::CAPABILITY.to_string()]
+        } else {
+            Vec::new()
+        },
     };
     Ok(AcceptorNext::Challenge {
         frame: serde_json::to_string(&frame).unwrap_or_default(),

@@ -12,6 +12,7 @@ fn policy(identity: &BridgeIdentity) -> AcceptorPolicy<'_> {
         accept_legacy_auth: true,
         max_message_bytes: 4096,
         delivery: None,
+        batch: false,
     }
 }
 
@@ -21,9 +22,25 @@ fn run(
     acceptor_id: &BridgeIdentity,
     expected: Option<&str>,
 ) -> Result<PeerInfo, String> {
-    let dialer = Dialer::new(dialer_id, expected, DialMode::Offer, 1024).unwrap();
+    run_offering(dialer_id, acceptor_id, expected, [false, false]).map(|(peer, _)| peer)
+}
+
+/// As `run`, each side offering BATCH frames or not (`batch`: dialer,
+/// acceptor); also what the acceptor settled on.
+fn run_offering(
+    dialer_id: &BridgeIdentity,
+    acceptor_id: &BridgeIdentity,
+    expected: Option<&str>,
+    batch: [bool; 2],
+) -> Result<(PeerInfo, bool), String> {
+    let dialer = Dialer::new(dialer_id, expected, DialMode::Offer, 1024)
+        .unwrap()
+        .with_batch(batch[0]);
     let request = parse_request(&dialer.first_frame()).unwrap();
-    let acceptor_policy = policy(acceptor_id);
+    let acceptor_policy = AcceptorPolicy {
+        batch: batch[1],
+        ..policy(acceptor_id)
+    };
     let (challenge, state) = match on_request(&request, &acceptor_policy) {
         Ok(AcceptorNext::Challenge { frame, state }) => (frame, state),
         Ok(AcceptorNext::Accept10) => panic!("a 1.1 offer was answered as 1.0"),
@@ -38,7 +55,37 @@ fn run(
         Err(refusal) => reply_text(acceptor_id, Err(&refusal)),
     };
     dialer.on_result(&result).map_err(|e| format!("dialer: {e}"))?;
-    Ok(peer)
+    Ok((peer, state.batch))
+}
+
+#[test]
+fn batch_frames_are_used_only_when_both_sides_offer_them() {
+    let (beta, alpha) = (identity("beta", Some("t")), identity("alpha", Some("t")));
+    for offers in [[false, false], [true, false], [false, true], [true, true]] {
+        let (peer, acceptor_batch) = run_offering(&beta, &alpha, Some("alpha"), offers).unwrap();
+        let Wire::V11 { batch, .. } = peer.wire else {
+            panic!("not 1.1: {:?}", peer.wire)
+        };
+        let both = offers == [true, true];
+        assert_eq!((batch, acceptor_batch), (both, both), "offers {offers:?}");
+    }
+    // The offer is a capability in the first frame, which a 1.0 acceptor ignores.
+    let dialer = Dialer::new(&beta, None, DialMode::Offer, 1024)
+        .unwrap()
+        .with_batch(true);
+    let first: serde_json::Value = serde_json::from_str(&dialer.first_frame()).unwrap();
+    assert!(
+        first["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == batch::CAPABILITY)
+    );
+    // Never in a plain 1.0 first frame.
+    let legacy = Dialer::new(&beta, None, DialMode::LegacyPlaintext, 1024)
+        .unwrap()
+        .with_batch(true);
+    assert!(!legacy.first_frame().contains(batch::CAPABILITY));
 }
 
 #[test]
@@ -65,6 +112,7 @@ fn peers_with_the_same_token_prove_it_without_sending_it() {
         Wire::V11 {
             peer_max_message: 4096,
             delivery: None,
+            batch: false,
         }
     );
 }

@@ -14,6 +14,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message as WsMessage, WebSocket};
 
+use super::batch;
 use super::config::{BridgeConfig, BridgeIdentity};
 use super::delivery::{Credits, DeliveryOffer, InboundLog, Limits, Outbox, Store};
 use super::events::{BridgeEvent, EventBus, lock};
@@ -24,7 +25,7 @@ use super::session::{
     self, CloseReason, DUPLICATE_CLOSE, Ended, Lanes, Peer, Session, SessionContext, SessionDelivery,
     Targets, Wire,
 };
-use super::sink::InboundSink;
+use super::sink::{Arrival, InboundSink};
 use super::stats::{Counters, bump};
 use super::stream::{WsStream, ws_config};
 use super::threads::ThreadSet;
@@ -475,11 +476,12 @@ pub(crate) fn close_unstarted(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &
 /// a success reply) and may have sent messages on: what arrives before the
 /// peer's Close is delivered, not dropped. The session that won carries
 /// everything after.
-pub(crate) fn close_duplicate(hub: &Hub, ws: &mut WebSocket<WsStream>, wire: Wire) {
-    close_draining(hub, ws, DUPLICATE_CLOSE, Some(wire));
+pub(crate) fn close_duplicate(hub: &Hub, ws: &mut WebSocket<WsStream>, wire: Wire, network_id: &str) {
+    close_draining(hub, ws, DUPLICATE_CLOSE, Some((wire, network_id)));
 }
 
-fn close_draining(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &str, wire: Option<Wire>) {
+/// `peer`: the wire and network of a peer whose messages are delivered.
+fn close_draining(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &str, peer: Option<(Wire, &str)>) {
     ws.get_mut()
         .set_deadline(Instant::now() + hub.config.close_timeout);
     let frame = CloseFrame {
@@ -490,11 +492,16 @@ fn close_draining(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &str, wire: O
         return;
     }
     while let Ok(frame) = ws.read() {
-        let message = match (wire, frame) {
+        let message = match (peer.map(|(wire, _)| wire), frame) {
             (Some(Wire::V10), WsMessage::Text(text)) => match parse_frame(text.as_str()) {
                 Ok(Inbound::Message(message)) => Some(*message),
                 _ => None,
             },
+            (Some(Wire::V11 { .. }), WsMessage::Binary(bytes)) if bytes.first() == Some(&batch::TAG) => {
+                let network_id = peer.map_or("", |(_, network_id)| network_id);
+                deliver_batch_drained(hub, &bytes, network_id);
+                None
+            }
             (Some(Wire::V11 { .. }), WsMessage::Binary(bytes)) => match frame::decode(&bytes) {
                 Ok(Frame::Data(message)) => Some(*message),
                 _ => None,
@@ -506,6 +513,40 @@ fn close_draining(hub: &Hub, ws: &mut WebSocket<WsStream>, reason: &str, wire: O
             if let Err(err) = hub.sink.deliver(message) {
                 log::warn!("Dropped a message that arrived on a duplicate connection: {err}");
             }
+        }
+    }
+}
+
+/// The messages of a BATCH frame that arrived on a duplicate connection
+/// from `network_id`, delivered as `close_draining` delivers a DATA frame's.
+fn deliver_batch_drained(hub: &Hub, bytes: &[u8], network_id: &str) {
+    let Ok(entries) = batch::entries(bytes) else {
+        bump(&hub.stats.malformed_frames, 1);
+        return;
+    };
+    for entry in entries {
+        let Ok(batch::Entry {
+            target_actor,
+            target_port,
+            source_actor,
+            payload: Ok(payload),
+            ..
+        }) = entry
+        else {
+            bump(&hub.stats.malformed_frames, 1);
+            continue;
+        };
+        bump(&hub.stats.messages_received, 1);
+        let arrival = Arrival {
+            source_network: network_id,
+            source_actor,
+            target_network: &hub.identity.network_id,
+            target_actor,
+            target_port,
+            payload,
+        };
+        if let Err(err) = hub.sink.deliver_arrival(arrival, None) {
+            log::warn!("Dropped a message that arrived on a duplicate connection: {err}");
         }
     }
 }

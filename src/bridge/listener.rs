@@ -76,6 +76,7 @@ fn accept_one(hub: &Arc<Hub>, tcp: TcpStream, peer: SocketAddr) {
         accept_legacy_auth: hub.config.accept_legacy_auth,
         max_message_bytes: hub.config.max_frame_bytes,
         delivery: hub.delivery_offer(),
+        batch: hub.config.batch_frames,
     };
     // Ids are only logged once they passed the rules (and escaped before).
     let who = escaped(&request.network_id).to_string();
@@ -94,6 +95,7 @@ fn accept_one(hub: &Arc<Hub>, tcp: TcpStream, peer: SocketAddr) {
             Wire::V11 {
                 peer_max_message: state.peer_max_message,
                 delivery: state.peer_delivery,
+                batch: state.batch,
             }
         }
         Err(refusal) => return refuse(hub, &mut ws, peer, &who, &refusal),
@@ -132,7 +134,7 @@ fn accept_one(hub: &Arc<Hub>, tcp: TcpStream, peer: SocketAddr) {
                 .is_ok()
             {
                 log::debug!("Already connected to network {network_id}; closing the new connection");
-                close_duplicate(hub, &mut ws, wire);
+                close_duplicate(hub, &mut ws, wire, &network_id);
             }
         }
         Err(NotAdmitted::LiveInstance(instance_id)) => {

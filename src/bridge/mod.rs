@@ -21,6 +21,7 @@
 
 pub(crate) mod auth;
 mod backoff;
+mod batch;
 mod config;
 mod delivery;
 mod dial;
@@ -48,9 +49,10 @@ pub use config::{BridgeConfig, BridgeIdentity, DeliveryConfig, DeliveryMode, Hol
 pub use error::{BridgeError, DeliveryError, HandshakeError, SendError};
 pub use events::BridgeEvent;
 pub use handle::{Bridge, HeldLink};
+pub(crate) use protocol::Outbound;
 pub use protocol::RemoteMessage;
 pub use sending::SendOptions;
-pub use sink::{InboundSink, Tracking};
+pub use sink::{Arrival, InboundSink, Tracking};
 pub use stats::{BridgeStats, LinkStats, REFUSAL_REASONS};
 pub(crate) use threads::STACK_BYTES as READER_STACK_BYTES;
 

@@ -54,6 +54,31 @@ impl RemoteMessage {
     }
 }
 
+/// A message on its way out, by its parts: what a proxy or an actor knows
+/// before it becomes a [`RemoteMessage`]. Toward a peer that reads BATCH
+/// frames it never does (no id or timestamp is made for it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Outbound<'a> {
+    pub(crate) source_actor: &'a str,
+    pub(crate) target_network: &'a str,
+    pub(crate) target_actor: &'a str,
+    pub(crate) target_port: &'a str,
+}
+
+impl Outbound<'_> {
+    /// The whole envelope, with a fresh id and the current time, from `source_network`.
+    pub(crate) fn to_remote(&self, source_network: &str, payload: Message) -> RemoteMessage {
+        RemoteMessage::new(
+            source_network,
+            self.source_actor,
+            self.target_network,
+            self.target_actor,
+            self.target_port,
+            payload,
+        )
+    }
+}
+
 /// Sign of life, sent by both sides every heartbeat interval.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Heartbeat {

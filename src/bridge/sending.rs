@@ -9,8 +9,9 @@ use super::config::DeliveryMode;
 use super::delivery::PushError;
 use super::error::{BridgeError, SendError};
 use super::hub::Hub;
-use super::protocol::RemoteMessage;
+use super::protocol::{Outbound, RemoteMessage};
 use super::session::{Outgoing, Wire};
+use crate::message::Message;
 
 /// How one message is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +63,36 @@ pub(crate) fn send(
     }
 }
 
+/// Sends a message given by its parts (`Session::send_parts`): at most
+/// once on the live session, without building its envelope when the peer
+/// reads BATCH frames; acknowledged as [`send`] does. The payload comes
+/// back on failure.
+pub(crate) fn send_parts(
+    hub: &Hub,
+    parts: &Outbound<'_>,
+    payload: Message,
+    options: SendOptions,
+    held: impl Fn(&str) -> bool,
+) -> Result<(), (BridgeError, Message)> {
+    if options.mode == DeliveryMode::AtMostOnce {
+        if hub.is_stopping() {
+            return Err((BridgeError::ShuttingDown, payload));
+        }
+        return match hub.sessions.get(parts.target_network) {
+            Some(session) => session.send_parts(parts, payload, options.timeout),
+            None => Err((
+                BridgeError::NoConnection(parts.target_network.to_string()),
+                payload,
+            )),
+        };
+    }
+    let message = parts.to_remote(&hub.identity.network_id, payload);
+    send(hub, message, options, held).map_err(|err| {
+        let (error, message) = err.into_parts();
+        (error, message.payload)
+    })
+}
+
 /// Into the network's outbox: with a credit of the live session when there
 /// is one; without, when the link is down (the replay then starts with
 /// those messages spent).
@@ -92,8 +123,9 @@ fn send_acknowledged(hub: &Hub, message: RemoteMessage, timeout: Duration) -> Re
         }
         let frame = match session.encode(&message) {
             Ok(Outgoing::Binary(frame)) => frame,
-            // Delivery is only offered in 1.1 handshakes; answer rather than panic.
-            Ok(Outgoing::Text(_)) => {
+            // Delivery is only offered in 1.1 handshakes, and `encode` makes
+            // no BATCH entry; answer rather than panic.
+            Ok(Outgoing::Text(_) | Outgoing::Entry(_)) => {
                 let reason = "its session speaks protocol 1.0".to_string();
                 let error = BridgeError::DeliveryUnavailable {
                     network_id: network,

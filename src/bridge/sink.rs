@@ -2,6 +2,7 @@
 
 use super::error::DeliveryError;
 use super::protocol::RemoteMessage;
+use crate::message::Message;
 use crate::runtime::{Receipt, Room};
 
 /// Where inbound remote messages go. The bridge calls it on the
@@ -37,6 +38,52 @@ pub trait InboundSink: Send + Sync + 'static {
         tracking.consumed();
         Ok(())
     }
+
+    /// Hands over one message of a BATCH frame (protocol 1.1 between peers
+    /// of this project), whose names borrow the frame; `tracking` as in
+    /// [`InboundSink::deliver_tracked`] when the session has the delivery
+    /// features, `None` otherwise. The default makes it a [`RemoteMessage`]
+    /// and calls [`InboundSink::deliver_tracked`] or [`InboundSink::deliver`];
+    /// a BATCH entry carries no id and no timestamp, so `message_id` and
+    /// `timestamp` are empty.
+    ///
+    /// # Errors
+    /// As [`InboundSink::deliver`].
+    fn deliver_arrival(&self, arrival: Arrival<'_>, tracking: Option<Tracking>) -> Result<(), DeliveryError> {
+        let message = RemoteMessage {
+            message_id: String::new(),
+            source_network: arrival.source_network.to_string(),
+            source_actor: arrival.source_actor.to_string(),
+            target_network: arrival.target_network.to_string(),
+            target_actor: arrival.target_actor.to_string(),
+            target_port: arrival.target_port.to_string(),
+            payload: arrival.payload,
+            timestamp: String::new(),
+        };
+        match tracking {
+            Some(tracking) => self.deliver_tracked(message, tracking),
+            None => self.deliver(message),
+        }
+    }
+}
+
+/// A message that arrived in a BATCH frame, by reference: see
+/// [`InboundSink::deliver_arrival`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Arrival<'a> {
+    /// The sending peer's network, as proved in the handshake.
+    pub source_network: &'a str,
+    /// The actor that sent it (`"unknown"` when the sender is not an actor).
+    pub source_actor: &'a str,
+    /// This network.
+    pub target_network: &'a str,
+    /// The target actor's id in this network.
+    pub target_actor: &'a str,
+    /// The target actor's input port.
+    pub target_port: &'a str,
+    /// What is delivered to the port.
+    pub payload: Message,
 }
 
 /// What travels with a message under the delivery features; see

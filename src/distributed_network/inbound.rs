@@ -1,10 +1,11 @@
 //! The router: delivers messages that arrive over the bridge to local nodes,
 //! and the seam through which actors send to other networks.
 
+use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::bridge::{Bridge, DeliveryError, InboundSink, RemoteMessage, Tracking};
+use crate::bridge::{Arrival, Bridge, DeliveryError, InboundSink, Outbound, RemoteMessage, Tracking};
 use crate::message::Message;
 use crate::runtime::{Envelope, Network, RemoteSend, RemoteSource, Room, SendError, SendErrorKind, Source};
 
@@ -33,11 +34,34 @@ impl LocalRouter {
             source_actor,
             ..
         } = message;
-        log::debug!("router: {source_network} -> {target_actor}.{target_port}");
-        let source = Source::Remote(Arc::new(RemoteSource {
-            network: source_network,
-            actor: source_actor,
-        }));
+        let source = Source::Remote(remote_source(&source_network, &source_actor));
+        self.hand_over_to(
+            &target_actor,
+            &target_port,
+            payload,
+            source,
+            receipt,
+            room,
+            run_here,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hand_over_to(
+        &self,
+        target_actor: &str,
+        target_port: &str,
+        payload: Message,
+        source: Source,
+        receipt: Option<crate::runtime::Receipt>,
+        room: Room,
+        run_here: bool,
+    ) -> Result<(), DeliveryError> {
+        if log::log_enabled!(log::Level::Debug)
+            && let Source::Remote(from) = &source
+        {
+            log::debug!("router: {} -> {target_actor}.{target_port}", from.network);
+        }
         let envelope = Envelope {
             message: payload,
             source,
@@ -45,12 +69,38 @@ impl LocalRouter {
         };
         let here_stack = run_here.then_some(crate::bridge::READER_STACK_BYTES);
         self.network
-            .deliver_inbound(&target_actor, &target_port, envelope, room, here_stack)
+            .deliver_inbound(target_actor, target_port, envelope, room, here_stack)
             .map_err(|e| delivery_error(&e, target_actor, target_port))
     }
 }
 
-fn delivery_error(error: &SendError, actor: String, port: String) -> DeliveryError {
+thread_local! {
+    /// The source of the last message this reader thread handed over: a
+    /// stream comes from one actor, so its messages share one allocation.
+    static LAST_SOURCE: RefCell<Option<Arc<RemoteSource>>> = const { RefCell::new(None) };
+}
+
+/// The shared source for `network` and `actor`, made anew only when it
+/// differs from the last one on this thread.
+fn remote_source(network: &str, actor: &str) -> Arc<RemoteSource> {
+    LAST_SOURCE.with(|last| {
+        let mut last = last.borrow_mut();
+        match last.as_ref() {
+            Some(source) if source.network == network && source.actor == actor => source.clone(),
+            _ => {
+                let source = Arc::new(RemoteSource {
+                    network: network.to_string(),
+                    actor: actor.to_string(),
+                });
+                *last = Some(source.clone());
+                source
+            }
+        }
+    })
+}
+
+fn delivery_error(error: &SendError, actor: &str, port: &str) -> DeliveryError {
+    let (actor, port) = (actor.to_string(), port.to_string());
     match error.kind() {
         SendErrorKind::UnknownNode(_) => DeliveryError::UnknownActor(actor),
         SendErrorKind::UnknownPort { .. } => DeliveryError::UnknownPort { actor, port },
@@ -69,12 +119,30 @@ impl InboundSink for LocalRouter {
     fn deliver_tracked(&self, message: RemoteMessage, tracking: Tracking) -> Result<(), DeliveryError> {
         self.hand_over(message, Some(tracking.receipt), tracking.room, tracking.run_here)
     }
+
+    /// No envelope is made: the names stay borrowed until the inbox, and
+    /// the source is shared with the message before it when the same.
+    fn deliver_arrival(&self, arrival: Arrival<'_>, tracking: Option<Tracking>) -> Result<(), DeliveryError> {
+        let source = Source::Remote(remote_source(arrival.source_network, arrival.source_actor));
+        let (receipt, room, run_here) = match tracking {
+            Some(tracking) => (Some(tracking.receipt), tracking.room, tracking.run_here),
+            None => (None, Room::Wait(self.delivery_timeout), true),
+        };
+        self.hand_over_to(
+            arrival.target_actor,
+            arrival.target_port,
+            arrival.payload,
+            source,
+            receipt,
+            room,
+            run_here,
+        )
+    }
 }
 
 /// Lets actors of the local network send over the bridge
 /// (`ActorContext::send_to_remote_actor` and `reply`).
 pub(crate) struct BridgeSender {
-    pub(crate) local_network: String,
     pub(crate) bridge: Arc<OnceLock<Arc<Bridge>>>,
     pub(crate) send_timeout: Duration,
 }
@@ -92,11 +160,15 @@ impl RemoteSend for BridgeSender {
         let Some(bridge) = self.bridge.get() else {
             return Err(("the distributed network is not started".into(), message));
         };
-        let remote = RemoteMessage::new(&self.local_network, from, network, actor, port, message);
+        let parts = Outbound {
+            source_actor: from,
+            target_network: network,
+            target_actor: actor,
+            target_port: port,
+        };
         let timeout = if wait { self.send_timeout } else { Duration::ZERO };
-        bridge.send(remote, timeout).map_err(|err| {
-            let why = err.to_string();
-            (why, err.into_message().payload)
-        })
+        bridge
+            .send_parts(&parts, message, timeout)
+            .map_err(|(error, payload)| (error.to_string(), payload))
     }
 }

@@ -20,7 +20,8 @@ use self::proxy::{ProxyTarget, RemoteProxy};
 use self::watcher::Watcher;
 use crate::admin::{AdminServer, PeerView};
 use crate::bridge::{
-    Bridge, BridgeEvent, BridgeIdentity, BridgeStats, HoldOptions, RemoteMessage, SendOptions,
+    Bridge, BridgeEvent, BridgeIdentity, BridgeStats, HoldOptions, Outbound, SendError as BridgeSendError,
+    SendOptions,
 };
 use crate::discovery::{DiscoveryService, RegistrationInfo};
 use crate::distributed_config::DistributedConfig;
@@ -158,7 +159,7 @@ impl DistributedNetwork {
         }
         let proxy = RemoteProxy {
             target: Arc::new(ProxyTarget {
-                local_network: self.config.network_id.clone(),
+                node_name: name.clone(),
                 actor_id: actor_id.to_string(),
                 network_id: network_id.to_string(),
                 bridge: self.bridge.clone(),
@@ -193,7 +194,6 @@ impl DistributedNetwork {
             return Err(DistributedError::AlreadyStarted);
         }
         self.network.set_remote(Arc::new(BridgeSender {
-            local_network: self.config.network_id.clone(),
             bridge: self.bridge.clone(),
             send_timeout: self.config.network.send_timeout,
         }));
@@ -346,15 +346,29 @@ impl DistributedNetwork {
         message: impl Into<Message>,
         options: SendOptions,
     ) -> Result<(), DistributedError> {
-        let remote = RemoteMessage::new(
-            &self.config.network_id,
-            "unknown",
-            network,
-            actor,
-            port,
-            message.into(),
-        );
-        Ok(self.bridge()?.send_with(remote, options)?)
+        let parts = Outbound {
+            source_actor: "unknown",
+            target_network: network,
+            target_actor: actor,
+            target_port: port,
+        };
+        self.send_parts(&parts, message.into(), options)
+    }
+
+    /// Sends by parts (no envelope toward a peer that reads BATCH frames);
+    /// a failure hands the message back in a whole [`RemoteMessage`].
+    fn send_parts(
+        &self,
+        parts: &Outbound<'_>,
+        payload: Message,
+        options: SendOptions,
+    ) -> Result<(), DistributedError> {
+        self.bridge()?
+            .send_parts_with(parts, payload, options)
+            .map_err(|(error, payload)| {
+                let message = parts.to_remote(&self.config.network_id, payload);
+                DistributedError::NotSent(BridgeSendError::new(error, message))
+            })
     }
 
     /// Messages to `network` accepted under acknowledged delivery and not
@@ -389,15 +403,15 @@ impl DistributedNetwork {
         message: impl Into<Message>,
     ) -> Result<(), DistributedError> {
         if let Some((actor, network)) = self.proxy_target(node) {
-            let remote = RemoteMessage::new(
-                &self.config.network_id,
-                node,
-                network,
-                actor,
-                port,
-                message.into(),
-            );
-            return Ok(self.bridge()?.send(remote, self.config.network.send_timeout)?);
+            let parts = Outbound {
+                source_actor: node,
+                target_network: network,
+                target_actor: actor,
+                target_port: port,
+            };
+            let options =
+                SendOptions::new(self.config.bridge.delivery.mode, self.config.network.send_timeout);
+            return self.send_parts(&parts, message.into(), options);
         }
         Ok(self.network.send_to_actor(node, port, message)?)
     }

@@ -4,13 +4,15 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::bridge::{Bridge, BridgeError, RemoteMessage};
+use crate::bridge::{Bridge, BridgeError, Outbound};
 use crate::message::Message;
 use crate::runtime::{Actor, ActorContext, ActorError, Forward, Origin, Threading};
 
 /// Where a proxy forwards to; shared by the proxy actor and its forwarder.
 pub(crate) struct ProxyTarget {
-    pub(crate) local_network: String,
+    /// This proxy's node name, `actor@network`: the source actor of what
+    /// reaches it from outside the local network.
+    pub(crate) node_name: String,
     pub(crate) actor_id: String,
     pub(crate) network_id: String,
     /// Set when the distributed network starts; proxies may be made before.
@@ -19,22 +21,20 @@ pub(crate) struct ProxyTarget {
 }
 
 impl ProxyTarget {
-    /// The remote message for `payload` from `origin`: a local node that
-    /// sent it is named as the source actor, so the remote actor can reply
-    /// to it; otherwise the proxy itself is.
-    fn remote_message(&self, port: &str, payload: Message, origin: Option<&Origin>) -> RemoteMessage {
-        let source = match origin {
-            Some(Origin::Node(node)) => node.clone(),
-            _ => RemoteProxy::node_name(&self.actor_id, &self.network_id),
+    /// Where a message to `port` from `origin` goes: a local node that sent
+    /// it is named as the source actor, so the remote actor can reply to
+    /// it; otherwise the proxy itself is.
+    fn parts<'a>(&'a self, port: &'a str, origin: Option<&'a Origin>) -> Outbound<'a> {
+        let source_actor = match origin {
+            Some(Origin::Node(node)) => node.as_str(),
+            _ => &self.node_name,
         };
-        RemoteMessage::new(
-            &self.local_network,
-            source,
-            &self.network_id,
-            &self.actor_id,
-            port,
-            payload,
-        )
+        Outbound {
+            source_actor,
+            target_network: &self.network_id,
+            target_actor: &self.actor_id,
+            target_port: port,
+        }
     }
 }
 
@@ -46,11 +46,9 @@ impl Forward for ProxyTarget {
         let Some(bridge) = self.bridge.get() else {
             return Err(message);
         };
-        // A reference-count bump: the message is handed back if the queue is full.
-        let kept = message.clone();
         bridge
-            .try_send(self.remote_message(port, message, Some(origin)))
-            .map_err(|_| kept)
+            .send_parts(&self.parts(port, Some(origin)), message, Duration::ZERO)
+            .map_err(|(_, message)| message)
     }
 }
 
@@ -96,17 +94,18 @@ impl Actor for RemoteProxy {
         let mut failures = Vec::new();
         for (port, message) in ctx.inputs() {
             let origin = ctx.origin(port);
-            let mut remote = target.remote_message(port, message.clone(), origin.as_ref());
+            let parts = target.parts(port, origin.as_ref());
+            let mut payload = message.clone();
             // A full window, queue or outbox is backpressure, not a failure:
             // this proxy (on its own thread) keeps waiting, its inbox fills
             // and its local senders are held back in turn. Anything else
             // (no connection, too large) is reported.
-            while let Err(e) = bridge.send(remote, target.send_timeout) {
-                if !is_backpressure(e.error()) || ctx.is_shutting_down() {
-                    failures.push(format!("{port}: {e}"));
+            while let Err((error, back)) = bridge.send_parts(&parts, payload, target.send_timeout) {
+                if !is_backpressure(&error) || ctx.is_shutting_down() {
+                    failures.push(format!("{port}: {error}"));
                     break;
                 }
-                remote = e.into_message();
+                payload = back;
             }
         }
         if failures.is_empty() {

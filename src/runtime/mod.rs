@@ -22,4 +22,5 @@ pub use events::NetworkEvent;
 pub use network::Network;
 pub use origin::Origin;
 pub(crate) use origin::{Consumed, Envelope, Receipt, RemoteSend, RemoteSource, Room, Source};
+pub(crate) use scheduler::with_turns_deferred;
 pub use stream::{StreamError, StreamFrame, StreamHandle, StreamWriter, stream_channel};

@@ -429,7 +429,11 @@ impl Network {
             receipt,
         };
         let timeout = match room {
-            Room::Wait(timeout) => timeout,
+            Room::Wait(timeout) => {
+                // A turn this thread put off may be the one that makes room.
+                scheduler::run_deferred();
+                timeout
+            }
             Room::Overfill => {
                 let mut inner = lock(&target.inner);
                 let ready = scheduler::accept_locked(shared, &target, &mut inner, port_index, envelope);

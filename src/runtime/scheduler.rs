@@ -2,6 +2,7 @@
 //! delivery between nodes. Blocking a sender on a full inbox and waking it
 //! are `wake.rs`'s, with the rules that make them safe.
 
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -115,11 +116,61 @@ impl Ready {
     /// worker costs more than a short turn, and a pool turn never blocks
     /// (sends that find no room wait in the node's outbox, remote sends do
     /// not wait), so the reader is held up by the turn's length only.
-    pub(crate) fn run_here_if_short(self, shared: &Shared) {
+    /// Within [`with_turns_deferred`] the turn waits for the end of it.
+    pub(crate) fn run_here_if_short(self, shared: &Arc<Shared>) {
         match self.node {
-            Some(node) if self.short => run_turn(shared, &node),
+            Some(node) if self.short => {
+                let deferred = DEFERRED.with_borrow_mut(|deferred| match deferred {
+                    Some(turns) => {
+                        turns.push((shared.clone(), node.clone()));
+                        true
+                    }
+                    None => false,
+                });
+                if !deferred {
+                    run_turn(shared, &node);
+                }
+            }
             Some(node) => push_to_runner(shared, &node),
             None => {}
+        }
+    }
+}
+
+thread_local! {
+    /// Short turns this thread made ready inside [`with_turns_deferred`],
+    /// in order; `None` outside it.
+    static DEFERRED: RefCell<Option<Vec<(Arc<Shared>, Arc<Node>)>>> = const { RefCell::new(None) };
+}
+
+/// Runs `body`, putting off until it returns the short turns it makes ready
+/// ([`Ready::run_here_if_short`]), each node's once, in the order they became
+/// ready. For a connection's reader delivering the messages of one frame:
+/// a turn then takes every message the frame brought its node (up to
+/// `ticks_per_turn`), not one, which is most of a small message's cost.
+/// A node stays scheduled meanwhile (nothing else runs it), for as long as
+/// the frame takes to read, a few hundred microseconds at most.
+pub(crate) fn with_turns_deferred<R>(body: impl FnOnce() -> R) -> R {
+    let outermost =
+        DEFERRED.with_borrow_mut(|deferred| deferred.is_none() && deferred.replace(Vec::new()).is_none());
+    let result = body();
+    if outermost {
+        run_deferred();
+        DEFERRED.with_borrow_mut(|deferred| *deferred = None);
+    }
+    result
+}
+
+/// Runs the turns put off so far on this thread. Called before the thread
+/// waits for room in an inbox: the node it waits for may be one of them.
+pub(crate) fn run_deferred() {
+    loop {
+        let turns = DEFERRED.with_borrow_mut(|deferred| deferred.as_mut().map(std::mem::take));
+        let Some(turns) = turns.filter(|turns| !turns.is_empty()) else {
+            return;
+        };
+        for (shared, node) in turns {
+            run_turn(&shared, &node);
         }
     }
 }

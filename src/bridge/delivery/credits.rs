@@ -97,15 +97,16 @@ impl Credits {
             if state.closed {
                 return Err(NoCredit::Closed);
             }
-            let used = state.used.get(target).copied().unwrap_or(0);
-            if fits(u64::from(used), cost, self.window) {
-                match state.used.get_mut(target) {
-                    Some(used) => *used = used.saturating_add(cost),
-                    None => {
-                        state.used.insert(Arc::from(target), cost);
-                    }
+            match state.used.get_mut(target) {
+                Some(used) if fits(u64::from(*used), cost, self.window) => {
+                    *used = used.saturating_add(cost);
+                    return Ok(());
                 }
-                return Ok(());
+                None if fits(0, cost, self.window) => {
+                    state.used.insert(Arc::from(target), cost);
+                    return Ok(());
+                }
+                _ => {}
             }
             let left = deadline.map_or(std::time::Duration::ZERO, |d| {
                 d.saturating_duration_since(Instant::now())

@@ -11,16 +11,17 @@ use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::state::{CloseReason, DUPLICATE_CLOSE, Session, SessionDelivery, Wire};
+use crate::bridge::batch;
 use crate::bridge::delivery::{Admit, cost};
 use crate::bridge::error::DeliveryError;
 use crate::bridge::frame::{self, Control, Frame, FrameError, Reassembly};
 use crate::bridge::protocol::{FrameProblem, Inbound, RemoteMessage, parse_frame};
-use crate::bridge::sink::Tracking;
+use crate::bridge::sink::{Arrival, Tracking};
 use crate::bridge::stats::bump;
 use crate::bridge::stream::WsStream;
 use crate::bridge::stream::is_timeout;
 use crate::names::escaped;
-use crate::runtime::Room;
+use crate::runtime::{Room, with_turns_deferred};
 
 /// Reads until the socket ends; returns why.
 pub(crate) fn run(session: &Arc<Session>, mut ws: WebSocket<WsStream>) -> CloseReason {
@@ -139,6 +140,10 @@ fn handle_binary(
 ) -> Result<(), CloseReason> {
     let network_id = session.network_id();
     let stats = &session.context.stats;
+    if bytes.first() == Some(&batch::TAG) {
+        read_batch(session, bytes);
+        return Ok(());
+    }
     match frame::decode(bytes) {
         Ok(Frame::Data(message)) => deliver(session, *message, None, bytes.len()),
         Ok(Frame::Sequenced { seq, message }) => {
@@ -188,6 +193,108 @@ fn handle_binary(
         }
     }
     Ok(())
+}
+
+/// The messages of a BATCH frame, in order. A message whose payload does
+/// not decode is dropped alone; a broken structure drops the rest of the
+/// frame. Both are counted as malformed frames and logged.
+fn read_batch(session: &Arc<Session>, bytes: &[u8]) {
+    let network_id = session.network_id();
+    let stats = &session.context.stats;
+    let mut entries = match batch::entries(bytes) {
+        Ok(entries) => entries,
+        Err(err) => {
+            bump(&stats.malformed_frames, 1);
+            let why = escaped(&err.to_string()).to_string();
+            log::warn!("Ignored a bad frame from network {network_id}: {why}");
+            return;
+        }
+    };
+    // The frame's messages go into their inboxes first, then each target
+    // takes its share in one turn (not a turn per message).
+    session.delivery_started();
+    with_turns_deferred(|| {
+        while let Some(entry) = entries.next() {
+            match entry {
+                Ok(entry) => deliver_entry(session, entry),
+                Err(err) => {
+                    bump(&stats.malformed_frames, 1);
+                    let lost = entries.abandoned();
+                    let why = escaped(&err.to_string()).to_string();
+                    log::warn!(
+                        "Dropped {lost} message(s) of a bad BATCH frame from network {network_id}: {why}"
+                    );
+                }
+            }
+        }
+    });
+    session.delivery_finished();
+}
+
+/// One message of a BATCH frame: as [`deliver`] for a DATA frame, without
+/// an envelope (the sink gets its names by reference). The caller marks the
+/// session as delivering.
+fn deliver_entry(session: &Arc<Session>, entry: batch::Entry<'_>) {
+    let stats = &session.context.stats;
+    let target = entry.target_actor;
+    let payload = match entry.payload {
+        Ok(payload) => payload,
+        Err(err) => {
+            bump(&stats.malformed_frames, 1);
+            log::warn!(
+                "Dropped malformed message for actor {} from network {}: {}",
+                escaped(target),
+                session.network_id(),
+                escaped(&err.to_string())
+            );
+            if let Some(delivery) = &session.delivery {
+                // The sender spent credits on it: they go back.
+                let cost = cost(entry.len, delivery.unit);
+                let slot = delivery.targets.slot(session, target);
+                slot.receipt(0, cost, delivery.window).0.complete();
+            }
+            return;
+        }
+    };
+    bump(&stats.messages_received, 1);
+    bump(&session.context.link.messages_in, 1);
+    let arrival = Arrival {
+        source_network: session.network_id(),
+        source_actor: entry.source_actor,
+        target_network: &session.context.local_network,
+        target_actor: target,
+        target_port: entry.target_port,
+        payload,
+    };
+    let sink = &session.context.sink;
+    let Some(delivery) = &session.delivery else {
+        let result = sink.deliver_arrival(arrival, None);
+        if let Err(err) = result {
+            count_drop(session, &err, &format!("{target}.{}", entry.target_port));
+        }
+        return;
+    };
+    let slot = delivery.targets.slot(session, target);
+    let (receipt, within) = slot.receipt(0, cost(entry.len, delivery.unit), delivery.window);
+    let room = if within {
+        Room::Overfill
+    } else {
+        Room::Wait(session.context.delivery_timeout)
+    };
+    let tracking = Tracking {
+        receipt: receipt.clone(),
+        room,
+        run_here: true,
+    };
+    let result = sink.deliver_arrival(arrival, Some(tracking));
+    if let Err(err) = result {
+        count_drop(session, &err, target);
+        // Settled: its credit goes back.
+        receipt.complete();
+        if err.is_unknown_target() {
+            delivery.targets.forget_if_idle(target);
+        }
+    }
 }
 
 fn protocol_error(session: &Session, why: String) -> CloseReason {

@@ -14,15 +14,17 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message as WsMessage, WebSocket};
 
 use super::targets::{Settle, Targets};
+use crate::bridge::batch;
 use crate::bridge::delivery::{Credits, DeliveryOffer, InboundLog, NoCredit, Outbox, credit_batch};
 use crate::bridge::error::{BridgeError, SendError};
 use crate::bridge::events::lock;
 use crate::bridge::frame;
 use crate::bridge::liveness;
-use crate::bridge::protocol::RemoteMessage;
+use crate::bridge::protocol::{Outbound, RemoteMessage};
 use crate::bridge::sink::InboundSink;
 use crate::bridge::stats::{Counters, LinkCounters, bump};
 use crate::bridge::stream::{LastByte, is_timeout};
+use crate::message::Message;
 
 /// Close reason sent to (and recognised from) a peer when one of two
 /// connections between the same pair of networks is dropped.
@@ -35,10 +37,12 @@ pub(crate) enum Wire {
     V10,
     /// Protocol 1.1: typed binary frames; `peer_max_message` is the largest
     /// message (in encoded bytes) the peer said it accepts; `delivery` is the
-    /// peer's delivery offer when both sides made one.
+    /// peer's delivery offer when both sides made one; `batch`: both sides
+    /// read BATCH frames (`batch::CAPABILITY`).
     V11 {
         peer_max_message: usize,
         delivery: Option<DeliveryOffer>,
+        batch: bool,
     },
 }
 
@@ -57,6 +61,13 @@ pub(crate) struct Peer {
 /// How long a sender writing through waits for room in the socket's send
 /// buffer before it leaves the rest of its frame to the writer.
 const WRITE_THROUGH_WAIT: Duration = Duration::from_millis(1);
+
+/// How a frame got onto the data lane.
+enum Queued {
+    AtOnce,
+    /// The lane was full: the send waited for room.
+    AfterWaiting,
+}
 
 /// What became of a frame offered to `Session::write_through`.
 enum Through {
@@ -89,6 +100,9 @@ pub(crate) enum Outgoing {
     Text(String),
     /// A complete 1.1 DATA frame; the writer splits it into fragments.
     Binary(Vec<u8>),
+    /// A one-message BATCH frame (`batch::encode`), within the peer's
+    /// limits; the writer joins those it finds queued together.
+    Entry(Vec<u8>),
 }
 
 impl Outgoing {
@@ -96,7 +110,15 @@ impl Outgoing {
     fn len(&self) -> usize {
         match self {
             Outgoing::Text(text) => text.len(),
-            Outgoing::Binary(frame) => frame.len(),
+            Outgoing::Binary(frame) | Outgoing::Entry(frame) => frame.len(),
+        }
+    }
+
+    /// What its credits cost: a DATA frame's length, or a BATCH entry's.
+    fn credit_len(&self) -> usize {
+        match self {
+            Outgoing::Entry(frame) => batch::entry_len(frame),
+            other => other.len(),
         }
     }
 }
@@ -320,31 +342,81 @@ impl Session {
     /// a millisecond for room in the socket; what does not fit is left to the
     /// writer.
     pub(crate) fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), SendError> {
-        let item = match self.encode(&message) {
-            Ok(item) => item,
-            Err(error) => return Err(SendError::new(error, message)),
+        let sent = self
+            .encode(&message)
+            .and_then(|item| self.send_encoded(item, &message.target_actor, timeout));
+        sent.map_err(|error| SendError::new(error, message))
+    }
+
+    /// As [`Session::send`], for a message given by its parts: toward a
+    /// peer that reads BATCH frames it is encoded as one entry, without the
+    /// envelope a [`RemoteMessage`] carries (`local_network` names the
+    /// source network only for the DATA frame of a peer that does not, or
+    /// of a message too large for a batch). The payload comes back on failure.
+    pub(crate) fn send_parts(
+        &self,
+        parts: &Outbound<'_>,
+        payload: Message,
+        timeout: Duration,
+    ) -> Result<(), (BridgeError, Message)> {
+        let entry = match self.peer.wire {
+            Wire::V11 {
+                batch: true,
+                peer_max_message,
+                ..
+            } => batch::encode(
+                parts.target_actor,
+                parts.target_port,
+                parts.source_actor,
+                &payload,
+            )
+            .ok()
+            .filter(|frame| batch::fits(frame, peer_max_message)),
+            _ => None,
         };
-        let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
-        let len = item.len();
-        let cost = match self.take_credit(&message.target_actor, len, deadline) {
-            Ok(cost) => cost,
-            Err(error) => return Err(SendError::new(error, message)),
+        match entry {
+            Some(frame) => self
+                .send_encoded(Outgoing::Entry(frame), parts.target_actor, timeout)
+                .map_err(|error| (error, payload)),
+            None => {
+                let message = parts.to_remote(&self.context.local_network, payload);
+                self.send(message, timeout).map_err(|err| {
+                    let (error, message) = err.into_parts();
+                    (error, message.payload)
+                })
+            }
+        }
+    }
+
+    /// Takes `target`'s credits for `item`, then writes it through or queues it.
+    /// The clock is read once, unless the send waits.
+    fn send_encoded(&self, item: Outgoing, target: &str, timeout: Duration) -> Result<(), BridgeError> {
+        let len = item.credit_len();
+        let cost = match self.take_credit(target, len, None) {
+            Err(BridgeError::WindowFull { .. }) if !timeout.is_zero() => {
+                self.take_credit(target, len, Some(Instant::now() + timeout))?
+            }
+            taken => taken?,
         };
         let began = nanos(self.now());
         let (result, ended) = match self.write_through(item, began) {
             Through::Written => (Ok(()), began),
             // Stamped at its end: a send that waited for room in the lane
             // is followed by the next of its stream, which must queue too.
-            Through::Refused(item) => (self.enqueue(item, &message, timeout), nanos(self.now())),
+            Through::Refused(item) => match self.enqueue(item, target, timeout) {
+                Ok(Queued::AtOnce) => (Ok(()), began),
+                Ok(Queued::AfterWaiting) => (Ok(()), nanos(self.now())),
+                Err(error) => (Err(error), began),
+            },
             Through::Failed(error) => (Err(error), began),
         };
         self.last_data.store(ended, Ordering::Relaxed);
         if result.is_err()
             && let Some(delivery) = &self.delivery
         {
-            delivery.credits.grant(&message.target_actor, u64::from(cost));
+            delivery.credits.grant(target, u64::from(cost));
         }
-        result.map_err(|error| SendError::new(error, message))
+        result
     }
 
     /// Writes `item` from the caller's thread when the session is idle;
@@ -423,7 +495,7 @@ impl Session {
     fn write_frame_through(&self, ws: &mut WriteSocket, item: Outgoing) -> Result<(), String> {
         let message = match item {
             Outgoing::Text(text) => WsMessage::text(text),
-            Outgoing::Binary(bytes) => WsMessage::binary(bytes),
+            Outgoing::Binary(bytes) | Outgoing::Entry(bytes) => WsMessage::binary(bytes),
         };
         let len = message.len() as u64;
         if !self.short_timeout.swap(true, Ordering::Relaxed) {
@@ -458,44 +530,37 @@ impl Session {
         Ok(())
     }
 
-    fn enqueue(&self, item: Outgoing, message: &RemoteMessage, timeout: Duration) -> Result<(), BridgeError> {
+    fn enqueue(&self, item: Outgoing, target: &str, timeout: Duration) -> Result<Queued, BridgeError> {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         if self.lane_closed.load(Ordering::SeqCst) {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
             return Err(self.closed_error());
         }
         self.unwritten.fetch_add(1, Ordering::SeqCst);
-        let queued = if timeout.is_zero() {
-            self.data.try_send(item).map_err(|err| match err {
-                TrySendError::Full(_) => self.full_error(),
-                TrySendError::Disconnected(_) => self.closed_error(),
-            })
-        } else {
-            self.data.send_timeout(item, timeout).map_err(|err| {
-                if err.is_timeout() {
-                    self.full_error()
-                } else {
-                    self.closed_error()
-                }
-            })
+        let queued = match self.data.try_send(item) {
+            Ok(()) => Ok(Queued::AtOnce),
+            Err(TrySendError::Full(item)) if !timeout.is_zero() => self
+                .data
+                .send_timeout(item, timeout)
+                .map(|()| Queued::AfterWaiting)
+                .map_err(|err| {
+                    if err.is_timeout() {
+                        self.full_error()
+                    } else {
+                        self.closed_error()
+                    }
+                }),
+            Err(TrySendError::Full(_)) => Err(self.full_error()),
+            Err(TrySendError::Disconnected(_)) => Err(self.closed_error()),
         };
         self.inflight.fetch_sub(1, Ordering::SeqCst);
         if queued.is_err() {
             self.unwritten.fetch_sub(1, Ordering::SeqCst);
         }
-        match queued {
-            Ok(()) => {
-                log::debug!(
-                    "Queued message {} for {}.{}@{}",
-                    message.message_id,
-                    message.target_actor,
-                    message.target_port,
-                    message.target_network
-                );
-                Ok(())
-            }
-            Err(error) => Err(error),
+        if queued.is_ok() {
+            log::debug!("Queued a message for {target}@{}", self.peer.network_id);
         }
+        queued
     }
 
     /// Wakes the writer (new outbox frames, or room in the window).

@@ -24,6 +24,7 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Bytes, Message as WsMessage};
 
 use super::state::{CloseReason, Lanes, Outgoing, Session, Wire, WriteSocket};
+use crate::bridge::batch;
 use crate::bridge::events::lock;
 use crate::bridge::frame::{self, Control};
 use crate::bridge::protocol::heartbeat_text;
@@ -183,16 +184,72 @@ fn pump_outbox(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<(), WsEr
 }
 
 /// Writes `first` and everything else queued, serving the control lane in
-/// between, then flushes.
+/// between, then flushes. BATCH entries queued together go out joined, as
+/// few frames as fit the batch limit, in their order among the rest.
 fn write_batch(session: &Session, ws: &mut Ws, first: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
     session.writer_timeout(ws)?;
-    write_lane_item(session, ws, first, lanes)?;
-    while let Ok(item) = lanes.data.try_recv() {
-        write_lane_item(session, ws, item, lanes)?;
+    let limit = match session.peer.wire {
+        Wire::V11 { peer_max_message, .. } => peer_max_message.min(batch::MAX_BYTES),
+        Wire::V10 => 0,
+    };
+    let mut entries = Joining::default();
+    let mut next = Some(first);
+    while let Some(item) = next.take().or_else(|| lanes.data.try_recv().ok()) {
+        match item {
+            Outgoing::Entry(frame) => {
+                if !entries.has_room(&frame, limit) {
+                    write_joined(session, ws, &mut entries, lanes)?;
+                }
+                entries.push(frame);
+            }
+            other => {
+                write_joined(session, ws, &mut entries, lanes)?;
+                write_lane_item(session, ws, other, lanes)?;
+            }
+        }
     }
+    write_joined(session, ws, &mut entries, lanes)?;
     let flushed = flush(session, ws);
     session.data_written();
     flushed
+}
+
+/// BATCH entries taken from the data lane, not written yet.
+#[derive(Default)]
+struct Joining {
+    frames: Vec<Vec<u8>>,
+    /// Their entries' bytes.
+    bytes: usize,
+}
+
+impl Joining {
+    /// Whether `frame`'s entry joins these within `limit` bytes of frame.
+    fn has_room(&self, frame: &[u8], limit: usize) -> bool {
+        let bytes = self.bytes + batch::entry_len(frame);
+        self.frames.is_empty() || batch::joined_len(bytes, self.frames.len() + 1) <= limit
+    }
+
+    fn push(&mut self, frame: Vec<u8>) {
+        self.bytes += batch::entry_len(&frame);
+        self.frames.push(frame);
+    }
+}
+
+/// Writes the entries taken so far as one BATCH frame: written, they no
+/// longer count as unwritten.
+fn write_joined(session: &Session, ws: &mut Ws, entries: &mut Joining, lanes: &Lanes) -> Result<(), WsError> {
+    let count = entries.frames.len();
+    if count == 0 {
+        return Ok(());
+    }
+    let joined = batch::join(std::mem::take(&mut entries.frames));
+    entries.bytes = 0;
+    write_frame(session, ws, WsMessage::binary(joined))?;
+    session.unwritten.fetch_sub(count, Ordering::SeqCst);
+    bump(&session.context.stats.messages_sent, count as u64);
+    bump(&session.context.link.messages_out, count as u64);
+    serve_control(session, ws, lanes, false)?;
+    Ok(())
 }
 
 /// A frame from the data lane: written, it no longer counts as unwritten.
@@ -205,10 +262,11 @@ fn write_lane_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes
 fn write_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
     match item {
         Outgoing::Text(text) => write_frame(session, ws, WsMessage::text(text))?,
-        Outgoing::Binary(bytes) if bytes.len() <= frame::FRAGMENT_BYTES => {
+        // An entry alone is a one-message BATCH frame, never over a fragment.
+        Outgoing::Binary(bytes) | Outgoing::Entry(bytes) if bytes.len() <= frame::FRAGMENT_BYTES => {
             write_frame(session, ws, WsMessage::binary(bytes))?
         }
-        Outgoing::Binary(bytes) => {
+        Outgoing::Binary(bytes) | Outgoing::Entry(bytes) => {
             for piece in frame::fragments(bytes, frame::FRAGMENT_BYTES) {
                 write_frame(session, ws, WsMessage::binary(piece))?;
                 serve_control(session, ws, lanes, false)?;
