@@ -122,6 +122,7 @@ fn bridge_config_defaults_in_bridge_md_are_the_codes() {
                 "outbound_queue_capacity",
                 Value::Number(c.outbound_queue_capacity as u64),
             ),
+            ("batch_frames", Value::Flag(c.batch_frames)),
             ("read_buffer_bytes", Value::Bytes(c.read_buffer_bytes as u64)),
             ("write_buffer_bytes", Value::Bytes(c.write_buffer_bytes as u64)),
             ("delivery_timeout", Value::Time(c.delivery_timeout)),

@@ -22,6 +22,7 @@
 //! entry would not fit goes as a DATA frame instead.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use super::frame::{FRAGMENT_BYTES, FrameError, body_of};
 use crate::message::Message;
@@ -229,7 +230,7 @@ impl<'a> Entries<'a> {
             target_actor,
             target_port,
             source_actor,
-            payload: body_of(TAG, payload),
+            payload: decode_payload(payload),
             len: start - self.rest.len(),
         })
     }
@@ -248,6 +249,32 @@ impl<'a> Entries<'a> {
         self.previous[field] = text;
         Ok(text)
     }
+}
+
+/// A payload map. Text (`{"type": "String", "data": str}`), the most
+/// common kind, is read by its headers alone; any other map, and anything
+/// that does not read so, goes through the general decoder, which has the
+/// last word on what is valid.
+fn decode_payload(bytes: &[u8]) -> Result<Message, FrameError> {
+    if let Some(text) = plain_text(bytes) {
+        return Ok(Message::String(Arc::from(text)));
+    }
+    body_of(TAG, bytes)
+}
+
+/// The text of `{"type": "String", "data": str}` when `bytes` is exactly that.
+fn plain_text(bytes: &[u8]) -> Option<&str> {
+    let mut rest = bytes;
+    if rmp::decode::read_map_len(&mut rest).ok()? != 2 {
+        return None;
+    }
+    let mut strs = [""; 4];
+    for text in &mut strs {
+        let (read, after) = rmp::decode::read_str_from_slice(rest).ok()?;
+        *text = read;
+        rest = after;
+    }
+    (strs[..3] == ["type", "String", "data"] && rest.is_empty()).then_some(strs[3])
 }
 
 fn bad(reason: &str) -> FrameError {
@@ -391,6 +418,52 @@ mod tests {
         let got = read(&frame);
         assert_eq!(got.len(), 2);
         assert!(got[1].is_err());
+    }
+
+    #[test]
+    fn the_text_shortcut_reads_what_the_general_decoder_reads() {
+        use serde_json::json;
+        let messages = [
+            Message::String(Arc::from("")),
+            Message::String(Arc::from("hello")),
+            Message::String(Arc::from("é".repeat(300).as_str())),
+            Message::Error(Arc::from("boom")),
+            Message::Integer(7),
+            Message::Flow,
+            Message::Bytes(Arc::from(&b"bin"[..])),
+            Message::Object(Arc::new(
+                json!({"type": "String", "data": "x"})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )),
+        ];
+        for message in messages {
+            let mut bytes = Vec::new();
+            rmp_serde::encode::write_named(&mut bytes, &Inline(&message)).unwrap();
+            let general: Message = body_of(TAG, &bytes).unwrap();
+            assert_eq!(decode_payload(&bytes).unwrap(), general);
+            assert_eq!(general, message);
+            // Every prefix and one byte more: the same answer from both, or both refuse.
+            for cut in 0..bytes.len() {
+                let short = &bytes[..cut];
+                assert_eq!(
+                    decode_payload(short).ok(),
+                    body_of::<Message>(TAG, short).ok(),
+                    "{message:?} cut at {cut}"
+                );
+            }
+            let mut long = bytes.clone();
+            long.push(0xc0);
+            assert!(decode_payload(&long).is_err());
+        }
+        // Not UTF-8 in the text: refused by both.
+        let mut bytes = Vec::new();
+        rmp_serde::encode::write_named(&mut bytes, &Inline(&Message::String(Arc::from("ab")))).unwrap();
+        let at = bytes.len() - 2;
+        bytes[at] = 0xff;
+        assert!(decode_payload(&bytes).is_err());
+        assert!(body_of::<Message>(TAG, &bytes).is_err());
     }
 
     #[test]

@@ -89,13 +89,22 @@ pub mod inspect {
     }
 
     /// Feeds binary frames to a 1.1 reader's decoder and reassembler (limit
-    /// `limit` bytes) and returns how many messages came out; errors are
-    /// counted as a reader would, never a panic.
+    /// `limit` bytes) and returns how many messages came out (a BATCH
+    /// frame's good entries each count); errors are counted as a reader
+    /// would, never a panic.
     pub fn read_binary_frames(frames: &[&[u8]], limit: usize) -> usize {
         use super::frame::{Frame, Reassembly, decode};
         let mut reassembly = Reassembly::new(limit);
         let mut messages = 0;
         for bytes in frames {
+            if bytes.first() == Some(&super::batch::TAG) {
+                if let Ok(entries) = super::batch::entries(bytes) {
+                    messages += entries
+                        .filter(|e| e.as_ref().is_ok_and(|e| e.payload.is_ok()))
+                        .count();
+                }
+                continue;
+            }
             match decode(bytes) {
                 Ok(Frame::Data(_) | Frame::Sequenced { .. }) => messages += 1,
                 Ok(Frame::Fragment { more, chunk }) => {
@@ -120,9 +129,15 @@ pub mod inspect {
     }
 
     /// What a 1.1 reader makes of one binary frame: `"data"`, `"sequenced"`, `"fragment"`,
-    /// `"heartbeat"`, `"ack"`, `"credit"`, `"close"` or `"bad-frame"`.
+    /// `"heartbeat"`, `"ack"`, `"credit"`, `"close"`, `"batch"` (readable entries, even if
+    /// some payloads are not) or `"bad-frame"`.
     pub fn classify_binary_frame(bytes: &[u8]) -> &'static str {
         use super::frame::{Control, Frame, decode};
+        if bytes.first() == Some(&super::batch::TAG) {
+            let readable =
+                super::batch::entries(bytes).is_ok_and(|mut entries| entries.all(|entry| entry.is_ok()));
+            return if readable { "batch" } else { "bad-frame" };
+        }
         match decode(bytes) {
             Ok(Frame::Data(_)) => "data",
             Ok(Frame::Sequenced { .. }) => "sequenced",

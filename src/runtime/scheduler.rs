@@ -153,12 +153,27 @@ thread_local! {
 pub(crate) fn with_turns_deferred<R>(body: impl FnOnce() -> R) -> R {
     let outermost =
         DEFERRED.with_borrow_mut(|deferred| deferred.is_none() && deferred.replace(Vec::new()).is_none());
-    let result = body();
-    if outermost {
+    let _end = outermost.then_some(EndDeferring);
+    body()
+}
+
+/// Ends [`with_turns_deferred`]: runs the turns put off, or, when the body
+/// panicked, hands them to their runners, so no node stays scheduled with
+/// nobody to run it.
+struct EndDeferring;
+
+impl Drop for EndDeferring {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let turns = DEFERRED.with_borrow_mut(Option::take).unwrap_or_default();
+            for (shared, node) in turns {
+                push_to_runner(&shared, &node);
+            }
+            return;
+        }
         run_deferred();
         DEFERRED.with_borrow_mut(|deferred| *deferred = None);
     }
-    result
 }
 
 /// Runs the turns put off so far on this thread. Called before the thread

@@ -4,8 +4,8 @@
 //! it is consumed, so a slow actor holds back only the senders to it.
 //!
 //! A message costs one credit, or, when both sides announced `credit_bytes`
-//! in the handshake, one more per whole `credit_bytes` of its DATA frame
-//! ([`cost`]): the window then bounds the bytes in flight to a target as well
+//! in the handshake, one more per whole `credit_bytes` of its DATA frame or
+//! BATCH entry ([`cost`]): the window then bounds the bytes in flight to a target as well
 //! as the messages.
 
 use std::collections::HashMap;

@@ -11,6 +11,7 @@ use tungstenite::error::{Error as WsError, ProtocolError};
 use tungstenite::{Message as WsMessage, WebSocket};
 
 use super::state::{CloseReason, DUPLICATE_CLOSE, Session, SessionDelivery, Wire};
+use super::targets::TargetSlot;
 use crate::bridge::batch;
 use crate::bridge::delivery::{Admit, cost};
 use crate::bridge::error::DeliveryError;
@@ -213,10 +214,11 @@ fn read_batch(session: &Arc<Session>, bytes: &[u8]) {
     // The frame's messages go into their inboxes first, then each target
     // takes its share in one turn (not a turn per message).
     session.delivery_started();
+    let mut slot = None;
     with_turns_deferred(|| {
         while let Some(entry) = entries.next() {
             match entry {
-                Ok(entry) => deliver_entry(session, entry),
+                Ok(entry) => deliver_entry(session, entry, &mut slot),
                 Err(err) => {
                     bump(&stats.malformed_frames, 1);
                     let lost = entries.abandoned();
@@ -233,8 +235,13 @@ fn read_batch(session: &Arc<Session>, bytes: &[u8]) {
 
 /// One message of a BATCH frame: as [`deliver`] for a DATA frame, without
 /// an envelope (the sink gets its names by reference). The caller marks the
-/// session as delivering.
-fn deliver_entry(session: &Arc<Session>, entry: batch::Entry<'_>) {
+/// session as delivering. `last` is the slot of the frame's previous target:
+/// a stream's next message needs no lookup.
+fn deliver_entry<'a>(
+    session: &Arc<Session>,
+    entry: batch::Entry<'a>,
+    last: &mut Option<(&'a str, Arc<TargetSlot>)>,
+) {
     let stats = &session.context.stats;
     let target = entry.target_actor;
     let payload = match entry.payload {
@@ -274,7 +281,14 @@ fn deliver_entry(session: &Arc<Session>, entry: batch::Entry<'_>) {
         }
         return;
     };
-    let slot = delivery.targets.slot(session, target);
+    let slot = match last {
+        Some((name, slot)) if *name == target => slot.clone(),
+        _ => {
+            let slot = delivery.targets.slot(session, target);
+            *last = Some((target, slot.clone()));
+            slot
+        }
+    };
     let (receipt, within) = slot.receipt(0, cost(entry.len, delivery.unit), delivery.window);
     let room = if within {
         Room::Overfill
@@ -292,6 +306,7 @@ fn deliver_entry(session: &Arc<Session>, entry: batch::Entry<'_>) {
         // Settled: its credit goes back.
         receipt.complete();
         if err.is_unknown_target() {
+            *last = None;
             delivery.targets.forget_if_idle(target);
         }
     }
