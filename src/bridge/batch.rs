@@ -295,7 +295,10 @@ mod tests {
         encode(actor, port, "src", &Message::String(Arc::from(text))).unwrap()
     }
 
-    fn read(frame: &[u8]) -> Vec<Result<(String, String, String, Message, usize), FrameError>> {
+    /// An entry's names, payload and length, owned.
+    type Read = (String, String, String, Message, usize);
+
+    fn read(frame: &[u8]) -> Vec<Result<Read, FrameError>> {
         entries(frame)
             .unwrap()
             .map(|entry| {

@@ -67,7 +67,7 @@ pub(crate) struct Outbound<'a> {
 
 impl Outbound<'_> {
     /// The whole envelope, with a fresh id and the current time, from `source_network`.
-    pub(crate) fn to_remote(&self, source_network: &str, payload: Message) -> RemoteMessage {
+    pub(crate) fn to_remote(self, source_network: &str, payload: Message) -> RemoteMessage {
         RemoteMessage::new(
             source_network,
             self.source_actor,

@@ -137,10 +137,13 @@ impl Ready {
     }
 }
 
+/// A turn put off: the node, and its network's state to run it with.
+type DeferredTurn = (Arc<Shared>, Arc<Node>);
+
 thread_local! {
     /// Short turns this thread made ready inside [`with_turns_deferred`],
     /// in order; `None` outside it.
-    static DEFERRED: RefCell<Option<Vec<(Arc<Shared>, Arc<Node>)>>> = const { RefCell::new(None) };
+    static DEFERRED: RefCell<Option<Vec<DeferredTurn>>> = const { RefCell::new(None) };
 }
 
 /// Runs `body`, putting off until it returns the short turns it makes ready

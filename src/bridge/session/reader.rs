@@ -255,10 +255,14 @@ fn deliver_entry<'a>(
                 escaped(&err.to_string())
             );
             if let Some(delivery) = &session.delivery {
-                // The sender spent credits on it: they go back.
+                // The sender spent credits on it: they go back. The slot of a
+                // name no good message used goes too, so bad entries naming
+                // ever new actors cannot grow the map.
                 let cost = cost(entry.len, delivery.unit);
                 let slot = delivery.targets.slot(session, target);
                 slot.receipt(0, cost, delivery.window).0.complete();
+                *last = None;
+                delivery.targets.forget_if_idle(target);
             }
             return;
         }
