@@ -76,7 +76,9 @@ impl Source {
 /// Told when messages it issued receipts for have been consumed.
 pub(crate) trait Consumed: Send + Sync {
     /// The tick that took the message with this `token`, which held
-    /// `units` of the issuer's budget (its credits), has returned.
+    /// `units` of the issuer's budget (its credits), has returned. Token 0
+    /// names no message: the runtime may report several such receipts of
+    /// one issuer at once, their units summed ([`Settlement`]).
     fn consumed(&self, token: u64, units: u32);
 }
 
@@ -99,6 +101,40 @@ impl Receipt {
     /// The message was consumed (or settled without reaching an actor).
     pub(crate) fn complete(self) {
         self.to.consumed(self.token, self.units);
+    }
+}
+
+/// The receipts of one turn: token-0 receipts to the same issuer in a row
+/// are completed as one, their units summed (a stream's credits go back in
+/// one call, not one per message); any other receipt at once.
+#[derive(Default)]
+pub(crate) struct Settlement {
+    pending: Option<Receipt>,
+}
+
+impl Settlement {
+    pub(crate) fn add(&mut self, receipt: Receipt) {
+        if receipt.token != 0 {
+            receipt.complete();
+            return;
+        }
+        match &mut self.pending {
+            Some(pending) if std::ptr::addr_eq(Arc::as_ptr(&pending.to), Arc::as_ptr(&receipt.to)) => {
+                pending.units = pending.units.saturating_add(receipt.units);
+            }
+            _ => {
+                if let Some(before) = self.pending.replace(receipt) {
+                    before.complete();
+                }
+            }
+        }
+    }
+
+    /// Completes what is held.
+    pub(crate) fn complete(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.complete();
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use super::actor::{ActorContext, ActorError};
 use super::config::NetworkConfig;
 use super::events::{EventBus, NetworkEvent};
 use super::node::{Node, NodeInner, Outbox, Pending, Phase, Runner, Taken, lock};
-use super::origin::{Envelope, RemoteSend, Source};
+use super::origin::{Envelope, RemoteSend, Settlement, Source};
 use super::wake::{self, WaitFor};
 use crate::message::Message;
 
@@ -278,6 +278,7 @@ fn run_turn_of(shared: &Shared, node: &Arc<Node>, max_ticks: usize) {
     };
     flush_outbox(shared, node, &mut outbox);
     let mut taken = Taken::default();
+    let mut settlement = Settlement::default();
     let mut ticks = 0;
     for _ in 0..max_ticks {
         if !outbox.is_empty() || shared.is_stopping() {
@@ -321,7 +322,7 @@ fn run_turn_of(shared: &Shared, node: &Arc<Node>, max_ticks: usize) {
         // Consumed, whatever the tick's outcome: a message that made its
         // actor fail would fail it again if it were replayed.
         for receipt in taken.receipts.drain(..) {
-            receipt.complete();
+            settlement.add(receipt);
         }
         report_failure(shared, node, result);
         ticks += 1;
@@ -331,6 +332,7 @@ fn run_turn_of(shared: &Shared, node: &Arc<Node>, max_ticks: usize) {
             }
         }
     }
+    settlement.complete();
     // Counted per `ticks_per_turn` ticks: what a worker's turn would take.
     let mut took = began.elapsed();
     let per_turn = shared.config.ticks_per_turn.max(1);

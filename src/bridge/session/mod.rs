@@ -107,6 +107,7 @@ fn drain_lost(session: &Session) -> u64 {
         while session.data_rx.try_recv().is_ok() {
             lost += 1;
         }
+        session.room_made(true);
         // A sender blocked on a full lane finishes once the drain made room.
         if session.inflight.load(Ordering::SeqCst) == 0 && session.data_rx.is_empty() {
             return lost;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -61,13 +61,6 @@ pub(crate) struct Peer {
 /// How long a sender writing through waits for room in the socket's send
 /// buffer before it leaves the rest of its frame to the writer.
 const WRITE_THROUGH_WAIT: Duration = Duration::from_millis(1);
-
-/// How a frame got onto the data lane.
-enum Queued {
-    AtOnce,
-    /// The lane was full: the send waited for room.
-    AfterWaiting,
-}
 
 /// What became of a frame offered to `Session::write_through`.
 enum Through {
@@ -226,6 +219,13 @@ pub(crate) struct Session {
     /// enqueue; the teardown drains until none is left, so every message is
     /// either counted as lost or handed back, never both, never neither.
     pub(super) inflight: AtomicUsize,
+    /// Senders waiting for room in the full data lane. They wait on `room`,
+    /// and the writer wakes them once the lane is half empty: a sender
+    /// blocked inside the channel would be woken at every frame the writer
+    /// takes, a system call per message on the writer's side.
+    room_waiters: AtomicUsize,
+    room: Condvar,
+    room_lock: Mutex<()>,
     pub(super) lane_closed: AtomicBool,
     /// The socket's writing end: the writer's, lent to a sender that writes
     /// through; `None` once the writer has stopped (nothing may be written
@@ -291,6 +291,9 @@ impl Session {
             data,
             data_rx: data_rx.clone(),
             inflight: AtomicUsize::new(0),
+            room_waiters: AtomicUsize::new(0),
+            room: Condvar::new(),
+            room_lock: Mutex::new(()),
             lane_closed: AtomicBool::new(false),
             socket: Mutex::new(None),
             unwritten: AtomicUsize::new(0),
@@ -350,9 +353,10 @@ impl Session {
 
     /// As [`Session::send`], for a message given by its parts: toward a
     /// peer that reads BATCH frames it is encoded as one entry, without the
-    /// envelope a [`RemoteMessage`] carries (`local_network` names the
-    /// source network only for the DATA frame of a peer that does not, or
-    /// of a message too large for a batch). The payload comes back on failure.
+    /// envelope a [`RemoteMessage`] carries. Toward another peer, or when
+    /// the entry would not fit a batch, it becomes a whole message from
+    /// this network and goes as [`Session::send`] sends it. The payload
+    /// comes back on failure.
     pub(crate) fn send_parts(
         &self,
         parts: &Outbound<'_>,
@@ -389,7 +393,8 @@ impl Session {
     }
 
     /// Takes `target`'s credits for `item`, then writes it through or queues it.
-    /// The clock is read once, unless the send waits.
+    /// The clock is read once for a send written through, twice for one
+    /// queued (its end is the stamp: see `last_data`), more if it waits.
     fn send_encoded(&self, item: Outgoing, target: &str, timeout: Duration) -> Result<(), BridgeError> {
         let len = item.credit_len();
         let cost = match self.take_credit(target, len, None) {
@@ -403,11 +408,7 @@ impl Session {
             Through::Written => (Ok(()), began),
             // Stamped at its end: a send that waited for room in the lane
             // is followed by the next of its stream, which must queue too.
-            Through::Refused(item) => match self.enqueue(item, target, timeout) {
-                Ok(Queued::AtOnce) => (Ok(()), began),
-                Ok(Queued::AfterWaiting) => (Ok(()), nanos(self.now())),
-                Err(error) => (Err(error), began),
-            },
+            Through::Refused(item) => (self.enqueue(item, target, timeout), nanos(self.now())),
             Through::Failed(error) => (Err(error), began),
         };
         self.last_data.store(ended, Ordering::Relaxed);
@@ -530,7 +531,7 @@ impl Session {
         Ok(())
     }
 
-    fn enqueue(&self, item: Outgoing, target: &str, timeout: Duration) -> Result<Queued, BridgeError> {
+    fn enqueue(&self, item: Outgoing, target: &str, timeout: Duration) -> Result<(), BridgeError> {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         if self.lane_closed.load(Ordering::SeqCst) {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
@@ -538,18 +539,8 @@ impl Session {
         }
         self.unwritten.fetch_add(1, Ordering::SeqCst);
         let queued = match self.data.try_send(item) {
-            Ok(()) => Ok(Queued::AtOnce),
-            Err(TrySendError::Full(item)) if !timeout.is_zero() => self
-                .data
-                .send_timeout(item, timeout)
-                .map(|()| Queued::AfterWaiting)
-                .map_err(|err| {
-                    if err.is_timeout() {
-                        self.full_error()
-                    } else {
-                        self.closed_error()
-                    }
-                }),
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(item)) if !timeout.is_zero() => self.wait_for_room(item, timeout),
             Err(TrySendError::Full(_)) => Err(self.full_error()),
             Err(TrySendError::Disconnected(_)) => Err(self.closed_error()),
         };
@@ -561,6 +552,48 @@ impl Session {
             log::debug!("Queued a message for {target}@{}", self.peer.network_id);
         }
         queued
+    }
+
+    /// Queues `item` once the lane has room, waiting up to `timeout`. The
+    /// count of waiters goes up before each try, under `room_lock`, so the
+    /// writer (which looks at the count after every frame it takes) cannot
+    /// miss a sender that found the lane full.
+    fn wait_for_room(&self, mut item: Outgoing, timeout: Duration) -> Result<(), BridgeError> {
+        let deadline = Instant::now() + timeout;
+        let mut guard = lock(&self.room_lock);
+        self.room_waiters.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            match self.data.try_send(item) {
+                Ok(()) => break Ok(()),
+                Err(TrySendError::Disconnected(_)) => break Err(self.closed_error()),
+                Err(TrySendError::Full(back)) => item = back,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(self.full_error());
+            }
+            // The tick bounds a wait whose wake-up went astray.
+            guard = self
+                .room
+                .wait_timeout(guard, left.min(self.tick()))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        };
+        self.room_waiters.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Frames left the data lane: wakes the senders waiting for room once
+    /// it is half empty, or at once when `always` (the teardown's drain).
+    pub(super) fn room_made(&self, always: bool) {
+        if self.room_waiters.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let half = self.data.capacity().unwrap_or(0) / 2;
+        if always || self.data.len() <= half {
+            let _held = lock(&self.room_lock);
+            self.room.notify_all();
+        }
     }
 
     /// Wakes the writer (new outbox frames, or room in the window).

@@ -246,6 +246,7 @@ fn write_joined(session: &Session, ws: &mut Ws, entries: &mut Joining, lanes: &L
     entries.bytes = 0;
     write_frame(session, ws, WsMessage::binary(joined))?;
     session.unwritten.fetch_sub(count, Ordering::SeqCst);
+    session.room_made(false);
     bump(&session.context.stats.messages_sent, count as u64);
     bump(&session.context.link.messages_out, count as u64);
     serve_control(session, ws, lanes, false)?;
@@ -256,6 +257,7 @@ fn write_joined(session: &Session, ws: &mut Ws, entries: &mut Joining, lanes: &L
 fn write_lane_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
     write_item(session, ws, item, lanes)?;
     session.unwritten.fetch_sub(1, Ordering::SeqCst);
+    session.room_made(false);
     Ok(())
 }
 
