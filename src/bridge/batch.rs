@@ -89,8 +89,8 @@ pub(crate) fn encode(
     Ok(frame)
 }
 
-/// About the encoded length of a payload, at least as long for text and
-/// bytes: the frame is written into one allocation.
+/// About the encoded length of a payload, at most as long (the text or the
+/// bytes alone): the frame is written into one allocation, sized from it.
 fn payload_len_hint(payload: &Message) -> usize {
     match payload {
         Message::String(text) | Message::Error(text) => text.len(),
@@ -102,6 +102,20 @@ fn payload_len_hint(payload: &Message) -> usize {
 /// The length of the entry in a frame from [`encode`]: what its credits cost.
 pub(crate) fn entry_len(frame: &[u8]) -> usize {
     frame.len().saturating_sub(ENTRY_AT)
+}
+
+/// Whether a message may fit a batch of at most `limit` bytes, before it is
+/// encoded: false when its names and text or bytes alone are too long, so a
+/// large message is encoded once, as a DATA frame, not twice.
+pub(crate) fn may_fit(
+    target_actor: &str,
+    target_port: &str,
+    source_actor: &str,
+    payload: &Message,
+    limit: usize,
+) -> bool {
+    let least = target_actor.len() + target_port.len() + source_actor.len() + payload_len_hint(payload);
+    least + HEADER_MAX <= limit.min(MAX_BYTES)
 }
 
 /// Whether a frame from [`encode`] can go in a BATCH frame no larger than
@@ -478,5 +492,22 @@ mod tests {
         let mid = one("a", "b", &"x".repeat(2000));
         assert!(!fits(&mid, 1024));
         assert!(fits(&mid, 4096));
+        // The check before encoding never refuses what would fit.
+        for size in [0, 100, 2000, MAX_BYTES - 200, MAX_BYTES - 20, MAX_BYTES] {
+            let text = Message::String(Arc::from("x".repeat(size).as_str()));
+            let frame = encode("a", "b", "src", &text).unwrap();
+            for limit in [1024, 4096, MAX_BYTES, usize::MAX] {
+                if fits(&frame, limit) {
+                    assert!(may_fit("a", "b", "src", &text, limit), "{size} in {limit}");
+                }
+            }
+        }
+        assert!(!may_fit(
+            "a",
+            "b",
+            "src",
+            &Message::String(Arc::from("x".repeat(MAX_BYTES).as_str())),
+            usize::MAX
+        ));
     }
 }

@@ -368,14 +368,23 @@ impl Session {
                 batch: true,
                 peer_max_message,
                 ..
-            } => batch::encode(
+            } if batch::may_fit(
                 parts.target_actor,
                 parts.target_port,
                 parts.source_actor,
                 &payload,
-            )
-            .ok()
-            .filter(|frame| batch::fits(frame, peer_max_message)),
+                peer_max_message,
+            ) =>
+            {
+                batch::encode(
+                    parts.target_actor,
+                    parts.target_port,
+                    parts.source_actor,
+                    &payload,
+                )
+                .ok()
+                .filter(|frame| batch::fits(frame, peer_max_message))
+            }
             _ => None,
         };
         match entry {
