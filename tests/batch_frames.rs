@@ -884,6 +884,44 @@ fn a_sink_closure_gets_batch_entries_through_the_default_deliver_arrival() {
     bridge.shutdown();
 }
 
+#[test]
+fn a_session_cut_in_the_middle_of_a_frame_delivers_no_more_of_it() {
+    // A sink that refuses every message after holding it 300 ms (an inbox
+    // that stays full, `delivery_timeout` later). A frame of 100 entries
+    // would keep the reader 30 s; once the session is cut (here by the
+    // shutdown) the reader delivers no further entry of the frame, as it
+    // delivers no further frame, and the shutdown returns.
+    let (entered_tx, entered) = unbounded();
+    let sink = move |_: RemoteMessage| -> Result<(), reflow_distributed::bridge::DeliveryError> {
+        let _ = entered_tx.send(());
+        thread::sleep(Duration::from_millis(300));
+        Err(reflow_distributed::bridge::DeliveryError::Full)
+    };
+    let bridge = Bridge::start(
+        bridge_support::identity("alpha", None),
+        quick_config(),
+        Arc::new(sink),
+    )
+    .expect("bridge starts");
+    // No delivery features: each entry waits for room as in 1.0.
+    let (mut ws, _) = raw_v11(bridge.local_addr(), &["bridge-1.1", "bridge-batch"]);
+    let entries: Vec<Vec<u8>> = (0..100).map(|i| good(&format!("m{i}"))).collect();
+    ws.send(WsMessage::binary(batch(100, &entries))).unwrap();
+    entered
+        .recv_timeout(PATIENCE)
+        .expect("the reader reaches the sink");
+    let started = Instant::now();
+    bridge.shutdown();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "shutdown took {took:?}: the reader went on through the cut session's frame"
+    );
+    let handed = entered.try_iter().count() + 1;
+    assert!(handed < 30, "{handed} entries reached the sink after the cut");
+    drop(ws);
+}
+
 // ------------------------------------------- a raw acceptor, our dialer
 
 /// Plays the acceptor's side of a 1.1 handshake as network `zzz` for the

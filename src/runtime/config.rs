@@ -26,7 +26,9 @@ pub struct NetworkConfig {
     /// reader) runs itself instead of waking a worker. Default 50 µs: a
     /// wake-up costs 10–40 µs on the machines of docs/benchmarks.md, and the
     /// reader reads nothing while the turn runs. A node's first turn always
-    /// goes to a worker (its length is unknown); zero turns this off.
+    /// goes to a worker (its length is unknown); zero turns this off. A
+    /// turn of more than `ticks_per_turn` ticks (the reader's, at the end of
+    /// a BATCH frame) counts per `ticks_per_turn` ticks.
     pub inline_turn_limit: Duration,
 }
 

@@ -150,9 +150,10 @@ thread_local! {
 /// ([`Ready::run_here_if_short`]), each node's once, in the order they became
 /// ready. For a connection's reader delivering the messages of one frame:
 /// a turn then takes every message the frame brought its node (up to
-/// `ticks_per_turn`), not one, which is most of a small message's cost.
-/// A node stays scheduled meanwhile (nothing else runs it), for as long as
-/// the frame takes to read, a few hundred microseconds at most.
+/// `DEFERRED_TURN_SCALE` × `ticks_per_turn`), not one: a turn per message
+/// was most of a small message's cost. A node stays scheduled meanwhile
+/// (nothing else runs it), until the frame is read and the turns put off
+/// before its own have run.
 pub(crate) fn with_turns_deferred<R>(body: impl FnOnce() -> R) -> R {
     let outermost =
         DEFERRED.with_borrow_mut(|deferred| deferred.is_none() && deferred.replace(Vec::new()).is_none());
@@ -279,6 +280,7 @@ fn run_turn_of(shared: &Shared, node: &Arc<Node>, max_ticks: usize) {
     flush_outbox(shared, node, &mut outbox);
     let mut taken = Taken::default();
     let mut settlement = Settlement::default();
+    let blocks = matches!(node.runner, Runner::Dedicated(_));
     let mut ticks = 0;
     for _ in 0..max_ticks {
         if !outbox.is_empty() || shared.is_stopping() {
@@ -323,6 +325,12 @@ fn run_turn_of(shared: &Shared, node: &Arc<Node>, max_ticks: usize) {
         // actor fail would fail it again if it were replayed.
         for receipt in taken.receipts.drain(..) {
             settlement.add(receipt);
+        }
+        // A dedicated node may block in what follows (a full inbox, a
+        // proxy waiting for credit): what it consumed is settled first, so
+        // held credits never wait on it.
+        if blocks {
+            settlement.complete();
         }
         report_failure(shared, node, result);
         ticks += 1;

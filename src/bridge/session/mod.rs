@@ -94,7 +94,7 @@ fn teardown(session: &Arc<Session>, ended: CloseReason, on_end: OnEnd) {
         delivery.credits.close();
         delivery.outbox.detach(session.id);
     }
-    let lost = drain_lost(session);
+    let lost = drain_lost(session) + session.lost_by_writer.load(Ordering::SeqCst);
     on_end(session, Ended { reason, lost });
 }
 

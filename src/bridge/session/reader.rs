@@ -217,6 +217,12 @@ fn read_batch(session: &Arc<Session>, bytes: &[u8]) {
     let mut slot = None;
     with_turns_deferred(|| {
         while let Some(entry) = entries.next() {
+            // As between frames: nothing more is delivered once the
+            // session is cut (a full inbox may hold each entry for up to
+            // `delivery_timeout`).
+            if session.is_aborted() {
+                break;
+            }
             match entry {
                 Ok(entry) => deliver_entry(session, entry, &mut slot),
                 Err(err) => {

@@ -235,6 +235,10 @@ pub(crate) struct Session {
     /// given back once written): a send writes through only at zero, so it
     /// never overtakes a message of the same thread still queued.
     pub(super) unwritten: AtomicUsize,
+    /// Messages the writer took from the lane to join into a BATCH frame
+    /// whose write then failed: lost with the connection, counted with
+    /// what is still queued at the teardown.
+    pub(super) lost_by_writer: AtomicU64,
     /// A write-through left bytes in the socket's buffer for the writer.
     pub(super) needs_flush: AtomicBool,
     /// The socket's write timeout is [`WRITE_THROUGH_WAIT`], set by a
@@ -297,6 +301,7 @@ impl Session {
             lane_closed: AtomicBool::new(false),
             socket: Mutex::new(None),
             unwritten: AtomicUsize::new(0),
+            lost_by_writer: AtomicU64::new(0),
             needs_flush: AtomicBool::new(false),
             short_timeout: AtomicBool::new(false),
             last_data: AtomicU64::new(0),

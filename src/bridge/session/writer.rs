@@ -196,14 +196,15 @@ fn write_batch(session: &Session, ws: &mut Ws, first: Outgoing, lanes: &Lanes) -
     let mut next = Some(first);
     while let Some(item) = next.take().or_else(|| lanes.data.try_recv().ok()) {
         match item {
+            // A failed write loses the item in hand too.
             Outgoing::Entry(frame) => {
                 if !entries.has_room(&frame, limit) {
-                    write_joined(session, ws, &mut entries, lanes)?;
+                    write_joined(session, ws, &mut entries, lanes).inspect_err(|_| lost(session, 1))?;
                 }
                 entries.push(frame);
             }
             other => {
-                write_joined(session, ws, &mut entries, lanes)?;
+                write_joined(session, ws, &mut entries, lanes).inspect_err(|_| lost(session, 1))?;
                 write_lane_item(session, ws, other, lanes)?;
             }
         }
@@ -212,6 +213,11 @@ fn write_batch(session: &Session, ws: &mut Ws, first: Outgoing, lanes: &Lanes) -
     let flushed = flush(session, ws);
     session.data_written();
     flushed
+}
+
+/// `n` messages taken from the data lane will never be written.
+fn lost(session: &Session, n: usize) {
+    session.lost_by_writer.fetch_add(n as u64, Ordering::SeqCst);
 }
 
 /// BATCH entries taken from the data lane, not written yet.
@@ -244,7 +250,7 @@ fn write_joined(session: &Session, ws: &mut Ws, entries: &mut Joining, lanes: &L
     }
     let joined = batch::join(std::mem::take(&mut entries.frames));
     entries.bytes = 0;
-    write_frame(session, ws, WsMessage::binary(joined))?;
+    write_frame(session, ws, WsMessage::binary(joined)).inspect_err(|_| lost(session, count))?;
     session.unwritten.fetch_sub(count, Ordering::SeqCst);
     session.room_made(false);
     bump(&session.context.stats.messages_sent, count as u64);
