@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bridge_support::{PATIENCE, Peer, eventually, quick_config, start_peer};
 use crossbeam_channel::{Receiver, unbounded};
-use reflow_distributed::bridge::{Bridge, BridgeConfig, RemoteMessage};
+use reflow_distributed::bridge::{Bridge, BridgeConfig, DeliveryError, RemoteMessage};
 use reflow_distributed::runtime::{FnActor, Origin};
 use reflow_distributed::{DistributedConfig, DistributedNetwork, Message, RemoteReference};
 use serde_json::{Value, json};
@@ -853,21 +853,28 @@ fn the_acceptor_lists_bridge_batch_only_when_the_dialer_did_and_it_reads_them() 
     off.bridge.shutdown();
 }
 
+/// A bridge `alpha` whose sink is the closure `sink` (which implements
+/// only `deliver`).
+fn closure_bridge(
+    sink: impl Fn(RemoteMessage) -> Result<(), DeliveryError> + Send + Sync + 'static,
+) -> Bridge {
+    Bridge::start(
+        bridge_support::identity("alpha", None),
+        quick_config(),
+        Arc::new(sink),
+    )
+    .expect("bridge starts")
+}
+
 #[test]
 fn a_sink_closure_gets_batch_entries_through_the_default_deliver_arrival() {
     // A closure sink implements only `deliver`: BATCH entries reach it as
     // RemoteMessages with empty id and timestamp.
     let (tx, inbox) = unbounded();
-    let sink = move |message: RemoteMessage| -> Result<(), reflow_distributed::bridge::DeliveryError> {
+    let bridge = closure_bridge(move |message| {
         let _ = tx.send(message);
         Ok(())
-    };
-    let bridge = Bridge::start(
-        bridge_support::identity("alpha", None),
-        quick_config(),
-        Arc::new(sink),
-    )
-    .expect("bridge starts");
+    });
     let (mut ws, _) = raw_v11(bridge.local_addr(), &["bridge-1.1", "bridge-batch"]);
     ws.send(WsMessage::binary(batch(2, &[good("one"), good("two")])))
         .unwrap();
@@ -892,17 +899,11 @@ fn a_session_cut_in_the_middle_of_a_frame_delivers_no_more_of_it() {
     // shutdown) the reader delivers no further entry of the frame, as it
     // delivers no further frame, and the shutdown returns.
     let (entered_tx, entered) = unbounded();
-    let sink = move |_: RemoteMessage| -> Result<(), reflow_distributed::bridge::DeliveryError> {
+    let bridge = closure_bridge(move |_| {
         let _ = entered_tx.send(());
         thread::sleep(Duration::from_millis(300));
-        Err(reflow_distributed::bridge::DeliveryError::Full)
-    };
-    let bridge = Bridge::start(
-        bridge_support::identity("alpha", None),
-        quick_config(),
-        Arc::new(sink),
-    )
-    .expect("bridge starts");
+        Err(DeliveryError::Full)
+    });
     // No delivery features: each entry waits for room as in 1.0.
     let (mut ws, _) = raw_v11(bridge.local_addr(), &["bridge-1.1", "bridge-batch"]);
     let entries: Vec<Vec<u8>> = (0..100).map(|i| good(&format!("m{i}"))).collect();
