@@ -24,7 +24,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use super::frame::{FRAGMENT_BYTES, FrameError, body_of};
+use super::frame::{FRAGMENT_BYTES, FrameError, body_of, payload_len_hint};
+use super::protocol::Outbound;
 use crate::message::Message;
 use crate::message::inline::Inline;
 
@@ -55,20 +56,14 @@ const BIN32_HEADER: usize = 5;
 ///
 /// # Errors
 /// [`FrameError::Encode`] when the payload cannot be encoded.
-pub(crate) fn encode(
-    target_actor: &str,
-    target_port: &str,
-    source_actor: &str,
-    payload: &Message,
-) -> Result<Vec<u8>, FrameError> {
-    let names = target_actor.len() + target_port.len() + source_actor.len();
-    let mut frame = Vec::with_capacity(32 + names + payload_len_hint(payload));
+pub(crate) fn encode(parts: &Outbound<'_>, payload: &Message) -> Result<Vec<u8>, FrameError> {
+    let mut frame = Vec::with_capacity(32 + least_len(parts, payload));
     frame.extend_from_slice(&[TAG, 0x91]);
     let encoded = (|| {
         rmp::encode::write_array_len(&mut frame, 4)?;
-        rmp::encode::write_str(&mut frame, target_actor)?;
-        rmp::encode::write_str(&mut frame, target_port)?;
-        rmp::encode::write_str(&mut frame, source_actor)?;
+        rmp::encode::write_str(&mut frame, parts.target_actor)?;
+        rmp::encode::write_str(&mut frame, parts.target_port)?;
+        rmp::encode::write_str(&mut frame, parts.source_actor)?;
         Ok::<(), rmp::encode::ValueWriteError>(())
     })();
     encoded.map_err(|err| FrameError::Encode(err.to_string()))?;
@@ -89,14 +84,10 @@ pub(crate) fn encode(
     Ok(frame)
 }
 
-/// About the encoded length of a payload, at most as long (the text or the
-/// bytes alone): the frame is written into one allocation, sized from it.
-fn payload_len_hint(payload: &Message) -> usize {
-    match payload {
-        Message::String(text) | Message::Error(text) => text.len(),
-        Message::Bytes(bytes) => bytes.len(),
-        _ => 0,
-    }
+/// At most the length of the entry of `parts` and `payload`: its names and
+/// its text or bytes, without the MessagePack headers around them.
+fn least_len(parts: &Outbound<'_>, payload: &Message) -> usize {
+    parts.target_actor.len() + parts.target_port.len() + parts.source_actor.len() + payload_len_hint(payload)
 }
 
 /// The length of the entry in a frame from [`encode`]: what its credits cost.
@@ -107,22 +98,21 @@ pub(crate) fn entry_len(frame: &[u8]) -> usize {
 /// Whether a message may fit a batch of at most `limit` bytes, before it is
 /// encoded: false when its names and text or bytes alone are too long, so a
 /// large message is encoded once, as a DATA frame, not twice.
-pub(crate) fn may_fit(
-    target_actor: &str,
-    target_port: &str,
-    source_actor: &str,
-    payload: &Message,
-    limit: usize,
-) -> bool {
-    let least = target_actor.len() + target_port.len() + source_actor.len() + payload_len_hint(payload);
-    least + HEADER_MAX <= limit.min(MAX_BYTES)
+pub(crate) fn may_fit(parts: &Outbound<'_>, payload: &Message, limit: usize) -> bool {
+    joins_within(least_len(parts, payload), limit)
 }
 
 /// Whether a frame from [`encode`] can go in a BATCH frame no larger than
 /// `limit` bytes (the smaller of [`MAX_BYTES`] and the peer's stated
 /// largest message).
 pub(crate) fn fits(frame: &[u8], limit: usize) -> bool {
-    entry_len(frame) + HEADER_MAX <= limit.min(MAX_BYTES)
+    joins_within(entry_len(frame), limit)
+}
+
+/// Whether an entry of `len` bytes fits a BATCH frame of at most `limit`
+/// bytes (and at most [`MAX_BYTES`]), with any frame header.
+fn joins_within(len: usize, limit: usize) -> bool {
+    len + HEADER_MAX <= limit.min(MAX_BYTES)
 }
 
 /// One BATCH frame of the entries of `frames` (each from [`encode`]), in
@@ -305,8 +295,18 @@ mod tests {
     use super::*;
     use crate::message::Message;
 
+    /// A message from `src` to `actor.port` in network `beta`.
+    fn parts<'a>(actor: &'a str, port: &'a str) -> Outbound<'a> {
+        Outbound {
+            source_actor: "src",
+            target_network: "beta",
+            target_actor: actor,
+            target_port: port,
+        }
+    }
+
     fn one(actor: &str, port: &str, text: &str) -> Vec<u8> {
-        encode(actor, port, "src", &Message::String(Arc::from(text))).unwrap()
+        encode(&parts(actor, port), &Message::String(Arc::from(text))).unwrap()
     }
 
     /// An entry's names, payload and length, owned.
@@ -495,17 +495,15 @@ mod tests {
         // The check before encoding never refuses what would fit.
         for size in [0, 100, 2000, MAX_BYTES - 200, MAX_BYTES - 20, MAX_BYTES] {
             let text = Message::String(Arc::from("x".repeat(size).as_str()));
-            let frame = encode("a", "b", "src", &text).unwrap();
+            let frame = encode(&parts("a", "b"), &text).unwrap();
             for limit in [1024, 4096, MAX_BYTES, usize::MAX] {
                 if fits(&frame, limit) {
-                    assert!(may_fit("a", "b", "src", &text, limit), "{size} in {limit}");
+                    assert!(may_fit(&parts("a", "b"), &text, limit), "{size} in {limit}");
                 }
             }
         }
         assert!(!may_fit(
-            "a",
-            "b",
-            "src",
+            &parts("a", "b"),
             &Message::String(Arc::from("x".repeat(MAX_BYTES).as_str())),
             usize::MAX
         ));

@@ -179,11 +179,7 @@ fn data_len_hint(message: &RemoteMessage) -> usize {
     // Tag, map header, the eight keys (89 bytes) and the markers of the
     // values and the payload's own map.
     const FIXED: usize = 160;
-    let payload = match &message.payload {
-        Message::String(text) | Message::Error(text) => text.len(),
-        Message::Bytes(bytes) => bytes.len(),
-        _ => 0,
-    };
+    let payload = payload_len_hint(&message.payload);
     let fields = [
         &message.message_id,
         &message.source_network,
@@ -194,6 +190,16 @@ fn data_len_hint(message: &RemoteMessage) -> usize {
         &message.timestamp,
     ];
     FIXED + payload + fields.iter().map(|field| field.len()).sum::<usize>()
+}
+
+/// The bytes of a text or bytes payload, 0 for other kinds: at most its
+/// encoded length, so frames are sized from it in one allocation.
+pub(super) fn payload_len_hint(payload: &Message) -> usize {
+    match payload {
+        Message::String(text) | Message::Error(text) => text.len(),
+        Message::Bytes(bytes) => bytes.len(),
+        _ => 0,
+    }
 }
 
 /// The SEQUENCED frame of a message whose DATA frame is `data_frame`: the

@@ -373,23 +373,9 @@ impl Session {
                 batch: true,
                 peer_max_message,
                 ..
-            } if batch::may_fit(
-                parts.target_actor,
-                parts.target_port,
-                parts.source_actor,
-                &payload,
-                peer_max_message,
-            ) =>
-            {
-                batch::encode(
-                    parts.target_actor,
-                    parts.target_port,
-                    parts.source_actor,
-                    &payload,
-                )
+            } if batch::may_fit(parts, &payload, peer_max_message) => batch::encode(parts, &payload)
                 .ok()
-                .filter(|frame| batch::fits(frame, peer_max_message))
-            }
+                .filter(|frame| batch::fits(frame, peer_max_message)),
             _ => None,
         };
         match entry {
