@@ -17,61 +17,56 @@ pub(crate) struct LocalRouter {
 }
 
 impl LocalRouter {
-    /// `run_here`: the reader may run the target's turn itself (it holds
-    /// nothing another reader may wait for).
-    fn hand_over(
-        &self,
-        message: RemoteMessage,
-        receipt: Option<crate::runtime::Receipt>,
-        room: Room,
-        run_here: bool,
-    ) -> Result<(), DeliveryError> {
-        let RemoteMessage {
+    /// Into the target's inbox: with `tracking`, as the bridge's delivery
+    /// features say (room, receipt, whether the reader may run the turn);
+    /// without, waiting up to `delivery_timeout` for room.
+    fn hand_over(&self, arrival: Arrival<'_>, tracking: Option<Tracking>) -> Result<(), DeliveryError> {
+        let Arrival {
+            source_network,
+            source_actor,
             target_actor,
             target_port,
             payload,
-            source_network,
-            source_actor,
             ..
-        } = message;
-        let source = Source::Remote(remote_source(&source_network, &source_actor));
-        self.hand_over_to(
-            &target_actor,
-            &target_port,
-            payload,
-            source,
-            receipt,
-            room,
-            run_here,
-        )
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn hand_over_to(
-        &self,
-        target_actor: &str,
-        target_port: &str,
-        payload: Message,
-        source: Source,
-        receipt: Option<crate::runtime::Receipt>,
-        room: Room,
-        run_here: bool,
-    ) -> Result<(), DeliveryError> {
-        if log::log_enabled!(log::Level::Debug)
-            && let Source::Remote(from) = &source
-        {
-            log::debug!("router: {} -> {target_actor}.{target_port}", from.network);
-        }
+        } = arrival;
+        log::debug!("router: {source_network} -> {target_actor}.{target_port}");
+        let (receipt, room, run_here) = match tracking {
+            Some(tracking) => (Some(tracking.receipt), tracking.room, tracking.run_here),
+            None => (None, Room::Wait(self.delivery_timeout), true),
+        };
         let envelope = Envelope {
             message: payload,
-            source,
+            source: Source::Remote(remote_source(source_network, source_actor)),
             receipt,
         };
+        // The reader may run the turn itself when it holds nothing another
+        // reader may wait for.
         let here_stack = run_here.then_some(crate::bridge::READER_STACK_BYTES);
         self.network
             .deliver_inbound(target_actor, target_port, envelope, room, here_stack)
             .map_err(|e| delivery_error(&e, target_actor, target_port))
     }
+}
+
+/// Runs `hand_over` on a whole message seen as an [`Arrival`].
+fn as_arrival<R>(message: RemoteMessage, hand_over: impl FnOnce(Arrival<'_>) -> R) -> R {
+    let RemoteMessage {
+        source_network,
+        source_actor,
+        target_network,
+        target_actor,
+        target_port,
+        payload,
+        ..
+    } = message;
+    hand_over(Arrival {
+        source_network: &source_network,
+        source_actor: &source_actor,
+        target_network: &target_network,
+        target_actor: &target_actor,
+        target_port: &target_port,
+        payload,
+    })
 }
 
 thread_local! {
@@ -111,32 +106,19 @@ fn delivery_error(error: &SendError, actor: &str, port: &str) -> DeliveryError {
 
 impl InboundSink for LocalRouter {
     fn deliver(&self, message: RemoteMessage) -> Result<(), DeliveryError> {
-        self.hand_over(message, None, Room::Wait(self.delivery_timeout), true)
+        as_arrival(message, |arrival| self.hand_over(arrival, None))
     }
 
     /// The receipt goes into the inbox with the message: the runtime
     /// completes it after the tick that consumes it.
     fn deliver_tracked(&self, message: RemoteMessage, tracking: Tracking) -> Result<(), DeliveryError> {
-        self.hand_over(message, Some(tracking.receipt), tracking.room, tracking.run_here)
+        as_arrival(message, |arrival| self.hand_over(arrival, Some(tracking)))
     }
 
     /// No envelope is made: the names stay borrowed until the inbox, and
     /// the source is shared with the message before it when the same.
     fn deliver_arrival(&self, arrival: Arrival<'_>, tracking: Option<Tracking>) -> Result<(), DeliveryError> {
-        let source = Source::Remote(remote_source(arrival.source_network, arrival.source_actor));
-        let (receipt, room, run_here) = match tracking {
-            Some(tracking) => (Some(tracking.receipt), tracking.room, tracking.run_here),
-            None => (None, Room::Wait(self.delivery_timeout), true),
-        };
-        self.hand_over_to(
-            arrival.target_actor,
-            arrival.target_port,
-            arrival.payload,
-            source,
-            receipt,
-            room,
-            run_here,
-        )
+        self.hand_over(arrival, tracking)
     }
 }
 

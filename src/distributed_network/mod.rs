@@ -327,9 +327,7 @@ impl DistributedNetwork {
         port: &str,
         message: impl Into<Message>,
     ) -> Result<(), DistributedError> {
-        let mode = self.config.bridge.delivery.mode;
-        let options = SendOptions::new(mode, self.config.network.send_timeout);
-        self.send_to_remote_actor_with(network, actor, port, message, options)
+        self.send_to_remote_actor_with(network, actor, port, message, self.send_options())
     }
 
     /// Sends `message` to `actor.port` in `network` with explicit options
@@ -353,6 +351,11 @@ impl DistributedNetwork {
             target_port: port,
         };
         self.send_parts(&parts, message.into(), options)
+    }
+
+    /// The configured delivery mode, waiting up to `send_timeout`.
+    fn send_options(&self) -> SendOptions {
+        SendOptions::new(self.config.bridge.delivery.mode, self.config.network.send_timeout)
     }
 
     /// Sends by parts (no envelope toward a peer that reads BATCH frames);
@@ -409,9 +412,7 @@ impl DistributedNetwork {
                 target_actor: actor,
                 target_port: port,
             };
-            let options =
-                SendOptions::new(self.config.bridge.delivery.mode, self.config.network.send_timeout);
-            return self.send_parts(&parts, message.into(), options);
+            return self.send_parts(&parts, message.into(), self.send_options());
         }
         Ok(self.network.send_to_actor(node, port, message)?)
     }
