@@ -17,12 +17,14 @@
 //! message only.
 //!
 //! A sender encodes each message as a complete one-entry BATCH frame
-//! ([`encode`]); the writer [`join`]s the ones it finds queued together, up
-//! to [`MAX_BYTES`]. A BATCH frame is never fragmented: a message whose
-//! entry would not fit goes as a DATA frame instead.
+//! ([`encode_into`], into a buffer it reuses) and appends its entry to the
+//! session's [`Gathering`], the frame in the making, up to [`MAX_BYTES`];
+//! the writer takes that frame whole. A BATCH frame is never fragmented: a
+//! message whose entry would not fit goes as a DATA frame instead.
 
-use std::io::Write;
 use std::sync::Arc;
+
+use tungstenite::Bytes;
 
 use super::frame::{FRAGMENT_BYTES, FrameError, body_of, payload_len_hint};
 use super::protocol::Outbound;
@@ -51,6 +53,7 @@ const HEADER_MAX: usize = 6;
 /// smallest once the payload's length is known.
 const BIN32_HEADER: usize = 5;
 
+#[cfg(test)]
 /// One message as a complete one-entry BATCH frame. Its entry's length
 /// ([`entry_len`]) is what its credits cost.
 ///
@@ -58,18 +61,34 @@ const BIN32_HEADER: usize = 5;
 /// [`FrameError::Encode`] when the payload cannot be encoded.
 pub(crate) fn encode(parts: &Outbound<'_>, payload: &Message) -> Result<Vec<u8>, FrameError> {
     let mut frame = Vec::with_capacity(32 + least_len(parts, payload));
+    encode_into(&mut frame, parts, payload)?;
+    Ok(frame)
+}
+
+/// As [`encode`], into `frame`, which is cleared first: a sender reuses
+/// one buffer for all its messages.
+///
+/// # Errors
+/// [`FrameError::Encode`] when the payload cannot be encoded.
+pub(crate) fn encode_into(
+    frame: &mut Vec<u8>,
+    parts: &Outbound<'_>,
+    payload: &Message,
+) -> Result<(), FrameError> {
+    frame.clear();
+    frame.reserve(32 + least_len(parts, payload));
     frame.extend_from_slice(&[TAG, 0x91]);
     let encoded = (|| {
-        rmp::encode::write_array_len(&mut frame, 4)?;
-        rmp::encode::write_str(&mut frame, parts.target_actor)?;
-        rmp::encode::write_str(&mut frame, parts.target_port)?;
-        rmp::encode::write_str(&mut frame, parts.source_actor)?;
+        rmp::encode::write_array_len(frame, 4)?;
+        rmp::encode::write_str(frame, parts.target_actor)?;
+        rmp::encode::write_str(frame, parts.target_port)?;
+        rmp::encode::write_str(frame, parts.source_actor)?;
         Ok::<(), rmp::encode::ValueWriteError>(())
     })();
     encoded.map_err(|err| FrameError::Encode(err.to_string()))?;
     let at = frame.len();
     frame.extend_from_slice(&[0; BIN32_HEADER]);
-    rmp_serde::encode::write_named(&mut frame, &Inline(payload))
+    rmp_serde::encode::write_named(frame, &Inline(payload))
         .map_err(|err| FrameError::Encode(err.to_string()))?;
     let len = frame.len() - at - BIN32_HEADER;
     let len = u32::try_from(len).map_err(|_| FrameError::Encode(format!("payload of {len} bytes")))?;
@@ -81,7 +100,7 @@ pub(crate) fn encode(parts: &Outbound<'_>, payload: &Message) -> Result<Vec<u8>,
     frame.copy_within(at + BIN32_HEADER.., at + header_len);
     frame.truncate(frame.len() - (BIN32_HEADER - header_len));
     frame[at..at + header_len].copy_from_slice(&header[..header_len]);
-    Ok(frame)
+    Ok(())
 }
 
 /// At most the length of the entry of `parts` and `payload`: its names and
@@ -115,27 +134,66 @@ fn joins_within(len: usize, limit: usize) -> bool {
     len + HEADER_MAX <= limit.min(MAX_BYTES)
 }
 
-/// One BATCH frame of the entries of `frames` (each from [`encode`]), in
-/// order. One frame is returned as it is.
-pub(crate) fn join(mut frames: Vec<Vec<u8>>) -> Vec<u8> {
-    if frames.len() == 1 {
-        return frames.pop().unwrap_or_default();
-    }
-    let body: usize = frames.iter().map(|frame| entry_len(frame)).sum();
-    let mut joined = Vec::with_capacity(HEADER_MAX + body);
-    joined.push(TAG);
-    let count = u32::try_from(frames.len()).unwrap_or(u32::MAX);
-    // Writing into a Vec cannot fail.
-    let _ = rmp::encode::write_array_len(&mut joined, count);
-    for frame in &frames {
-        let _ = joined.write_all(frame.get(ENTRY_AT..).unwrap_or_default());
-    }
-    joined
+/// A BATCH frame in the making: the senders of a session append their
+/// messages' entries ([`Gathering::push`]) and the writer takes the frame
+/// whole ([`Gathering::take`]). Room for the longest header is kept in
+/// front of the entries, so taking the frame copies nothing.
+pub(crate) struct Gathering {
+    /// `HEADER_MAX` bytes of room, then the entries.
+    frame: Vec<u8>,
+    count: usize,
 }
 
-/// The bytes the entries of `frames` take in a joined frame, header included.
-pub(crate) fn joined_len(entries: usize, count: usize) -> usize {
-    entries + if count <= 1 { ENTRY_AT } else { HEADER_MAX }
+impl Default for Gathering {
+    fn default() -> Gathering {
+        Gathering {
+            frame: vec![0; HEADER_MAX],
+            count: 0,
+        }
+    }
+}
+
+impl Gathering {
+    /// How many entries it holds.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Whether the entry of `one` (a frame from [`encode`]) joins these in
+    /// a frame of at most `limit` bytes (and [`MAX_BYTES`]). An empty
+    /// gathering takes any entry that [`fits`].
+    pub(crate) fn has_room(&self, one: &[u8], limit: usize) -> bool {
+        self.count == 0 || self.frame.len() + entry_len(one) <= limit.min(MAX_BYTES)
+    }
+
+    /// Appends the entry of `one`, a frame from [`encode`].
+    pub(crate) fn push(&mut self, one: &[u8]) {
+        self.frame
+            .extend_from_slice(one.get(ENTRY_AT..).unwrap_or_default());
+        self.count += 1;
+    }
+
+    /// The entries as one BATCH frame, and how many they are; `None` when
+    /// there are none. Leaves it empty, with room for as many bytes again.
+    pub(crate) fn take(&mut self) -> Option<(Bytes, usize)> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut header = [0u8; HEADER_MAX];
+        header[0] = TAG;
+        let mut rest = &mut header[1..];
+        let count = u32::try_from(self.count).unwrap_or(u32::MAX);
+        // Five bytes always hold an array header.
+        let _ = rmp::encode::write_array_len(&mut rest, count);
+        let header_len = HEADER_MAX - rest.len();
+        let start = HEADER_MAX - header_len;
+        self.frame[start..HEADER_MAX].copy_from_slice(&header[..header_len]);
+        let mut next = Vec::with_capacity(self.frame.len());
+        next.resize(HEADER_MAX, 0);
+        let frame = std::mem::replace(&mut self.frame, next);
+        let count = std::mem::take(&mut self.count);
+        Some((Bytes::from(frame).slice(start..), count))
+    }
 }
 
 /// One message read from a BATCH frame. Its names borrow the frame.
@@ -309,6 +367,19 @@ mod tests {
         encode(&parts(actor, port), &Message::String(Arc::from(text))).unwrap()
     }
 
+    /// One frame of the entries of `frames`, as the writer takes it.
+    fn join(frames: Vec<Vec<u8>>) -> Vec<u8> {
+        let mut gathering = Gathering::default();
+        for frame in &frames {
+            assert!(gathering.has_room(frame, MAX_BYTES));
+            gathering.push(frame);
+        }
+        let (frame, count) = gathering.take().unwrap();
+        assert_eq!(count, frames.len());
+        assert_eq!(gathering.count(), 0);
+        frame.to_vec()
+    }
+
     /// An entry's names, payload and length, owned.
     type Read = (String, String, String, Message, usize);
 
@@ -350,7 +421,7 @@ mod tests {
         let lens: Vec<usize> = frames.iter().map(|f| entry_len(f)).collect();
         let total: usize = lens.iter().sum();
         let joined = join(frames);
-        assert!(joined.len() <= joined_len(total, texts.len()));
+        assert!(joined.len() <= total + HEADER_MAX);
         let got = read(&joined);
         assert_eq!(got.len(), texts.len());
         for ((entry, text), len) in got.into_iter().zip(&texts).zip(lens) {

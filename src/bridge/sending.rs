@@ -125,7 +125,7 @@ fn send_acknowledged(hub: &Hub, message: RemoteMessage, timeout: Duration) -> Re
             Ok(Outgoing::Binary(frame)) => frame,
             // Delivery is only offered in 1.1 handshakes, and `encode` makes
             // no BATCH entry; answer rather than panic.
-            Ok(Outgoing::Text(_) | Outgoing::Entry(_)) => {
+            Ok(Outgoing::Text(_) | Outgoing::Batch { .. }) => {
                 let reason = "its session speaks protocol 1.0".to_string();
                 let error = BridgeError::DeliveryUnavailable {
                     network_id: network,

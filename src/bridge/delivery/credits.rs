@@ -62,6 +62,9 @@ struct State {
     /// zero has no entry, so the map holds only targets with traffic in flight.
     used: HashMap<Arc<str>, u32>,
     closed: bool,
+    /// Senders waiting for a grant: a grant with none wakes nobody (a
+    /// notify costs a system call even then).
+    waiting: usize,
 }
 
 pub(crate) struct Credits {
@@ -79,7 +82,11 @@ impl Credits {
         Credits {
             window: window.max(1),
             unit,
-            state: Mutex::new(State { used, closed: false }),
+            state: Mutex::new(State {
+                used,
+                closed: false,
+                waiting: 0,
+            }),
             granted: Condvar::new(),
         }
     }
@@ -114,11 +121,13 @@ impl Credits {
             if left.is_zero() {
                 return Err(NoCredit::Full);
             }
+            state.waiting += 1;
             state = self
                 .granted
                 .wait_timeout(state, left)
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .0;
+            state.waiting -= 1;
         }
     }
 
@@ -140,7 +149,9 @@ impl Credits {
             if *used == 0 {
                 state.used.remove(target);
             }
-            self.granted.notify_all();
+            if state.waiting > 0 {
+                self.granted.notify_all();
+            }
         }
     }
 

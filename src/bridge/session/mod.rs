@@ -15,6 +15,7 @@
 //! reader thread (the session's own thread) joins the writer, counts what
 //! was queued and is now lost, and hands the end to the owner's callback.
 
+mod doorbell;
 mod reader;
 mod state;
 mod targets;
@@ -104,12 +105,12 @@ fn drain_lost(session: &Session) -> u64 {
     session.lane_closed.store(true, Ordering::SeqCst);
     let mut lost = 0;
     loop {
-        while session.data_rx.try_recv().is_ok() {
-            lost += 1;
+        while let Some(item) = session.next_data(&session.data_rx) {
+            lost += item.messages() as u64;
         }
         session.room_made(true);
-        // A sender blocked on a full lane finishes once the drain made room.
-        if session.inflight.load(Ordering::SeqCst) == 0 && session.data_rx.is_empty() {
+        // A sender waiting for room finishes once woken: it finds the lane closed.
+        if session.inflight.load(Ordering::SeqCst) == 0 && session.lane_empty() {
             return lost;
         }
         thread::yield_now();

@@ -1,6 +1,7 @@
 //! The session object: what one connection's owner and its two halves
 //! share. Its lifecycle (start, teardown) is in `mod.rs`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -8,13 +9,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Bytes, Message as WsMessage, WebSocket};
 
+use super::doorbell::Doorbell;
 use super::targets::{Settle, Targets};
-use crate::bridge::batch;
+use crate::bridge::batch::{self, Gathering};
 use crate::bridge::delivery::{Credits, DeliveryOffer, InboundLog, NoCredit, Outbox, credit_batch};
 use crate::bridge::error::{BridgeError, SendError};
 use crate::bridge::events::lock;
@@ -63,11 +65,11 @@ pub(crate) struct Peer {
 const WRITE_THROUGH_WAIT: Duration = Duration::from_millis(1);
 
 /// What became of a frame offered to `Session::write_through`.
-enum Through {
+enum Through<'a> {
     /// Written, or buffered for the writer to flush (the message is on its way).
     Written,
     /// Not written: the session was not idle. The caller queues it.
-    Refused(Outgoing),
+    Refused(Encoded<'a>),
     /// The socket failed; the message did not go.
     Failed(BridgeError),
 }
@@ -93,28 +95,73 @@ pub(crate) enum Outgoing {
     Text(String),
     /// A complete 1.1 DATA frame; the writer splits it into fragments.
     Binary(Vec<u8>),
-    /// A one-message BATCH frame (`batch::encode`), within the peer's
-    /// limits; the writer joins those it finds queued together.
-    Entry(Vec<u8>),
+    /// A BATCH frame of `count` messages, gathered by senders
+    /// ([`Gathering`]) within the peer's limits; never fragmented.
+    Batch {
+        frame: Bytes,
+        count: usize,
+    },
 }
 
 impl Outgoing {
+    /// How many messages the frame carries.
+    pub(super) fn messages(&self) -> usize {
+        match self {
+            Outgoing::Batch { count, .. } => *count,
+            Outgoing::Text(_) | Outgoing::Binary(_) => 1,
+        }
+    }
+}
+
+/// One message, encoded, on its way from a send to the wire.
+enum Encoded<'a> {
+    /// A whole frame: 1.0 text or a 1.1 DATA frame.
+    Frame(Outgoing),
+    /// A one-entry BATCH frame (`batch::encode_into`) in the sender's
+    /// buffer: its entry joins the session's [`Gathering`], and it is
+    /// copied only when it is written through.
+    Entry(&'a [u8]),
+}
+
+impl Encoded<'_> {
     /// The encoded frame's length in bytes.
     fn len(&self) -> usize {
         match self {
-            Outgoing::Text(text) => text.len(),
-            Outgoing::Binary(frame) | Outgoing::Entry(frame) => frame.len(),
+            Encoded::Frame(Outgoing::Text(text)) => text.len(),
+            Encoded::Frame(Outgoing::Binary(frame)) => frame.len(),
+            Encoded::Frame(Outgoing::Batch { frame, .. }) => frame.len(),
+            Encoded::Entry(frame) => frame.len(),
         }
     }
 
     /// What its credits cost: a DATA frame's length, or a BATCH entry's.
     fn credit_len(&self) -> usize {
         match self {
-            Outgoing::Entry(frame) => batch::entry_len(frame),
+            Encoded::Entry(frame) => batch::entry_len(frame),
             other => other.len(),
         }
     }
+
+    /// The frame as the writer writes it.
+    fn into_outgoing(self) -> Outgoing {
+        match self {
+            Encoded::Frame(frame) => frame,
+            Encoded::Entry(frame) => Outgoing::Batch {
+                frame: Bytes::copy_from_slice(frame),
+                count: 1,
+            },
+        }
+    }
 }
+
+thread_local! {
+    /// The buffer a thread encodes its BATCH entries in, reused from one
+    /// message to the next.
+    static ENTRY: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A buffer grown past this by a large entry is not kept for the next.
+const ENTRY_BUFFER_KEPT: usize = 8 * 1024;
 
 /// Why a session ended. The first reason recorded wins.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,9 +259,21 @@ pub(crate) struct Session {
     pub(crate) id: u64,
     pub(crate) peer: Peer,
     pub(crate) context: SessionContext,
+    /// The data lane: frames in the order they were sent. Unbounded as a
+    /// channel, bounded by `unwritten`: every frame on it holds at least
+    /// one message counted there.
     pub(super) data: Sender<Outgoing>,
     /// A second receiving end of the data lane, for counting what is lost.
     pub(super) data_rx: Receiver<Outgoing>,
+    /// The BATCH frame senders are gathering, younger than every frame on
+    /// the data lane: it is sealed onto the lane, under its lock, before a
+    /// frame that follows it, and when it is full.
+    gathering: Mutex<Gathering>,
+    /// Most bytes of a gathered BATCH frame: the smaller of
+    /// `batch::MAX_BYTES` and the peer's largest message.
+    batch_limit: usize,
+    /// Most messages on the data lane and in the gathering together.
+    lane_capacity: usize,
     /// Senders between their check of `lane_closed` and the end of their
     /// enqueue; the teardown drains until none is left, so every message is
     /// either counted as lost or handed back, never both, never neither.
@@ -231,9 +290,10 @@ pub(crate) struct Session {
     /// through; `None` once the writer has stopped (nothing may be written
     /// after its Close).
     pub(super) socket: Mutex<Option<WriteSocket>>,
-    /// Messages on the data lane not yet written (taken before the push,
-    /// given back once written): a send writes through only at zero, so it
-    /// never overtakes a message of the same thread still queued.
+    /// Messages on the data lane or gathered, not yet written (reserved
+    /// before the push, up to `lane_capacity`; given back once written): a
+    /// send writes through only at zero, so it never overtakes a message
+    /// of the same thread still queued.
     pub(super) unwritten: AtomicUsize,
     /// Messages the writer took from the lane to join into a BATCH frame
     /// whose write then failed: lost with the connection, counted with
@@ -259,8 +319,9 @@ pub(crate) struct Session {
     control_urgent: AtomicBool,
     /// The reader is handing a message to the local network (may block).
     delivering: AtomicBool,
-    /// Wakes the writer when a control frame is queued (one token at most).
-    control_wake: Sender<()>,
+    /// Wakes the writer when a control frame or a frame on the lane is
+    /// queued, a gathering starts, or the session is cut.
+    pub(super) doorbell: Doorbell,
     tcp: TcpStream,
     pub(super) last_byte: Arc<LastByte>,
     closing: Mutex<Option<(CloseReason, Instant)>>,
@@ -272,7 +333,6 @@ pub(crate) struct Session {
 /// The receiving ends the writer takes over.
 pub(crate) struct Lanes {
     pub(crate) data: Receiver<Outgoing>,
-    pub(crate) control_wake: Receiver<()>,
 }
 
 impl Session {
@@ -286,14 +346,20 @@ impl Session {
         delivery: Option<SessionDelivery>,
     ) -> (Arc<Session>, Lanes) {
         let last_byte = LastByte::new(context.epoch);
-        let (data, data_rx) = bounded(data_capacity.max(1));
-        let (control_wake, wake_rx) = bounded(1);
+        let (data, data_rx) = unbounded();
+        let batch_limit = match peer.wire {
+            Wire::V11 { peer_max_message, .. } => peer_max_message.min(batch::MAX_BYTES),
+            Wire::V10 => 0,
+        };
         let session = Session {
             id,
             peer,
             context,
             data,
             data_rx: data_rx.clone(),
+            gathering: Mutex::new(Gathering::default()),
+            batch_limit,
+            lane_capacity: data_capacity.max(1),
             inflight: AtomicUsize::new(0),
             room_waiters: AtomicUsize::new(0),
             room: Condvar::new(),
@@ -309,7 +375,7 @@ impl Session {
             control_pending: AtomicBool::new(false),
             control_urgent: AtomicBool::new(false),
             delivering: AtomicBool::new(false),
-            control_wake,
+            doorbell: Doorbell::default(),
             tcp,
             last_byte,
             closing: Mutex::new(None),
@@ -317,10 +383,7 @@ impl Session {
             writer: Mutex::new(None),
             delivery,
         };
-        let lanes = Lanes {
-            data: data_rx,
-            control_wake: wake_rx,
-        };
+        let lanes = Lanes { data: data_rx };
         (Arc::new(session), lanes)
     }
 
@@ -328,9 +391,9 @@ impl Session {
         &self.peer.network_id
     }
 
-    /// Messages waiting for the writer (the data lane).
+    /// Messages waiting for the writer (the data lane and the gathering).
     pub(crate) fn queued(&self) -> usize {
-        self.data.len()
+        self.unwritten.load(Ordering::Relaxed)
     }
 
     /// Time since the bridge started: the clock of liveness.
@@ -352,7 +415,7 @@ impl Session {
     pub(crate) fn send(&self, message: RemoteMessage, timeout: Duration) -> Result<(), SendError> {
         let sent = self
             .encode(&message)
-            .and_then(|item| self.send_encoded(item, &message.target_actor, timeout));
+            .and_then(|item| self.send_encoded(Encoded::Frame(item), &message.target_actor, timeout));
         sent.map_err(|error| SendError::new(error, message))
     }
 
@@ -368,34 +431,35 @@ impl Session {
         payload: Message,
         timeout: Duration,
     ) -> Result<(), (BridgeError, Message)> {
-        let entry = match self.peer.wire {
-            Wire::V11 {
-                batch: true,
-                peer_max_message,
-                ..
-            } if batch::may_fit(parts, &payload, peer_max_message) => batch::encode(parts, &payload)
-                .ok()
-                .filter(|frame| batch::fits(frame, peer_max_message)),
-            _ => None,
-        };
-        match entry {
-            Some(frame) => self
-                .send_encoded(Outgoing::Entry(frame), parts.target_actor, timeout)
-                .map_err(|error| (error, payload)),
-            None => {
-                let message = parts.to_remote(&self.context.local_network, payload);
-                self.send(message, timeout).map_err(|err| {
-                    let (error, message) = err.into_parts();
-                    (error, message.payload)
-                })
+        if let Wire::V11 {
+            batch: true,
+            peer_max_message,
+            ..
+        } = self.peer.wire
+            && batch::may_fit(parts, &payload, peer_max_message)
+        {
+            let mut entry = ENTRY.take();
+            let encoded = batch::encode_into(&mut entry, parts, &payload).is_ok()
+                && batch::fits(&entry, peer_max_message);
+            let sent =
+                encoded.then(|| self.send_encoded(Encoded::Entry(&entry), parts.target_actor, timeout));
+            if entry.capacity() <= ENTRY_BUFFER_KEPT {
+                ENTRY.set(entry);
+            }
+            if let Some(sent) = sent {
+                return sent.map_err(|error| (error, payload));
             }
         }
+        let message = parts.to_remote(&self.context.local_network, payload);
+        self.send(message, timeout).map_err(|err| {
+            let (error, message) = err.into_parts();
+            (error, message.payload)
+        })
     }
 
     /// Takes `target`'s credits for `item`, then writes it through or queues it.
-    /// The clock is read once for a send written through, twice for one
-    /// queued (its end is the stamp: see `last_data`), more if it waits.
-    fn send_encoded(&self, item: Outgoing, target: &str, timeout: Duration) -> Result<(), BridgeError> {
+    /// The clock is read only when the session may be idle, or the send waits.
+    fn send_encoded(&self, item: Encoded<'_>, target: &str, timeout: Duration) -> Result<(), BridgeError> {
         let len = item.credit_len();
         let cost = match self.take_credit(target, len, None) {
             Err(BridgeError::WindowFull { .. }) if !timeout.is_zero() => {
@@ -403,15 +467,11 @@ impl Session {
             }
             taken => taken?,
         };
-        let began = nanos(self.now());
-        let (result, ended) = match self.write_through(item, began) {
-            Through::Written => (Ok(()), began),
-            // Stamped at its end: a send that waited for room in the lane
-            // is followed by the next of its stream, which must queue too.
-            Through::Refused(item) => (self.enqueue(item, target, timeout), nanos(self.now())),
-            Through::Failed(error) => (Err(error), began),
+        let result = match self.write_through(item) {
+            Through::Written => Ok(()),
+            Through::Refused(item) => self.enqueue(item, target, timeout),
+            Through::Failed(error) => Err(error),
         };
-        self.last_data.store(ended, Ordering::Relaxed);
         if result.is_err()
             && let Some(delivery) = &self.delivery
         {
@@ -421,16 +481,20 @@ impl Session {
     }
 
     /// Writes `item` from the caller's thread when the session is idle;
-    /// hands it back otherwise. `now`: this send's start (`Session::now`, ns).
-    fn write_through(&self, item: Outgoing, now: u64) -> Through {
-        let small = item.len() <= frame::FRAGMENT_BYTES;
-        let quiet_for = now.saturating_sub(self.last_data.load(Ordering::Relaxed));
-        let idle = small
-            && quiet_for >= nanos(WRITE_THROUGH_GAP)
-            && !self.control_urgent.load(Ordering::SeqCst)
+    /// hands it back otherwise. A send written through stamps `last_data`
+    /// with its start.
+    fn write_through<'a>(&self, item: Encoded<'a>) -> Through<'a> {
+        // The cheap signs of a busy session first: a stream finds a
+        // message unwritten and reads no clock.
+        let idle = item.len() <= frame::FRAGMENT_BYTES
             && self.unwritten.load(Ordering::SeqCst) == 0
+            && !self.control_urgent.load(Ordering::SeqCst)
             && !self.needs_flush.load(Ordering::SeqCst);
         if !idle {
+            return Through::Refused(item);
+        }
+        let now = nanos(self.now());
+        if now.saturating_sub(self.last_data.load(Ordering::Relaxed)) < nanos(WRITE_THROUGH_GAP) {
             return Through::Refused(item);
         }
         // A frame taken from the lane counts until it is written, so an
@@ -445,8 +509,9 @@ impl Session {
         if self.unwritten.load(Ordering::SeqCst) != 0 {
             return Through::Refused(item);
         }
-        let written = self.write_frame_through(ws, item);
+        let written = self.write_frame_through(ws, item.into_outgoing());
         drop(socket);
+        self.last_data.store(now, Ordering::Relaxed);
         match written {
             Ok(()) => {
                 if self.needs_flush.load(Ordering::SeqCst) {
@@ -496,7 +561,8 @@ impl Session {
     fn write_frame_through(&self, ws: &mut WriteSocket, item: Outgoing) -> Result<(), String> {
         let message = match item {
             Outgoing::Text(text) => WsMessage::text(text),
-            Outgoing::Binary(bytes) | Outgoing::Entry(bytes) => WsMessage::binary(bytes),
+            Outgoing::Binary(bytes) => WsMessage::binary(bytes),
+            Outgoing::Batch { frame, .. } => WsMessage::binary(frame),
         };
         let len = message.len() as u64;
         if !self.short_timeout.swap(true, Ordering::Relaxed) {
@@ -531,42 +597,112 @@ impl Session {
         Ok(())
     }
 
-    fn enqueue(&self, item: Outgoing, target: &str, timeout: Duration) -> Result<(), BridgeError> {
+    /// Queues `item` on the data lane, or its entry in the gathering,
+    /// once it has room, waiting up to `timeout` (zero: not at all).
+    fn enqueue(&self, item: Encoded<'_>, target: &str, timeout: Duration) -> Result<(), BridgeError> {
         self.inflight.fetch_add(1, Ordering::SeqCst);
         if self.lane_closed.load(Ordering::SeqCst) {
             self.inflight.fetch_sub(1, Ordering::SeqCst);
             return Err(self.closed_error());
         }
-        self.unwritten.fetch_add(1, Ordering::SeqCst);
-        let queued = match self.data.try_send(item) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(item)) if !timeout.is_zero() => self.wait_for_room(item, timeout),
-            Err(TrySendError::Full(_)) => Err(self.full_error()),
-            Err(TrySendError::Disconnected(_)) => Err(self.closed_error()),
+        let reserved = if self.reserve() {
+            Ok(())
+        } else if timeout.is_zero() {
+            Err(self.full_error())
+        } else {
+            self.wait_for_room(timeout)
         };
-        self.inflight.fetch_sub(1, Ordering::SeqCst);
-        if queued.is_err() {
-            self.unwritten.fetch_sub(1, Ordering::SeqCst);
+        if reserved.is_ok() {
+            self.push(item);
         }
-        if queued.is_ok() {
+        self.inflight.fetch_sub(1, Ordering::SeqCst);
+        if reserved.is_ok() {
             log::debug!("Queued a message for {target}@{}", self.peer.network_id);
         }
-        queued
+        reserved
     }
 
-    /// Queues `item` once the lane has room, waiting up to `timeout`. The
-    /// count of waiters goes up before each try, under `room_lock`, so the
-    /// writer (which looks at the count after every frame it takes) cannot
-    /// miss a sender that found the lane full.
-    fn wait_for_room(&self, mut item: Outgoing, timeout: Duration) -> Result<(), BridgeError> {
+    /// Counts one more unwritten message if the lane has room for it.
+    fn reserve(&self) -> bool {
+        self.unwritten
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.lane_capacity).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Puts a message whose room is reserved on its way to the writer: an
+    /// entry into the gathering (sealing it onto the lane first when the
+    /// entry does not fit), a frame onto the lane behind the gathering.
+    fn push(&self, item: Encoded<'_>) {
+        let mut gathering = lock(&self.gathering);
+        match item {
+            Encoded::Entry(one) => {
+                if !gathering.has_room(one, self.batch_limit) {
+                    self.seal(&mut gathering);
+                }
+                let first = gathering.count() == 0;
+                gathering.push(one);
+                drop(gathering);
+                if first {
+                    self.wake();
+                }
+            }
+            Encoded::Frame(frame) => {
+                self.seal(&mut gathering);
+                // The session holds a receiving end: this cannot fail.
+                let _ = self.data.send(frame);
+                drop(gathering);
+                self.wake();
+            }
+        }
+    }
+
+    /// Moves what the gathering holds onto the lane, as one BATCH frame.
+    fn seal(&self, gathering: &mut Gathering) {
+        if let Some((frame, count)) = gathering.take() {
+            let _ = self.data.send(Outgoing::Batch { frame, count });
+        }
+    }
+
+    /// The next frame for the writer, or for the teardown's count, from
+    /// `lane` (a receiving end of the data lane): the lane first, then the
+    /// gathering, whose messages are younger than every frame on the lane.
+    pub(super) fn next_data(&self, lane: &Receiver<Outgoing>) -> Option<Outgoing> {
+        if let Ok(item) = lane.try_recv() {
+            return Some(item);
+        }
+        let mut gathering = lock(&self.gathering);
+        // Sealed under this lock: a frame that reached the lane meanwhile is older.
+        if let Ok(item) = lane.try_recv() {
+            return Some(item);
+        }
+        gathering
+            .take()
+            .map(|(frame, count)| Outgoing::Batch { frame, count })
+    }
+
+    /// Whether nothing is left on the lane or in the gathering.
+    pub(super) fn lane_empty(&self) -> bool {
+        self.data_rx.is_empty() && lock(&self.gathering).count() == 0
+    }
+
+    /// Reserves room for one message once the lane has it, waiting up to
+    /// `timeout`. The count of waiters goes up before each try, under
+    /// `room_lock`, so the writer (which looks at the count after every
+    /// frame it writes) cannot miss a sender that found the lane full. A
+    /// send that waited stamps `last_data` with its end: the next of its
+    /// stream queues too.
+    fn wait_for_room(&self, timeout: Duration) -> Result<(), BridgeError> {
         let deadline = Instant::now() + timeout;
         let mut guard = lock(&self.room_lock);
         self.room_waiters.fetch_add(1, Ordering::SeqCst);
         let result = loop {
-            match self.data.try_send(item) {
-                Ok(()) => break Ok(()),
-                Err(TrySendError::Disconnected(_)) => break Err(self.closed_error()),
-                Err(TrySendError::Full(back)) => item = back,
+            if self.lane_closed.load(Ordering::SeqCst) {
+                break Err(self.closed_error());
+            }
+            if self.reserve() {
+                break Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -580,17 +716,17 @@ impl Session {
                 .0;
         };
         self.room_waiters.fetch_sub(1, Ordering::SeqCst);
+        self.last_data.store(nanos(self.now()), Ordering::Relaxed);
         result
     }
 
-    /// Frames left the data lane: wakes the senders waiting for room once
-    /// it is half empty, or at once when `always` (the teardown's drain).
+    /// Messages were written: wakes the senders waiting for room once the
+    /// lane is half empty, or at once when `always` (the teardown's drain).
     pub(super) fn room_made(&self, always: bool) {
         if self.room_waiters.load(Ordering::SeqCst) == 0 {
             return;
         }
-        let half = self.data.capacity().unwrap_or(0) / 2;
-        if always || self.data.len() <= half {
+        if always || self.unwritten.load(Ordering::SeqCst) <= self.lane_capacity / 2 {
             let _held = lock(&self.room_lock);
             self.room.notify_all();
         }
@@ -598,7 +734,7 @@ impl Session {
 
     /// Wakes the writer (new outbox frames, or room in the window).
     pub(crate) fn wake(&self) {
-        let _ = self.control_wake.try_send(());
+        self.doorbell.ring();
     }
 
     pub(crate) fn encode(&self, message: &RemoteMessage) -> Result<Outgoing, BridgeError> {
@@ -628,7 +764,7 @@ impl Session {
     fn full_error(&self) -> BridgeError {
         BridgeError::QueueFull {
             network_id: self.peer.network_id.clone(),
-            capacity: self.data.capacity().unwrap_or(0),
+            capacity: self.lane_capacity,
         }
     }
 
@@ -652,7 +788,7 @@ impl Session {
         self.control_pending.store(true, Ordering::SeqCst);
         if wake {
             self.control_urgent.store(true, Ordering::SeqCst);
-            let _ = self.control_wake.try_send(());
+            self.doorbell.ring();
         }
     }
 
@@ -775,7 +911,7 @@ impl Session {
         self.set_reason(reason);
         self.aborted.store(true, Ordering::SeqCst);
         let _ = self.tcp.shutdown(Shutdown::Both);
-        let _ = self.control_wake.try_send(());
+        self.doorbell.ring();
     }
 
     pub(crate) fn is_aborted(&self) -> bool {

@@ -17,14 +17,12 @@
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::select;
 use tungstenite::error::Error as WsError;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Bytes, Message as WsMessage};
 
 use super::state::{CloseReason, Lanes, Outgoing, Session, Wire, WriteSocket};
-use crate::bridge::batch;
 use crate::bridge::events::lock;
 use crate::bridge::frame::{self, Control};
 use crate::bridge::protocol::heartbeat_text;
@@ -41,6 +39,7 @@ enum Next {
 
 /// The writer's main loop.
 pub(crate) fn run(session: &Session, lanes: Lanes) {
+    session.doorbell.attach();
     let tick = session.tick();
     let outcome = loop {
         if session.is_aborted() || session.close_overdue() {
@@ -51,19 +50,16 @@ pub(crate) fn run(session: &Session, lanes: Lanes) {
             Ok(Next::Closed) => break Ok(()),
             Err(err) => break Err(err),
         }
-        select! {
-            recv(lanes.control_wake) -> woken => if woken.is_err() { break Ok(()) },
-            recv(lanes.data) -> item => match item {
-                Ok(item) => {
-                    let mut socket = lock(&session.socket);
-                    let Some(ws) = socket.as_mut() else { break Ok(()) };
-                    if let Err(err) = write_batch(session, ws, item, &lanes) {
-                        break Err(err);
-                    }
-                }
-                Err(_) => break Ok(()),
-            },
-            default(tick) => {}
+        let written = {
+            let mut socket = lock(&session.socket);
+            let Some(ws) = socket.as_mut() else { break Ok(()) };
+            write_data(session, ws, &lanes)
+        };
+        match written {
+            // Wrote: look at the control lane and the data again first.
+            Ok(true) => {}
+            Ok(false) => session.doorbell.wait(tick),
+            Err(err) => break Err(err),
         }
     };
     // Nothing is written after this: a sender that finds no socket queues,
@@ -183,106 +179,54 @@ fn pump_outbox(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<(), WsEr
     Ok(())
 }
 
-/// Writes `first` and everything else queued, serving the control lane in
-/// between, then flushes. BATCH entries queued together go out joined, as
-/// few frames as fit the batch limit, in their order among the rest.
-fn write_batch(session: &Session, ws: &mut Ws, first: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
-    session.writer_timeout(ws)?;
-    let limit = match session.peer.wire {
-        Wire::V11 { peer_max_message, .. } => peer_max_message.min(batch::MAX_BYTES),
-        Wire::V10 => 0,
+/// Writes everything on the data lane and in the gathering, serving the
+/// control lane between frames, then flushes. True when it wrote anything.
+fn write_data(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<bool, WsError> {
+    let Some(first) = session.next_data(&lanes.data) else {
+        return Ok(false);
     };
-    let mut entries = Joining::default();
+    session.writer_timeout(ws)?;
     let mut next = Some(first);
-    while let Some(item) = next.take().or_else(|| lanes.data.try_recv().ok()) {
-        match item {
-            // A failed write loses the item in hand too.
-            Outgoing::Entry(frame) => {
-                if !entries.has_room(&frame, limit) {
-                    write_joined(session, ws, &mut entries, lanes).inspect_err(|_| lost(session, 1))?;
-                }
-                entries.push(frame);
-            }
-            other => {
-                write_joined(session, ws, &mut entries, lanes).inspect_err(|_| lost(session, 1))?;
-                write_lane_item(session, ws, other, lanes)?;
-            }
-        }
+    while let Some(item) = next.take().or_else(|| session.next_data(&lanes.data)) {
+        write_lane_item(session, ws, item, lanes)?;
     }
-    write_joined(session, ws, &mut entries, lanes)?;
-    let flushed = flush(session, ws);
+    flush(session, ws)?;
     session.data_written();
-    flushed
+    Ok(true)
 }
 
-/// `n` messages taken from the data lane will never be written.
-fn lost(session: &Session, n: usize) {
-    session.lost_by_writer.fetch_add(n as u64, Ordering::SeqCst);
-}
-
-/// BATCH entries taken from the data lane, not written yet.
-#[derive(Default)]
-struct Joining {
-    frames: Vec<Vec<u8>>,
-    /// Their entries' bytes.
-    bytes: usize,
-}
-
-impl Joining {
-    /// Whether `frame`'s entry joins these within `limit` bytes of frame.
-    fn has_room(&self, frame: &[u8], limit: usize) -> bool {
-        let bytes = self.bytes + batch::entry_len(frame);
-        self.frames.is_empty() || batch::joined_len(bytes, self.frames.len() + 1) <= limit
-    }
-
-    fn push(&mut self, frame: Vec<u8>) {
-        self.bytes += batch::entry_len(&frame);
-        self.frames.push(frame);
-    }
-}
-
-/// Writes the entries taken so far as one BATCH frame: written, they no
-/// longer count as unwritten.
-fn write_joined(session: &Session, ws: &mut Ws, entries: &mut Joining, lanes: &Lanes) -> Result<(), WsError> {
-    let count = entries.frames.len();
-    if count == 0 {
-        return Ok(());
-    }
-    let joined = batch::join(std::mem::take(&mut entries.frames));
-    entries.bytes = 0;
-    write_frame(session, ws, WsMessage::binary(joined)).inspect_err(|_| lost(session, count))?;
-    session.unwritten.fetch_sub(count, Ordering::SeqCst);
-    session.room_made(false);
-    bump(&session.context.stats.messages_sent, count as u64);
-    bump(&session.context.link.messages_out, count as u64);
-    serve_control(session, ws, lanes, false)?;
-    Ok(())
-}
-
-/// A frame from the data lane: written, it no longer counts as unwritten.
+/// A frame from the data lane: written, its messages no longer count as
+/// unwritten; if its write fails they are lost with the connection.
 fn write_lane_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
-    write_item(session, ws, item, lanes)?;
-    session.unwritten.fetch_sub(1, Ordering::SeqCst);
+    let messages = item.messages();
+    write_item(session, ws, item, lanes).inspect_err(|_| {
+        session
+            .lost_by_writer
+            .fetch_add(messages as u64, Ordering::SeqCst);
+    })?;
+    session.unwritten.fetch_sub(messages, Ordering::SeqCst);
     session.room_made(false);
     Ok(())
 }
 
 fn write_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
+    let messages = item.messages() as u64;
     match item {
         Outgoing::Text(text) => write_frame(session, ws, WsMessage::text(text))?,
-        // An entry alone is a one-message BATCH frame, never over a fragment.
-        Outgoing::Binary(bytes) | Outgoing::Entry(bytes) if bytes.len() <= frame::FRAGMENT_BYTES => {
+        // A BATCH frame is gathered within a fragment.
+        Outgoing::Batch { frame, .. } => write_frame(session, ws, WsMessage::binary(frame))?,
+        Outgoing::Binary(bytes) if bytes.len() <= frame::FRAGMENT_BYTES => {
             write_frame(session, ws, WsMessage::binary(bytes))?
         }
-        Outgoing::Binary(bytes) | Outgoing::Entry(bytes) => {
+        Outgoing::Binary(bytes) => {
             for piece in frame::fragments(bytes, frame::FRAGMENT_BYTES) {
                 write_frame(session, ws, WsMessage::binary(piece))?;
                 serve_control(session, ws, lanes, false)?;
             }
         }
     }
-    bump(&session.context.stats.messages_sent, 1);
-    bump(&session.context.link.messages_out, 1);
+    bump(&session.context.stats.messages_sent, messages);
+    bump(&session.context.link.messages_out, messages);
     serve_control(session, ws, lanes, false)?;
     Ok(())
 }
@@ -317,7 +261,7 @@ fn flush(session: &Session, ws: &mut Ws) -> Result<(), WsError> {
 /// the reason is longer than a WebSocket Close frame can carry), then
 /// half-closes the socket.
 fn close(session: &Session, ws: &mut Ws, lanes: &Lanes, reason: String) -> Result<(), WsError> {
-    while let Ok(item) = lanes.data.try_recv() {
+    while let Some(item) = session.next_data(&lanes.data) {
         write_lane_item(session, ws, item, lanes)?;
     }
     let short = truncate(&reason, 123);
