@@ -432,6 +432,57 @@ mod tests {
     }
 
     #[test]
+    fn a_gathering_of_one_is_the_frame_encode_makes() {
+        let frame = one("sink", "in", "hello");
+        let mut gathering = Gathering::default();
+        assert!(gathering.take().is_none());
+        gathering.push(&frame);
+        let (taken, count) = gathering.take().unwrap();
+        assert_eq!((&taken[..], count), (&frame[..], 1));
+        // Empty again, and reusable.
+        assert!(gathering.take().is_none());
+        gathering.push(&frame);
+        assert_eq!(gathering.take().unwrap().0, frame);
+    }
+
+    #[test]
+    fn a_gathering_takes_the_smallest_array_header_for_its_count() {
+        for (count, header) in [
+            (2, vec![TAG, 0x92]),
+            (15, vec![TAG, 0x9f]),
+            (16, vec![TAG, 0xdc, 0, 16]),
+        ] {
+            let frames: Vec<Vec<u8>> = (0..count).map(|i| one("a", "b", &i.to_string())).collect();
+            let joined = join(frames.clone());
+            assert_eq!(joined[..header.len()], header[..], "{count} entries");
+            let body: usize = frames.iter().map(|f| entry_len(f)).sum();
+            assert_eq!(joined.len(), header.len() + body);
+            assert_eq!(read(&joined).len(), count);
+        }
+    }
+
+    #[test]
+    fn a_gathering_stays_within_its_limit() {
+        let frame = one("sink", "in", &"x".repeat(100));
+        for limit in [200, 1024, 4096, MAX_BYTES, usize::MAX] {
+            let mut gathering = Gathering::default();
+            gathering.push(&frame);
+            while gathering.has_room(&frame, limit) {
+                gathering.push(&frame);
+            }
+            let (taken, count) = gathering.take().unwrap();
+            assert!(
+                taken.len() <= limit.min(MAX_BYTES),
+                "{} bytes in {limit}",
+                taken.len()
+            );
+            // One entry more would not have fitted.
+            assert!(taken.len() + entry_len(&frame) > limit.min(MAX_BYTES) - HEADER_MAX || count == 1);
+            assert_eq!(read(&taken).len(), count);
+        }
+    }
+
+    #[test]
     fn the_payload_bin_takes_its_smallest_form_at_every_edge() {
         // Payload maps just under and over 255 and 65,535 bytes.
         for size in [0, 200, 240, 250, 260, 65_500, 65_530, 65_540, 70_000] {
