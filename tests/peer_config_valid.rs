@@ -162,8 +162,8 @@ fn only_network_id_is_required() {
     let delivery = &d.bridge.delivery;
     assert_eq!(delivery.mode, DeliveryMode::AtMostOnce);
     assert_eq!((delivery.outbox_messages, delivery.outbox_bytes), (4096, 8 << 20));
-    assert_eq!((delivery.ack_window, delivery.target_window), (1024, 1024));
-    assert_eq!(delivery.credit_bytes, 2048);
+    assert_eq!((delivery.ack_window, delivery.target_window), (1024, 4096));
+    assert_eq!(delivery.credit_bytes, 512);
     assert_eq!(delivery.outbox_dir, None);
     assert!(config.connect.is_empty());
     assert!(config.remote_actors.is_empty());
