@@ -33,7 +33,9 @@ pub(crate) enum Insert {
 
 #[derive(Default)]
 struct Map {
-    sessions: HashMap<String, Arc<Session>>,
+    /// Looked up by every send; its keys are proved in handshakes, so a
+    /// fast hasher (Cargo.toml, foldhash).
+    sessions: HashMap<String, Arc<Session>, foldhash::fast::RandomState>,
     closed: bool,
 }
 

@@ -78,8 +78,10 @@ pub struct DistributedNetwork {
     advertised: OnceLock<String>,
     watcher: Mutex<Option<Watcher>>,
     admin: Mutex<Option<AdminServer>>,
-    /// Names of the proxy nodes registered through `register_remote_actor`.
-    proxies: RwLock<HashSet<String>>,
+    /// Names of the proxy nodes registered through `register_remote_actor`;
+    /// looked up by every `send_to_actor`, so a fast hasher (Cargo.toml,
+    /// foldhash): the names are this peer's own.
+    proxies: RwLock<HashSet<String, foldhash::fast::RandomState>>,
     started: AtomicBool,
     stopped: AtomicBool,
 }
@@ -103,7 +105,7 @@ impl DistributedNetwork {
             advertised: OnceLock::new(),
             watcher: Mutex::new(None),
             admin: Mutex::new(None),
-            proxies: RwLock::new(HashSet::new()),
+            proxies: RwLock::new(HashSet::default()),
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         })

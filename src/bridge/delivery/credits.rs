@@ -59,8 +59,10 @@ pub(crate) fn fits(used: u64, cost: u32, window: u32) -> bool {
 
 struct State {
     /// Credits spent on each target and not yet granted back; a target at
-    /// zero has no entry, so the map holds only targets with traffic in flight.
-    used: HashMap<Arc<str>, u32>,
+    /// zero has no entry, so the map holds only targets with traffic in
+    /// flight. Looked up by every send; its keys are the targets this side
+    /// sends to, so a fast hasher (Cargo.toml, foldhash).
+    used: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
     closed: bool,
     /// Senders waiting for a grant: a grant with none wakes nobody (a
     /// notify costs a system call even then).
@@ -83,7 +85,7 @@ impl Credits {
             window: window.max(1),
             unit,
             state: Mutex::new(State {
-                used,
+                used: used.into_iter().collect(),
                 closed: false,
                 waiting: 0,
             }),
