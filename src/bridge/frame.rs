@@ -462,10 +462,17 @@ impl Reassembly {
             return Err(err);
         }
         // Grow as Vec would, but never past the limit: a message just under
-        // the limit must not cost twice the limit.
+        // the limit must not cost twice the limit. A first fragment makes
+        // room for a second as large: a message just over one fragment
+        // (64 KiB of payload) is then copied once, not copied and moved.
         let needed = buffer.len() + chunk.len();
         if needed > buffer.capacity() {
-            let target = needed.max(buffer.capacity() * 2).min(self.limit);
+            let doubled = if buffer.is_empty() && more {
+                needed * 2
+            } else {
+                buffer.capacity() * 2
+            };
+            let target = needed.max(doubled).min(self.limit);
             buffer.reserve_exact(target - buffer.len());
         }
         buffer.extend_from_slice(chunk);

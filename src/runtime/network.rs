@@ -23,7 +23,9 @@ use crate::message::Message;
 #[derive(Default)]
 struct Registry {
     templates: HashMap<String, Arc<ActorFactory>>,
-    nodes: HashMap<String, Arc<Node>>,
+    /// Looked up by every message sent to a node, local or remote; only
+    /// this process adds to it, so a fast hasher (Cargo.toml, foldhash).
+    nodes: HashMap<String, Arc<Node>, foldhash::fast::RandomState>,
     initial: Vec<(Arc<Node>, usize, Message)>,
 }
 
