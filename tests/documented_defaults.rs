@@ -125,6 +125,7 @@ fn bridge_config_defaults_in_bridge_md_are_the_codes() {
             ("batch_frames", Value::Flag(c.batch_frames)),
             ("read_buffer_bytes", Value::Bytes(c.read_buffer_bytes as u64)),
             ("write_buffer_bytes", Value::Bytes(c.write_buffer_bytes as u64)),
+            ("write_linger", Value::Time(c.write_linger)),
             ("delivery_timeout", Value::Time(c.delivery_timeout)),
             ("close_timeout", Value::Time(c.close_timeout)),
             (

@@ -22,8 +22,8 @@ use super::frame::{self, Frame};
 use super::protocol::{Inbound, parse_frame};
 use super::registry::{Insert, Registry};
 use super::session::{
-    self, CloseReason, DUPLICATE_CLOSE, Ended, Lanes, Peer, Session, SessionContext, SessionDelivery,
-    Targets, Wire,
+    self, CloseReason, DUPLICATE_CLOSE, Ended, Lanes, MAX_WRITE_LINGER, Peer, Session, SessionContext,
+    SessionDelivery, Targets, Wire,
 };
 use super::sink::{Arrival, InboundSink};
 use super::stats::{Counters, bump};
@@ -267,6 +267,7 @@ impl Hub {
             ws_config: self.ws_config,
             heartbeat_interval: self.config.heartbeat_interval,
             close_grace: self.config.close_timeout,
+            write_linger: self.config.write_linger.min(MAX_WRITE_LINGER),
             delivery_timeout: self.config.delivery_timeout,
             max_message_bytes: self.config.max_frame_bytes,
             epoch: self.epoch,

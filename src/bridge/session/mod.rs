@@ -29,8 +29,8 @@ use tungstenite::WebSocket;
 use tungstenite::protocol::Role;
 
 pub(crate) use self::state::{
-    CloseReason, DUPLICATE_CLOSE, Ended, Lanes, OnEnd, Outgoing, Peer, Session, SessionContext,
-    SessionDelivery, Wire,
+    CloseReason, DUPLICATE_CLOSE, Ended, Lanes, MAX_WRITE_LINGER, OnEnd, Outgoing, Peer, Session,
+    SessionContext, SessionDelivery, Wire,
 };
 pub(crate) use self::targets::Targets;
 use crate::bridge::events::lock;

@@ -90,6 +90,13 @@ pub(crate) type WriteSocket = WebSocket<TcpStream>;
 /// have waited for room) or by the writer's batches.
 const WRITE_THROUGH_GAP: Duration = Duration::from_micros(10);
 
+/// The longest `BridgeConfig::write_linger` taken as it is.
+pub(crate) const MAX_WRITE_LINGER: Duration = Duration::from_millis(1);
+
+/// The writer lingers after a write only while fewer messages than this
+/// are queued: a larger backlog is written at once.
+pub(super) const LINGER_BELOW: usize = 256;
+
 /// One encoded frame on the data lane.
 pub(crate) enum Outgoing {
     Text(String),
@@ -248,6 +255,8 @@ pub(crate) struct SessionContext {
     pub(crate) ws_config: WebSocketConfig,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) close_grace: Duration,
+    /// `BridgeConfig::write_linger`, at most [`MAX_WRITE_LINGER`].
+    pub(crate) write_linger: Duration,
     /// How long an inbound message waits for room in a full inbox.
     pub(crate) delivery_timeout: Duration,
     /// Our own stated limit: a reassembled 1.1 message larger than this is refused.
@@ -644,8 +653,10 @@ impl Session {
                 let first = gathering.count() == 0;
                 gathering.push(one);
                 drop(gathering);
+                // A writer lingering for more of a stream takes it at the
+                // end of its wait: no wake-up.
                 if first {
-                    self.wake();
+                    self.doorbell.ring_for_stream();
                 }
             }
             Encoded::Frame(frame) => {

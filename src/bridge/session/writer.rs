@@ -22,7 +22,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Bytes, Message as WsMessage};
 
-use super::state::{CloseReason, Lanes, Outgoing, Session, Wire, WriteSocket};
+use super::state::{CloseReason, LINGER_BELOW, Lanes, Outgoing, Session, Wire, WriteSocket};
 use crate::bridge::events::lock;
 use crate::bridge::frame::{self, Control};
 use crate::bridge::protocol::heartbeat_text;
@@ -56,8 +56,15 @@ pub(crate) fn run(session: &Session, lanes: Lanes) {
             write_data(session, ws, &lanes)
         };
         match written {
-            // Wrote: look at the control lane and the data again first.
-            Ok(true) => {}
+            // Wrote, and a stream may be under way: let more of it gather
+            // (`BridgeConfig::write_linger`), then look at the control lane
+            // and the data again.
+            Ok(true) => {
+                let linger = session.context.write_linger;
+                if !linger.is_zero() && session.queued() < LINGER_BELOW {
+                    session.doorbell.linger(linger);
+                }
+            }
             Ok(false) => session.doorbell.wait(tick),
             Err(err) => break Err(err),
         }
