@@ -93,12 +93,13 @@ pub struct BridgeConfig {
     pub read_buffer_bytes: usize,
     /// Bytes the writer gathers before writing to the socket. Default 16 KiB.
     pub write_buffer_bytes: usize,
-    /// How long a connection's writer waits, after a write that left fewer
-    /// than 256 messages queued, for more of a stream to gather before its
-    /// next write; at most 1 ms (longer is taken as 1 ms), zero: not at
-    /// all. A control frame, a message too large for a batch or the end of
-    /// the connection cuts the wait short; a message sent to an idle
-    /// connection does not wait (it is written from the sender's thread).
+    /// How long a connection's writer waits, after a write of less than
+    /// 16 KiB that left fewer than 256 messages queued, for more of a
+    /// stream to gather before its next write; at most 1 ms (longer is
+    /// taken as 1 ms), zero: not at all. A control frame, a frame of 16 KiB
+    /// or more or the end of the connection cuts the wait short; a message
+    /// sent to an idle connection does not wait (it is written from the
+    /// sender's thread).
     /// Default 50 µs: a stream of small messages then goes in writes of
     /// a few hundred messages, not tens, each write costing both sides a
     /// system call and a wake-up (docs/benchmarks.md, "Gathered batches").

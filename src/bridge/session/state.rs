@@ -97,6 +97,11 @@ pub(crate) const MAX_WRITE_LINGER: Duration = Duration::from_millis(1);
 /// are queued: a larger backlog is written at once.
 pub(super) const LINGER_BELOW: usize = 256;
 
+/// The writer lingers only after a write of fewer bytes than this, and a
+/// frame of this size or more ends a linger: a large message gains nothing
+/// from waiting for company.
+pub(super) const LINGER_BYTES: usize = 16 * 1024;
+
 /// One encoded frame on the data lane.
 pub(crate) enum Outgoing {
     Text(String),
@@ -111,6 +116,15 @@ pub(crate) enum Outgoing {
 }
 
 impl Outgoing {
+    /// The frame's length in bytes.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Outgoing::Text(text) => text.len(),
+            Outgoing::Binary(frame) => frame.len(),
+            Outgoing::Batch { frame, .. } => frame.len(),
+        }
+    }
+
     /// How many messages the frame carries.
     pub(super) fn messages(&self) -> usize {
         match self {
@@ -134,9 +148,7 @@ impl Encoded<'_> {
     /// The encoded frame's length in bytes.
     fn len(&self) -> usize {
         match self {
-            Encoded::Frame(Outgoing::Text(text)) => text.len(),
-            Encoded::Frame(Outgoing::Binary(frame)) => frame.len(),
-            Encoded::Frame(Outgoing::Batch { frame, .. }) => frame.len(),
+            Encoded::Frame(frame) => frame.len(),
             Encoded::Entry(frame) => frame.len(),
         }
     }
@@ -660,11 +672,16 @@ impl Session {
                 }
             }
             Encoded::Frame(frame) => {
+                let large = frame.len() >= LINGER_BYTES;
                 self.seal(&mut gathering);
                 // The session holds a receiving end: this cannot fail.
                 let _ = self.data.send(frame);
                 drop(gathering);
-                self.wake();
+                if large {
+                    self.wake();
+                } else {
+                    self.doorbell.ring_for_stream();
+                }
             }
         }
     }

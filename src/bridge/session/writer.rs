@@ -22,7 +22,7 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Bytes, Message as WsMessage};
 
-use super::state::{CloseReason, LINGER_BELOW, Lanes, Outgoing, Session, Wire, WriteSocket};
+use super::state::{CloseReason, LINGER_BELOW, LINGER_BYTES, Lanes, Outgoing, Session, Wire, WriteSocket};
 use crate::bridge::events::lock;
 use crate::bridge::frame::{self, Control};
 use crate::bridge::protocol::heartbeat_text;
@@ -59,13 +59,13 @@ pub(crate) fn run(session: &Session, lanes: Lanes) {
             // Wrote, and a stream may be under way: let more of it gather
             // (`BridgeConfig::write_linger`), then look at the control lane
             // and the data again.
-            Ok(true) => {
+            Ok(Some(bytes)) => {
                 let linger = session.context.write_linger;
-                if !linger.is_zero() && session.queued() < LINGER_BELOW {
+                if !linger.is_zero() && bytes < LINGER_BYTES && session.queued() < LINGER_BELOW {
                     session.doorbell.linger(linger);
                 }
             }
-            Ok(false) => session.doorbell.wait(tick),
+            Ok(None) => session.doorbell.wait(tick),
             Err(err) => break Err(err),
         }
     };
@@ -187,19 +187,22 @@ fn pump_outbox(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<(), WsEr
 }
 
 /// Writes everything on the data lane and in the gathering, serving the
-/// control lane between frames, then flushes. True when it wrote anything.
-fn write_data(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<bool, WsError> {
+/// control lane between frames, then flushes. The bytes of the frames it
+/// wrote; `None` when there was nothing to write.
+fn write_data(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<Option<usize>, WsError> {
     let Some(first) = session.next_data(&lanes.data) else {
-        return Ok(false);
+        return Ok(None);
     };
     session.writer_timeout(ws)?;
+    let mut bytes = 0;
     let mut next = Some(first);
     while let Some(item) = next.take().or_else(|| session.next_data(&lanes.data)) {
+        bytes += item.len();
         write_lane_item(session, ws, item, lanes)?;
     }
     flush(session, ws)?;
     session.data_written();
-    Ok(true)
+    Ok(Some(bytes))
 }
 
 /// A frame from the data lane: written, its messages no longer count as
