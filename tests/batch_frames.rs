@@ -257,6 +257,35 @@ fn a_stream_between_two_peers_of_ours_arrives_whole_and_in_order_in_batch_frames
     child.net.shutdown();
 }
 
+/// The writer's linger after a write (`BridgeConfig::write_linger`) never
+/// strands a stream's last messages, whatever its setting: off, the
+/// longest taken as it is (1 ms), and one far past it (taken as 1 ms).
+#[test]
+fn a_lingering_writer_delivers_every_stream_whole_and_in_order() {
+    for linger in [Duration::ZERO, Duration::from_millis(1), Duration::from_secs(60)] {
+        let child = SinkPeer::start(peer_config("child", true));
+        let mut config = peer_config("parent", true);
+        config.bridge.write_linger = linger;
+        let parent = parent_linked_to(config, &child.endpoint(), &child.net);
+        // Bursts of mixed sizes with pauses between them: each burst's tail
+        // is left to the writer, whose last write was moments before.
+        for burst in 0..5 {
+            let range = burst * 600..(burst + 1) * 600;
+            send_stream(&parent, range.clone(), mixed_size);
+            let got = child.take(600);
+            assert_stream(&got, range.start, mixed_size);
+        }
+        let stats = child.net.bridge_stats().expect("started");
+        assert_eq!(stats.messages_received, 3_000, "linger {linger:?}: {stats:?}");
+        assert!(
+            child.got.is_empty(),
+            "linger {linger:?}: more messages than were sent"
+        );
+        parent.shutdown();
+        child.net.shutdown();
+    }
+}
+
 #[test]
 fn a_peer_that_does_not_offer_batch_frames_gets_data_frames() {
     // The dialer (parent) without them, then the acceptor (child).
