@@ -411,7 +411,16 @@ pub(crate) struct Reassembly {
     state: State,
     /// Length of the last frame put back together.
     last_len: usize,
+    /// The last message's buffer, emptied, for the next one: a new buffer
+    /// of two fragments' size per message came from the kernel each time,
+    /// page by page, and cost more than the copy into it. Kept only up to
+    /// [`KEEP_BYTES`].
+    spare: Vec<u8>,
 }
+
+/// The largest reassembly buffer kept for the next message: two
+/// fragments, what a message just over one fragment needs.
+const KEEP_BYTES: usize = 2 * FRAGMENT_BYTES + 1024;
 
 #[derive(Debug)]
 enum State {
@@ -427,6 +436,7 @@ impl Reassembly {
             limit,
             state: State::Idle,
             last_len: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -452,7 +462,7 @@ impl Reassembly {
                 }
                 return Ok(None);
             }
-            State::Idle => Vec::new(),
+            State::Idle => std::mem::take(&mut self.spare),
             State::Collecting(buffer) => buffer,
         };
         if let Err(err) = self.check(&buffer, chunk) {
@@ -481,7 +491,12 @@ impl Reassembly {
             return Ok(None);
         }
         self.last_len = buffer.len();
-        decode_data(&buffer).map(Some)
+        let decoded = decode_data(&buffer).map(Some);
+        if buffer.capacity() <= KEEP_BYTES {
+            buffer.clear();
+            self.spare = buffer;
+        }
+        decoded
     }
 
     fn check(&self, buffer: &[u8], chunk: &[u8]) -> Result<(), FrameError> {
