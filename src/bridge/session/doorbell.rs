@@ -112,21 +112,26 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
+    /// A writer thread that attaches to `bell`, says it is ready, then
+    /// waits as `wait` does; it returns how long the wait took.
+    fn writer(bell: &Arc<Doorbell>, wait: fn(&Doorbell)) -> thread::JoinHandle<Duration> {
+        let (ready_tx, ready) = crossbeam_channel::bounded(0);
+        let bell = Arc::clone(bell);
+        let writer = thread::spawn(move || {
+            bell.attach();
+            ready_tx.send(()).unwrap();
+            let started = Instant::now();
+            wait(&bell);
+            started.elapsed()
+        });
+        ready.recv().unwrap();
+        writer
+    }
+
     #[test]
     fn a_ring_wakes_a_parked_writer() {
         let bell = Arc::new(Doorbell::default());
-        let (ready_tx, ready) = crossbeam_channel::bounded(0);
-        let writer = {
-            let bell = Arc::clone(&bell);
-            thread::spawn(move || {
-                bell.attach();
-                ready_tx.send(()).unwrap();
-                let started = Instant::now();
-                bell.wait(Duration::from_secs(30));
-                started.elapsed()
-            })
-        };
-        ready.recv().unwrap();
+        let writer = writer(&bell, |bell| bell.wait(Duration::from_secs(30)));
         // Ring whether or not it is parked yet: either way it wakes.
         bell.ring();
         assert!(writer.join().unwrap() < Duration::from_secs(10));
@@ -150,18 +155,7 @@ mod tests {
     #[test]
     fn a_ring_ends_a_linger() {
         let bell = Arc::new(Doorbell::default());
-        let (ready_tx, ready) = crossbeam_channel::bounded(0);
-        let writer = {
-            let bell = Arc::clone(&bell);
-            thread::spawn(move || {
-                bell.attach();
-                ready_tx.send(()).unwrap();
-                let started = Instant::now();
-                bell.linger(Duration::from_secs(30));
-                started.elapsed()
-            })
-        };
-        ready.recv().unwrap();
+        let writer = writer(&bell, |bell| bell.linger(Duration::from_secs(30)));
         // A stream's message leaves it lingering; a ring ends the linger,
         // whether it came before the writer parked or after.
         bell.ring_for_stream();

@@ -86,8 +86,9 @@ pub(crate) type WriteSocket = WebSocket<TcpStream>;
 /// receiver a wake-up per message). Request and reply traffic is spaced by
 /// a round trip (20 µs and more on loopback, counted from the start of the
 /// send written through), a stream by the sender's own cost per message (a
-/// few microseconds, counted from the end of the send queued, which may
-/// have waited for room) or by the writer's batches.
+/// few microseconds; a queued message counts as unwritten until the
+/// writer's write ends, which is stamped, and a send that waited for room
+/// is stamped at its end) or by the writer's batches.
 const WRITE_THROUGH_GAP: Duration = Duration::from_micros(10);
 
 /// The longest `BridgeConfig::write_linger` taken as it is.
@@ -316,7 +317,7 @@ pub(crate) struct Session {
     /// send writes through only at zero, so it never overtakes a message
     /// of the same thread still queued.
     pub(super) unwritten: AtomicUsize,
-    /// Messages the writer took from the lane to join into a BATCH frame
+    /// Messages the writer took from the lane (or the gathering) in a frame
     /// whose write then failed: lost with the connection, counted with
     /// what is still queued at the teardown.
     pub(super) lost_by_writer: AtomicU64,
@@ -328,7 +329,8 @@ pub(crate) struct Session {
     /// system calls per message saved on a link that only writes through.
     short_timeout: AtomicBool,
     /// When data last went out on this session: a send written through
-    /// began, a queued one ended, or the writer finished a batch; in
+    /// began, one that waited for room in the lane ended, or the writer
+    /// finished a write; in
     /// nanoseconds since the bridge's epoch ([`WRITE_THROUGH_GAP`]).
     last_data: AtomicU64,
     control: Mutex<ControlState>,
