@@ -18,9 +18,10 @@
 //!
 //! Between peers of this project the receiver grants each sender a window of
 //! `target_window` credits per target actor and connection (`[delivery]`,
-//! default 1024). A message costs one credit plus one per whole
-//! `credit_bytes` (default 2 KiB) of its frame, so one for any message under
-//! 2 KiB, and its credits come back once the actor has consumed it: a sender
+//! default 4096). A message costs one credit plus one per whole
+//! `credit_bytes` (default 512 bytes) of its frame, so one for any message
+//! under 512 bytes, and its credits come back once the actor has consumed
+//! it: a sender
 //! that floods `slow` waits for credit, while messages for `recorder` keep
 //! crossing the same connection at full speed, and nothing is dropped
 //! (docs/delivery.md, "Backpressure across the bridge"). Without credits (a
