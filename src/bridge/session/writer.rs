@@ -178,6 +178,7 @@ fn pump_outbox(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<(), WsEr
     let mut wrote = false;
     while let Some(frame) = delivery.outbox.next_frame(session.id) {
         write_item(session, ws, Outgoing::Binary(frame), lanes)?;
+        serve_control(session, ws, lanes, false)?;
         wrote = true;
     }
     if wrote {
@@ -190,10 +191,11 @@ fn pump_outbox(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<(), WsEr
 /// control lane between frames, then flushes. The bytes of the frames it
 /// wrote; `None` when there was nothing to write.
 fn write_data(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<Option<usize>, WsError> {
+    // Before a frame is taken: one taken and then not written is lost.
+    session.writer_timeout(ws)?;
     let Some(first) = session.next_data(&lanes.data) else {
         return Ok(None);
     };
-    session.writer_timeout(ws)?;
     let mut bytes = 0;
     let mut next = Some(first);
     while let Some(item) = next.take().or_else(|| session.next_data(&lanes.data)) {
@@ -206,7 +208,8 @@ fn write_data(session: &Session, ws: &mut Ws, lanes: &Lanes) -> Result<Option<us
 }
 
 /// A frame from the data lane: written, its messages no longer count as
-/// unwritten; if its write fails they are lost with the connection.
+/// unwritten; if its write fails they are lost with the connection. Then
+/// the control lane, whose failure loses nothing of this frame.
 fn write_lane_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
     let messages = item.messages();
     write_item(session, ws, item, lanes).inspect_err(|_| {
@@ -216,9 +219,12 @@ fn write_lane_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes
     })?;
     session.unwritten.fetch_sub(messages, Ordering::SeqCst);
     session.room_made(false);
+    serve_control(session, ws, lanes, false)?;
     Ok(())
 }
 
+/// Writes one frame (a large DATA frame in fragments, the control lane
+/// served between them) and counts its messages as sent.
 fn write_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> Result<(), WsError> {
     let messages = item.messages() as u64;
     match item {
@@ -237,7 +243,6 @@ fn write_item(session: &Session, ws: &mut Ws, item: Outgoing, lanes: &Lanes) -> 
     }
     bump(&session.context.stats.messages_sent, messages);
     bump(&session.context.link.messages_out, messages);
-    serve_control(session, ws, lanes, false)?;
     Ok(())
 }
 
